@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# gastrorad quick start: sets everything up in ./.venv, then runs the demo or the tests.
+#   bash quickstart.sh demo   # set up, generate a synthetic study, run it, print where the outputs are
+#   bash quickstart.sh test   # set up, run the test suite (what CI runs)
+# Environment: PYTHON (interpreter, default python3), GASTRORAD_VENV (default ./.venv).
+set -euo pipefail
+cd "$(dirname "$0")"
+what="${1:-}"
+case "$what" in demo|test|setup) ;; *) echo "usage: bash quickstart.sh demo|test|setup" >&2; exit 2;; esac
+
+PY="${PYTHON:-python3}"
+VENV="${GASTRORAD_VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[gastrorad] creating virtual environment $VENV"
+  "$PY" -m venv "$VENV"
+fi
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# A CPU build of torch 2.13.0 is installed first when no torch is present: an unpinned
+# torch would pull a multi-GB CUDA build. Users with GPUs install their own torch first.
+if ! python -c "import torch" >/dev/null 2>&1; then
+  echo "[gastrorad] installing torch==2.13.0 (CPU build)"
+  pip install -q "torch==2.13.0"
+fi
+stamp="$VENV/.gastrorad-installed"
+sig="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sig" ] || ! python -c "import gastrorad" >/dev/null 2>&1; then
+  echo "[gastrorad] installing gastrorad and its dependencies"
+  pip install -q -e ".[dev]"
+  echo "$sig" > "$stamp"
+fi
+
+case "$what" in
+  setup) echo "[gastrorad] ready: . $VENV/bin/activate && gastrorad --help" ;;
+  demo) exec gastrorad demo ;;
+  test) exec python -m pytest -n 2 -q tests ;;
+esac
