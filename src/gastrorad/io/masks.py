@@ -116,22 +116,23 @@ def _seg_to_grid(ds: pydicom.Dataset, selector: str | None, reference: sitk.Imag
         if not wanted:
             raise InputError(Problem(str(path), f"segment '{selector}' not found; the SEG holds {sorted(segments.values())}"))
     shared = ds.SharedFunctionalGroupsSequence[0]
-    orient = np.asarray(shared.PlaneOrientationSequence[0].ImageOrientationPatient, dtype=float)
-    row_dir, col_dir = orient[:3], orient[3:]
-    spacing = np.asarray(shared.PixelMeasuresSequence[0].PixelSpacing, dtype=float)  # (row, column) spacing
     frames = ds.pixel_array
     if frames.ndim == 2:
         frames = frames[None]
     out = _empty_like(reference)
     size = np.asarray(reference.GetSize())
     for i, fg in enumerate(ds.PerFrameFunctionalGroupsSequence):
-        number = int(fg.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        # Functional groups sit per frame or, when equal for all frames, in the shared group.
+        number = int(_group(fg, shared, "SegmentIdentificationSequence").ReferencedSegmentNumber)
         if number not in wanted:
             continue
         r, c = np.nonzero(frames[i])
         if r.size == 0:
             continue
-        pos = np.asarray(fg.PlanePositionSequence[0].ImagePositionPatient, dtype=float)
+        orient = np.asarray(_group(fg, shared, "PlaneOrientationSequence").ImageOrientationPatient, dtype=float)
+        row_dir, col_dir = orient[:3], orient[3:]
+        spacing = np.asarray(_group(fg, shared, "PixelMeasuresSequence").PixelSpacing, dtype=float)  # (row, col)
+        pos = np.asarray(_group(fg, shared, "PlanePositionSequence").ImagePositionPatient, dtype=float)
         pts = pos + np.outer(c * spacing[1], row_dir) + np.outer(r * spacing[0], col_dir)
         idx = np.rint(_physical_to_index(pts, reference)).astype(int)
         inside = np.all((idx >= 0) & (idx < size), axis=1)
@@ -139,6 +140,13 @@ def _seg_to_grid(ds: pydicom.Dataset, selector: str | None, reference: sitk.Imag
             raise InputError(Problem(str(path), f"SEG frame {i + 1} lies partly outside the image volume"))
         out[idx[:, 2], idx[:, 1], idx[:, 0]] = 1
     return _to_image(out, reference)
+
+
+def _group(frame: pydicom.Dataset, shared: pydicom.Dataset, name: str) -> pydicom.Dataset:
+    seq = frame.get(name) or shared.get(name)
+    if not seq:
+        raise InputError(Problem("SEG", f"functional group {name} missing"))
+    return seq[0]
 
 
 def rtstruct_roi_names(ds: pydicom.Dataset) -> dict[int, str]:

@@ -1,0 +1,281 @@
+"""Typed study configuration loaded from YAML.
+
+Every field has a documented default, and any key the schema does not know is an error
+(a misspelt ``windw:`` must not silently fall back to a default). Relative paths are
+resolved against the study file's folder.
+
+A minimal study file::
+
+    name: my_study
+    data:
+      manifest: manifest.csv
+      clinical: clinical.csv
+    outcome:
+      kind: binary            # or survival
+      label: label
+    cohorts:
+      split: {centers: [A], ratio: {training: 7, internal: 3}}
+      external: {B: external1, C: external2}
+    preprocess:
+      window: {low: -350, high: 450}
+      patch: {mode: stack25d, size: [224, 224], context_slices: 5, mask_channel: true}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gastrorad.errors import InputError, Problem
+
+COHORT_NAMES = ("training", "internal", "external", "prospective", "test")
+
+
+class Strict(BaseModel):
+    """Base of every config section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Strict):
+    manifest: Path = Field(description="Image manifest (CSV or Parquet), one row per image instance.")
+    clinical: Path = Field(description="Clinical table (CSV or Parquet), one row per patient.")
+    truth: Path | None = Field(None, description="Optional truth table of a synthetic study (oracle figures only).")
+
+
+class SurvivalColumns(Strict):
+    time: str
+    event: str
+    name: str = "os"
+
+
+class OutcomeConfig(Strict):
+    kind: Literal["binary", "survival"] = Field(description="binary: 0/1 label; survival: time and event.")
+    label: str = Field("label", description="Binary outcome column (1 = the outcome of interest, e.g. resistance).")
+    time: str = Field("time", description="Survival time column (non-negative).")
+    event: str = Field("event", description="Event indicator column (1 = event, 0 = censored).")
+    time_unit: Literal["days", "weeks", "months", "years"] = "months"
+    extra_survival: list[SurvivalColumns] = Field(
+        default_factory=list, description="Further time/event pairs analysed alongside (e.g. OS in S2).")
+
+    @property
+    def columns(self) -> list[str]:
+        cols = [self.label] if self.kind == "binary" else [self.time, self.event]
+        for extra in self.extra_survival:
+            cols += [extra.time, extra.event]
+        return cols
+
+
+class SplitRule(Strict):
+    centers: list[str] = Field(min_length=1, description="Centres whose patients are split at random.")
+    ratio: dict[str, float] = Field(default_factory=lambda: {"training": 7.0, "internal": 3.0},
+                                    description="Cohort name -> share (e.g. training 7, internal 3).")
+    stratify: bool = Field(True, description="Keep the outcome balance (binary label or event) in each part.")
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio(cls, v: dict[str, float]) -> dict[str, float]:
+        if "training" not in v:
+            raise ValueError("the split must produce a 'training' cohort")
+        if any(x <= 0 for x in v.values()):
+            raise ValueError("split shares must be positive")
+        return v
+
+
+class ProspectiveRule(Strict):
+    column: str = Field(description="Clinical column that marks prospective patients (a date or a flag).")
+    after: str | None = Field(None, description="Patients with a date on or after this (YYYY-MM-DD) are prospective.")
+    equals: Any = Field(None, description="Or: patients whose column equals this value are prospective.")
+    cohort: str = "prospective"
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> "ProspectiveRule":
+        if (self.after is None) == (self.equals is None):
+            raise ValueError("give exactly one of 'after' (a date) or 'equals' (a value)")
+        return self
+
+
+class CohortConfig(Strict):
+    column: str | None = Field(None, description="Take each patient's cohort from this clinical column (no rule).")
+    split: SplitRule | None = Field(None, description="Random split of named centres (seeded, stratified).")
+    external: dict[str, str] = Field(default_factory=dict,
+                                     description="Centre -> cohort name for centres outside the split; "
+                                                 "unlisted centres become 'external'.")
+    prospective: ProspectiveRule | None = Field(None, description="Patients set apart as a prospective cohort.")
+
+    @model_validator(mode="after")
+    def _column_or_rule(self) -> "CohortConfig":
+        if self.column is None and self.split is None:
+            raise ValueError("give either 'column' or a 'split' rule")
+        if self.column is not None and (self.split is not None or self.external):
+            raise ValueError("'column' and a rule ('split'/'external') exclude each other")
+        return self
+
+
+class WindowConfig(Strict):
+    """A HU window as a range (low/high) or as level/width."""
+
+    low: float | None = None
+    high: float | None = None
+    level: float | None = None
+    width: float | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "WindowConfig":
+        as_range = self.low is not None and self.high is not None
+        as_lw = self.level is not None and self.width is not None
+        if as_range == as_lw:
+            raise ValueError("give a window as low/high or as level/width (exactly one form)")
+        if self.bounds[1] <= self.bounds[0]:
+            raise ValueError("window high must exceed low (width > 0)")
+        return self
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        if self.low is not None and self.high is not None:
+            return float(self.low), float(self.high)
+        return float(self.level - self.width / 2), float(self.level + self.width / 2)
+
+
+class _PatchBase(Strict):
+    size: list[int] = Field(default_factory=lambda: [224, 224], description="Output size (H, W), or (D, H, W) for volume3d.")
+    margin_mm: float = Field(10.0, ge=0, description="Context kept around the ROI when cropping before resampling.")
+
+
+class Slice2DPatch(_PatchBase):
+    """The largest-ROI slice, a square around the ROI centroid (S5: fixed 224 mm side)."""
+
+    mode: Literal["slice2d"] = "slice2d"
+    side_mm: float | None = Field(None, gt=0, description="Fixed square side in mm; default: from the ROI's extent.")
+    square_scale: float = Field(1.0, gt=0, description="Side = scale x the ROI's larger in-plane extent (if no side_mm).")
+    mask_channel: bool = False
+
+
+class Stack25DPatch(_PatchBase):
+    """Largest slice +/- context_slices as channels, optional mask channel (S1: 11 + 1 = 12)."""
+
+    mode: Literal["stack25d"] = "stack25d"
+    context_slices: int = Field(5, ge=0, description="Slices taken above and below the largest one.")
+    mask_channel: bool = True
+    side_mm: float | None = Field(None, gt=0)
+    square_scale: float = Field(1.0, gt=0)
+
+
+class Volume3DPatch(_PatchBase):
+    """The VOI as a 3D block, or as its stack of square 2D slices (S2: 112x112 per slice)."""
+
+    mode: Literal["volume3d"] = "volume3d"
+    as_slices: bool = Field(False, description="Return each VOI slice padded to square and resized (S2).")
+    size: list[int] = Field(default_factory=lambda: [32, 112, 112])
+
+
+class BBoxPatch(_PatchBase):
+    """Box scaled 1.5x, padded symmetrically to square, adjacent slices as channels (S3)."""
+
+    mode: Literal["bbox"] = "bbox"
+    box_scale: float = Field(1.5, gt=0)
+    context_slices: int = Field(1, ge=0, description="Slices above and below the box slice (1 -> 3 channels).")
+
+
+class SlicesPatch(_PatchBase):
+    """Every slice in the ROI's z-range (S4 slice-level training), each resized whole."""
+
+    mode: Literal["slices"] = "slices"
+    extra_slices: int = Field(0, ge=0, description="Extra slices kept above and below the ROI's z-range.")
+    crop_to_body: bool = Field(True, description="Crop each slice to the body before resizing.")
+    size: list[int] = Field(default_factory=lambda: [256, 256])
+
+
+PatchConfig = Annotated[Union[Slice2DPatch, Stack25DPatch, Volume3DPatch, BBoxPatch, SlicesPatch],
+                        Field(discriminator="mode")]
+
+
+class PreprocessConfig(Strict):
+    phases: list[str] = Field(default_factory=lambda: ["venous"], description="Phases used; one patch set each.")
+    spacing: list[float] | None = Field(default_factory=lambda: [1.0, 1.0, 1.0],
+                                        description="Target spacing (x, y, z) in mm; null keeps the native grid.")
+    interpolation: Literal["linear", "bspline", "nearest"] = Field("linear", description="Image interpolation (masks: nearest).")
+    window: WindowConfig = Field(default_factory=lambda: WindowConfig(low=-350, high=450))
+    windows_by_site: dict[str, WindowConfig] = Field(default_factory=dict,
+                                                     description="Lesion site -> window (S3: lung, abdomen).")
+    normalize: Literal["zscore", "minus_one_one", "zero_one", "none"] = "zscore"
+    patch: PatchConfig = Field(default_factory=Stack25DPatch)
+    workers: int = Field(2, ge=1, description="Worker processes over patients.")
+    cache_dir: Path | None = Field(None, description="Patch cache; default <output>/cache/patches.")
+
+    @field_validator("spacing")
+    @classmethod
+    def _spacing(cls, v):
+        if v is not None and (len(v) != 3 or any(s <= 0 for s in v)):
+            raise ValueError("spacing needs three positive numbers (x, y, z) in mm")
+        return v
+
+
+class ClinicalConfig(Strict):
+    variables: list[str] = Field(default_factory=list, description="Candidate clinical variables (default: all other columns).")
+    categorical: list[str] = Field(default_factory=list, description="Variables to treat as categorical.")
+
+
+class StudyConfig(Strict):
+    name: str = "study"
+    seed: int = Field(42, description="Seed of every random step (splits, training, bootstrap).")
+    data: DataConfig
+    outcome: OutcomeConfig
+    cohorts: CohortConfig
+    clinical: ClinicalConfig = Field(default_factory=ClinicalConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    output: Path = Field(Path("runs/study"), description="Run folder.")
+    base_dir: Path = Field(Path("."), exclude=True, description="Folder of the study file (set by load_study).")
+
+    def resolve(self, path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.resolve(self.data.manifest)
+
+    @property
+    def clinical_path(self) -> Path:
+        return self.resolve(self.data.clinical)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.resolve(self.output)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.resolve(self.preprocess.cache_dir) or self.output_dir / "cache" / "patches"
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """Load and validate a study file; raise :class:`InputError` listing every problem."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(Problem(str(path), "study file does not exist"))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(Problem(str(path), f"not valid YAML: {exc}")) from exc
+    if not isinstance(raw, dict):
+        raise InputError(Problem(str(path), "a study file must be a mapping of sections"))
+    if "base_dir" in raw:
+        raise InputError(Problem(str(path), "unknown key", column="base_dir"))
+    try:
+        cfg = StudyConfig.model_validate({**raw, "base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        raise InputError([Problem(str(path), _reason(err), column=".".join(str(p) for p in err["loc"]))
+                          for err in exc.errors()]) from exc
+    return cfg
+
+
+def _reason(err: dict) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key (check its spelling and section)"
+    if err["type"] == "missing":
+        return "required key is missing"
+    return err["msg"]
