@@ -14,8 +14,8 @@ from typing import Iterable
 class Problem:
     """One bad input: where it is and why it is bad.
 
-    ``row`` is the 1-based data row of a table (the header is row 0), or ``None`` when the
-    problem concerns a whole file or a setting.
+    ``row`` is the row as a spreadsheet shows it (the header is row 1, the first patient
+    row 2), or ``None`` when the problem concerns a whole file or a setting.
     """
 
     file: str

@@ -1,0 +1,221 @@
+"""The ``gastrorad`` command line: a thin layer over the library, one subcommand per stage.
+
+Every stage reads the study file; everything it does is also a Python function
+(named in each command's help), so a notebook can do what the CLI does.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from gastrorad import __version__
+from gastrorad.errors import InputError, Problem
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="gastrorad: CT deep-learning radiomics for gastric cancer, from one study file to one report.")
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("eta"), TimeRemainingColumn(), console=err, transient=False)
+
+
+def _print_problems(problems: list[Problem], limit: int = 50) -> None:
+    table = Table(title=f"{len(problems)} problem(s)", show_lines=False)
+    for col in ("severity", "file", "row", "column", "reason"):
+        table.add_column(col, overflow="fold")
+    for p in problems[:limit]:
+        table.add_row(p.severity, p.file, "" if p.row is None else str(p.row), p.column or "", p.reason)
+    err.print(table)
+    if len(problems) > limit:
+        err.print(f"... and {len(problems) - limit} more (use --json to write them all)")
+
+
+def _fail(exc: InputError, code: int = 1) -> None:
+    _print_problems(exc.problems)
+    raise typer.Exit(code)
+
+
+def _load(study: Path):
+    from gastrorad.config import load_study
+    try:
+        return load_study(study)
+    except InputError as exc:
+        _fail(exc)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        console.print(f"gastrorad {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def synth(
+    out: Path = typer.Argument(..., help="Folder to write the synthetic study into."),
+    kind: str = typer.Option("s1", help="s1 binary NACT response | s2 recurrence + OS | s3 longitudinal multi-lesion "
+                                        "| s4 binary single-centre (slices) | s5 dual-phase survival."),
+    n: int = typer.Option(300, "--n", help="Number of patients."),
+    seed: int = typer.Option(0, help="Seed: the same seed writes the same study."),
+    dicom: bool = typer.Option(False, help="Also write DICOM series, SEG and RTSTRUCT masks (manifest points to them)."),
+    workers: int = typer.Option(2, help="Worker processes."),
+    matrix_scale: float = typer.Option(1.0, help="2.0 doubles the in-plane matrix (e.g. 512 instead of 256)."),
+) -> None:
+    """Generate a synthetic multi-centre study (images, masks, manifest, clinical, truth, study.yaml).
+
+    Python: gastrorad.synth.synthesize.
+    """
+    from gastrorad.synth import synthesize
+    with _progress() as prog:
+        task = prog.add_task(f"synth {kind}", total=n)
+        res = synthesize(kind, out, n=n, seed=seed, dicom=dicom, workers=workers, matrix_scale=matrix_scale,
+                         progress=lambda done: prog.update(task, completed=done))
+    console.print(f"wrote {res.n_patients} patients, {res.n_images} images in {res.seconds:.1f} s -> {res.folder}")
+    console.print(f"study file: {res.study_file}")
+
+
+@app.command()
+def validate(
+    study: Path = typer.Argument(..., help="Study file (YAML)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write problems and summary as JSON here."),
+    images: bool = typer.Option(True, help="Also open every image and mask (--no-images: tables only)."),
+    workers: int = typer.Option(4, help="Threads for image checks."),
+) -> None:
+    """Check every input of a study; print all problems and a summary; exit 1 on any error.
+
+    Python: gastrorad.data.validate_study.
+    """
+    from gastrorad.data import validate_study
+    cfg = _load(study)
+    with err.status("validating ..."):
+        report = validate_study(cfg, check_images=images, workers=workers)
+    for name, table in report.summary.items():
+        t = Table(title=name)
+        frame = table.reset_index()
+        for col in frame.columns:
+            t.add_column(str(col))
+        for _, row in frame.iterrows():
+            t.add_row(*["" if v is None else str(v) for v in row.tolist()])
+        console.print(t)
+    if json_out:
+        from gastrorad.io.atomic import atomic_write_text
+        atomic_write_text(json_out, json.dumps({
+            "ok": report.ok, "problems": [p.to_dict() for p in report.problems],
+            "summary": {k: json.loads(v.reset_index().to_json(orient="records")) for k, v in report.summary.items()},
+        }, indent=2))
+    if report.problems:
+        _print_problems(report.problems)
+    n_err = len(report.errors)
+    console.print(f"{'OK' if report.ok else 'FAILED'}: {n_err} error(s), {len(report.problems) - n_err} warning(s)")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def preprocess(
+    study: Path = typer.Argument(..., help="Study file (YAML)."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes (default: preprocess.workers)."),
+) -> None:
+    """Cut ROI patches for every image (ROI-first resampling, cached by input hash).
+
+    Python: gastrorad.preprocess.preprocess_study.
+    """
+    from gastrorad.preprocess import preprocess_study
+    cfg = _load(study)
+    try:
+        with _progress() as prog:
+            task = prog.add_task("preprocess", total=None)
+            res = preprocess_study(cfg, workers=workers,
+                                   progress=lambda d, t: prog.update(task, completed=d, total=t))
+    except InputError as exc:
+        _fail(exc)
+    console.print(f"{len(res.index)} patch sets: {res.computed} computed, {res.cached} from cache, "
+                  f"{res.seconds:.1f} s; index {cfg.output_dir / 'patches.csv'}")
+    if res.problems:
+        _print_problems(res.problems)
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo"), help="Folder for the demo study and its run."),
+    n: int = typer.Option(60, "--n", help="Patients in the synthetic S1 cohort."),
+    seed: int = typer.Option(0),
+) -> None:
+    """The quick-start demo: a synthetic three-centre S1 cohort, validated and preprocessed."""
+    from gastrorad.config import load_study
+    from gastrorad.data import validate_study
+    from gastrorad.preprocess import preprocess_study
+    from gastrorad.synth import synthesize
+    t0 = time.perf_counter()
+    cohort = out / "s1_cohort"
+    with _progress() as prog:
+        task = prog.add_task("synth s1", total=n)
+        res = synthesize("s1", cohort, n=n, seed=seed, workers=2, progress=lambda d: prog.update(task, completed=d))
+    cfg = load_study(res.study_file)
+    report = validate_study(cfg)
+    if not report.ok:
+        _print_problems(report.problems)
+        raise typer.Exit(1)
+    console.print(report.summary["outcome"].to_string())
+    with _progress() as prog:
+        task = prog.add_task("preprocess", total=None)
+        pre = preprocess_study(cfg, progress=lambda d, t: prog.update(task, completed=d, total=t))
+    if pre.problems:
+        _print_problems(pre.problems)
+        raise typer.Exit(1)
+    console.print(f"\nDemo done in {time.perf_counter() - t0:.0f} s.")
+    console.print(f"  synthetic study : {res.folder.resolve()} (study.yaml, manifest.csv, clinical.csv, truth.csv)")
+    console.print(f"  patches         : {len(pre.index)} sets, index {(cfg.output_dir / 'patches.csv').resolve()}")
+    console.print("  report          : not built yet (training, evaluation and the report are the next stages; "
+                  "see `gastrorad --help`)")
+
+
+_PLANNED = {
+    "train": "train or transfer a deep model on the patches (Lightning)",
+    "score": "patient-level DL signature from the trained model",
+    "extract-features": "deep features (global max/avg pooling) per phase",
+    "signature": "signatures from deep features (LASSO / LASSO-Cox)",
+    "fit": "clinical selection and fusion models (logistic or Cox), nomograms",
+    "evaluate": "metrics on every cohort with cut-offs locked on training",
+    "explain": "Grad-CAM and attention maps",
+    "report": "the self-contained HTML report",
+    "run": "every stage in order from one study file, cached and resumable",
+    "predict": "apply a locked model bundle to new patients",
+}
+
+
+def _planned(name: str, what: str):
+    def command(args: Optional[list[str]] = typer.Argument(None, hidden=True)) -> None:
+        err.print(f"gastrorad {name}: not built yet ({what}). Built so far: synth, validate, preprocess.")
+        raise typer.Exit(3)
+    command.__doc__ = f"[not built yet] {what[0].upper() + what[1:]}."
+    return command
+
+
+for _name, _what in _PLANNED.items():
+    app.command(name=_name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+        _planned(_name, _what))
+
+
+def main() -> None:
+    try:
+        app()
+    except InputError as exc:  # anything not caught by a command
+        _print_problems(exc.problems)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Cohort assignment: from a column, or from a rule (seeded, stratified split of centres).
+
+Every patient ends in exactly one cohort. Models, selections, normalisation constants,
+imputations and cut-offs are later fitted on ``training`` only and frozen for the rest.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from gastrorad.config.study import StudyConfig
+from gastrorad.data.tables import sheet_row
+from gastrorad.errors import Problem
+
+_COHORT_NAME = re.compile(r"^(training|internal|test|prospective|external\w*)$")
+
+
+def is_cohort_name(name: str) -> bool:
+    """Cohort names: training, internal, test, prospective, or external (optionally suffixed)."""
+    return bool(_COHORT_NAME.match(str(name)))
+
+
+def split_counts(n: int, ratio: dict[str, float]) -> dict[str, int]:
+    """Split ``n`` into parts proportional to ``ratio`` (largest remainder, stable order)."""
+    total = sum(ratio.values())
+    exact = {k: n * v / total for k, v in ratio.items()}
+    counts = {k: int(np.floor(x)) for k, x in exact.items()}
+    left = n - sum(counts.values())
+    for k in sorted(exact, key=lambda k: (-(exact[k] - counts[k]), list(ratio).index(k)))[:left]:
+        counts[k] += 1
+    return counts
+
+
+def assign_cohorts(clinical: pd.DataFrame, cfg: StudyConfig, source: str = "clinical") -> tuple[pd.Series, list[Problem]]:
+    """Cohort of each patient (a Series indexed by patient_id) and the problems found.
+
+    Rule order: the prospective rule first, then the cohort column or the split of named
+    centres (stratified by the outcome within each centre group, seeded by ``cfg.seed``),
+    then the external map; centres named nowhere become ``external``.
+    """
+    rules = cfg.cohorts
+    problems: list[Problem] = []
+    df = clinical.reset_index(drop=True)
+    cohort = pd.Series([None] * len(df), index=df.index, dtype=object)
+
+    if rules.prospective is not None:
+        col = rules.prospective.column
+        if col not in df.columns:
+            problems.append(Problem(source, "unknown column named by cohorts.prospective", column=col))
+        elif rules.prospective.after is not None:
+            dates = pd.to_datetime(df[col], errors="coerce")
+            for i in np.nonzero(dates.isna().to_numpy() & df[col].notna().to_numpy())[0]:
+                problems.append(Problem(source, f"'{df[col].iloc[i]}' is not a date (YYYY-MM-DD)", row=sheet_row(i), column=col))
+            cohort[dates >= pd.Timestamp(rules.prospective.after)] = rules.prospective.cohort
+        else:
+            cohort[df[col].astype(str) == str(rules.prospective.equals)] = rules.prospective.cohort
+
+    if rules.column is not None:
+        if rules.column not in df.columns:
+            problems.append(Problem(source, "unknown column named by cohorts.column", column=rules.column))
+        else:
+            for i, v in enumerate(df[rules.column]):
+                if cohort.iloc[i] is not None:
+                    continue
+                if pd.isna(v) or not is_cohort_name(v):
+                    problems.append(Problem(source, f"cohort '{v}' is not one of training, internal, test, "
+                                            "prospective, external*", row=sheet_row(i), column=rules.column))
+                else:
+                    cohort.iloc[i] = str(v)
+    else:
+        split = rules.split
+        in_split = df["center"].isin(split.centers) & cohort.isna()
+        unknown = set(split.centers) - set(df["center"].dropna())
+        for c in sorted(unknown):
+            problems.append(Problem(source, f"centre '{c}' named by cohorts.split has no patient", column="center"))
+        rng = np.random.default_rng(cfg.seed)
+        strata = _strata(df, cfg) if split.stratify else pd.Series(0, index=df.index)
+        for _, idx in df[in_split].groupby(strata[in_split], sort=True).groups.items():
+            idx = np.array(sorted(idx))
+            order = rng.permutation(idx)
+            start = 0
+            for name, k in split_counts(len(order), split.ratio).items():
+                cohort.iloc[order[start:start + k]] = name
+                start += k
+        rest = cohort.isna()
+        cohort[rest] = df.loc[rest, "center"].map(lambda c: rules.external.get(c, "external"))
+        for c in sorted(set(rules.external) - set(df["center"].dropna())):
+            problems.append(Problem(source, f"centre '{c}' named by cohorts.external has no patient", column="center"))
+    out = pd.Series(cohort.to_numpy(), index=df["patient_id"].to_numpy(), name="cohort")
+    if not (out == "training").any():
+        problems.append(Problem(source, "no patient is in the training cohort", column=rules.column))
+    return out, problems
+
+
+def _strata(df: pd.DataFrame, cfg: StudyConfig) -> pd.Series:
+    col = cfg.outcome.label if cfg.outcome.kind == "binary" else cfg.outcome.event
+    if col not in df.columns:
+        return pd.Series(0, index=df.index)
+    return df[col].fillna(-1).astype(str)

@@ -1,0 +1,128 @@
+"""Reading the image manifest and the clinical table (CSV or Parquet).
+
+Both loaders return the table with normalised columns plus the list of problems found,
+so :func:`gastrorad.data.validate.validate_study` can report everything at once. Row
+numbers in problems are spreadsheet rows (header = row 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gastrorad.errors import InputError, Problem
+
+#: Manifest columns: required, then optional with their defaults.
+MANIFEST_REQUIRED = ("patient_id", "image")
+MANIFEST_OPTIONAL = {
+    "mask": "", "bbox": "", "phase": "venous", "timepoint": 0, "lesion_id": "primary", "lesion_site": "",
+    "reader": "", "diameter_mm": np.nan,
+}
+CLINICAL_REQUIRED = ("patient_id", "center")
+
+
+def sheet_row(index: int) -> int:
+    """Spreadsheet row of the 0-based data row ``index`` (header = row 1)."""
+    return int(index) + 2
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet table with ``patient_id`` (and ``center``) as strings."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(Problem(str(path), "table does not exist"))
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        elif path.suffix.lower() in (".csv", ".txt", ".tsv"):
+            df = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",",
+                             dtype={"patient_id": str, "center": str, "cohort": str}, keep_default_na=True)
+        else:
+            raise InputError(Problem(str(path), f"unknown table format '{path.suffix}'; use .csv or .parquet"))
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(Problem(str(path), f"unreadable table: {exc}")) from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    for col in ("patient_id", "center", "cohort"):
+        if col in df.columns:
+            df[col] = df[col].map(lambda v: v if pd.isna(v) else str(v).strip())
+    return df
+
+
+def load_manifest(path: str | Path, base_dir: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
+    """Read the manifest, fill optional columns with their defaults, resolve paths.
+
+    Adds ``image_path`` and ``mask_path`` (absolute) beside the columns as written, and
+    ``row`` (spreadsheet row) for error messages downstream.
+    """
+    path, base_dir = Path(path), Path(base_dir)
+    df = read_table(path)
+    problems: list[Problem] = []
+    for col in MANIFEST_REQUIRED:
+        if col not in df.columns:
+            problems.append(Problem(str(path), "required column is missing", column=col))
+    allowed = set(MANIFEST_REQUIRED) | set(MANIFEST_OPTIONAL) | {"cohort"}
+    for col in df.columns:
+        if col not in allowed:
+            problems.append(Problem(str(path), "unknown column (manifest columns: "
+                                    + ", ".join(sorted(allowed)) + ")", column=col))
+    if any(p.reason == "required column is missing" for p in problems):
+        return df, problems
+    for col, default in MANIFEST_OPTIONAL.items():
+        if col not in df.columns:
+            df[col] = default
+    for col in ("mask", "bbox", "phase", "lesion_id", "lesion_site", "reader", "image"):
+        df[col] = df[col].map(lambda v: "" if pd.isna(v) else str(v).strip())
+    df["phase"] = df["phase"].replace("", "venous")
+    df["lesion_id"] = df["lesion_id"].replace("", "primary")
+    df["row"] = [sheet_row(i) for i in range(len(df))]
+    tp = pd.to_numeric(df["timepoint"], errors="coerce")
+    for i in np.nonzero((tp.isna() & df["timepoint"].notna()) | (tp < 0) | (tp % 1 != 0))[0]:
+        problems.append(Problem(str(path), f"timepoint '{df['timepoint'].iloc[i]}' is not a non-negative integer",
+                                row=sheet_row(i), column="timepoint"))
+    df["timepoint"] = tp.fillna(0).astype(int)
+    for i, pid in enumerate(df["patient_id"]):
+        if pd.isna(pid) or pid == "":
+            problems.append(Problem(str(path), "empty patient_id", row=sheet_row(i), column="patient_id"))
+    df["image_path"] = [_resolve(base_dir, v) for v in df["image"]]
+    df["mask_path"] = [_resolve(base_dir, v) if v else "" for v in df["mask"]]
+    return df, problems
+
+
+def _resolve(base: Path, ref: str) -> str:
+    """Resolve a path (keeping a '#selector' suffix) against the study folder."""
+    if not ref:
+        return ""
+    head, sep, tail = ref.partition("#")
+    p = Path(head)
+    p = p if p.is_absolute() else base / p
+    return str(p) + (sep + tail if sep else "")
+
+
+def load_clinical(path: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
+    """Read the clinical table; check required columns and duplicated patients."""
+    path = Path(path)
+    df = read_table(path)
+    problems: list[Problem] = []
+    for col in CLINICAL_REQUIRED:
+        if col not in df.columns:
+            problems.append(Problem(str(path), "required column is missing", column=col))
+    if "patient_id" in df.columns:
+        seen: dict[str, int] = {}
+        for i, pid in enumerate(df["patient_id"]):
+            if pd.isna(pid) or pid == "":
+                problems.append(Problem(str(path), "empty patient_id", row=sheet_row(i), column="patient_id"))
+                continue
+            if pid in seen:
+                problems.append(Problem(str(path), f"duplicated patient '{pid}' (first at row {seen[pid]})",
+                                        row=sheet_row(i), column="patient_id"))
+            else:
+                seen[pid] = sheet_row(i)
+    if "center" in df.columns:
+        for i in np.nonzero(df["center"].isna().to_numpy())[0]:
+            problems.append(Problem(str(path), "missing centre", row=sheet_row(i), column="center"))
+    df["row"] = [sheet_row(i) for i in range(len(df))]
+    return df, problems

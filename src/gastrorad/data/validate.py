@@ -1,0 +1,285 @@
+"""``gastrorad validate``: check every input of a study and summarise it.
+
+All problems are collected (file, row, column, reason) instead of stopping at the first.
+Checks: missing or unknown columns; missing, unreadable or inconsistent images (DICOM
+series geometry); masks that are missing, off the image grid or empty; boxes outside
+the image; non-binary labels; negative times; event codes other than 0/1; missing
+outcomes; duplicated patients or image rows; a patient in two cohorts; patients with
+images but no clinical row (or the reverse); a configured phase missing for a patient.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from gastrorad.config.study import StudyConfig
+from gastrorad.data.cohorts import assign_cohorts
+from gastrorad.data.tables import load_clinical, load_manifest, sheet_row
+from gastrorad.errors import InputError, Problem
+from gastrorad.io.geometry import Geometry, geometry_mismatch
+from gastrorad.io.images import is_image_file, read_image_geometry, split_reference
+from gastrorad.io.masks import read_mask
+
+
+@dataclass
+class ValidationReport:
+    """Outcome of :func:`validate_study`: problems, the loaded tables and summary tables."""
+
+    problems: list[Problem] = field(default_factory=list)
+    manifest: pd.DataFrame | None = None
+    clinical: pd.DataFrame | None = None
+    summary: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def raise_if_errors(self) -> None:
+        if self.errors:
+            raise InputError(self.errors)
+
+
+def parse_bbox(text: str) -> tuple[int, int, int, int, int, int]:
+    """Parse ``'x0 y0 z0 x1 y1 z1'`` (voxel indices of the image file, inclusive; commas allowed)."""
+    parts = str(text).replace(",", " ").split()
+    if len(parts) != 6:
+        raise ValueError(f"bbox '{text}' needs 6 integers 'x0 y0 z0 x1 y1 z1'")
+    try:
+        vals = [int(round(float(p))) for p in parts]
+    except ValueError as exc:
+        raise ValueError(f"bbox '{text}' is not numeric") from exc
+    x0, y0, z0, x1, y1, z1 = vals
+    if x1 < x0 or y1 < y0 or z1 < z0:
+        raise ValueError(f"bbox '{text}' has a corner before its origin (x1 < x0, y1 < y0 or z1 < z0)")
+    return x0, y0, z0, x1, y1, z1
+
+
+def validate_study(cfg: StudyConfig, *, check_images: bool = True, workers: int = 4) -> ValidationReport:
+    """Validate the study's tables (and, by default, its images and masks)."""
+    report = ValidationReport()
+    P = report.problems
+    mpath, cpath = str(cfg.manifest_path), str(cfg.clinical_path)
+    try:
+        clinical, probs = load_clinical(cfg.clinical_path)
+        P += probs
+    except InputError as exc:
+        P += exc.problems
+        clinical = None
+    try:
+        manifest, probs = load_manifest(cfg.manifest_path, cfg.manifest_path.parent)
+        P += probs
+    except InputError as exc:
+        P += exc.problems
+        manifest = None
+    report.manifest, report.clinical = manifest, clinical
+    if clinical is None or any(p.reason == "required column is missing" for p in P):
+        return report
+
+    P += _check_columns(clinical, cfg, cpath)
+    P += _check_outcome(clinical, cfg, cpath)
+    cohorts, probs = assign_cohorts(clinical, cfg, cpath)
+    P += probs
+    clinical = clinical.assign(cohort=clinical["patient_id"].map(cohorts.groupby(level=0).first()))
+    report.clinical = clinical
+
+    if manifest is not None and "image_path" in manifest.columns:
+        P += _check_manifest_rows(manifest, clinical, cfg, mpath)
+        if check_images:
+            P += _check_images(manifest, mpath, workers)
+    report.summary = summarise(clinical, manifest, cfg)
+    return report
+
+
+def _check_columns(clinical: pd.DataFrame, cfg: StudyConfig, source: str) -> list[Problem]:
+    problems = []
+    named = list(cfg.clinical.variables) + list(cfg.clinical.categorical) + cfg.outcome.columns
+    for col in dict.fromkeys(named):
+        if col not in clinical.columns:
+            problems.append(Problem(source, "unknown column: named by the study file but not in the table", column=col))
+    for col in cfg.clinical.categorical:
+        if cfg.clinical.variables and col not in cfg.clinical.variables:
+            problems.append(Problem(source, "categorical variable is not listed in clinical.variables", column=col))
+    return problems
+
+
+def _check_outcome(clinical: pd.DataFrame, cfg: StudyConfig, source: str) -> list[Problem]:
+    problems = []
+    out = cfg.outcome
+    def each_bad(col, bad_mask, reason):
+        for i in np.nonzero(bad_mask)[0]:
+            problems.append(Problem(source, reason.format(v=clinical[col].iloc[i]), row=sheet_row(i), column=col))
+    pairs = [(out.time, out.event)] if out.kind == "survival" else []
+    pairs += [(e.time, e.event) for e in out.extra_survival]
+    if out.kind == "binary" and out.label in clinical.columns:
+        raw = clinical[out.label]
+        num = pd.to_numeric(raw, errors="coerce")
+        each_bad(out.label, raw.isna().to_numpy(), "missing outcome")
+        each_bad(out.label, (raw.notna() & ~num.isin([0, 1])).to_numpy(), "non-binary label '{v}' (expected 0 or 1)")
+        if num.isin([0, 1]).all() and num.nunique() < 2:
+            problems.append(Problem(source, "the label takes a single value; a binary outcome needs both 0 and 1",
+                                    column=out.label))
+    for tcol, ecol in pairs:
+        if tcol in clinical.columns:
+            raw = clinical[tcol]
+            num = pd.to_numeric(raw, errors="coerce")
+            each_bad(tcol, raw.isna().to_numpy(), "missing survival time")
+            each_bad(tcol, (raw.notna() & num.isna()).to_numpy(), "survival time '{v}' is not a number")
+            each_bad(tcol, (num < 0).to_numpy(), "negative survival time {v}")
+        if ecol in clinical.columns:
+            raw = clinical[ecol]
+            num = pd.to_numeric(raw, errors="coerce")
+            each_bad(ecol, raw.isna().to_numpy(), "missing event indicator")
+            each_bad(ecol, (raw.notna() & ~num.isin([0, 1])).to_numpy(), "event '{v}' is not 0 (censored) or 1 (event)")
+    return problems
+
+
+def _check_manifest_rows(manifest: pd.DataFrame, clinical: pd.DataFrame, cfg: StudyConfig, source: str) -> list[Problem]:
+    problems = []
+    known = set(clinical["patient_id"].dropna())
+    for _, r in manifest.iterrows():
+        if r["patient_id"] and r["patient_id"] not in known:
+            problems.append(Problem(source, f"patient '{r['patient_id']}' has images but no row in the clinical table",
+                                    row=r["row"], column="patient_id"))
+        if not r["mask"] and not r["bbox"]:
+            problems.append(Problem(source, "no ROI: give a mask or a bbox", row=r["row"], column="mask"))
+        if r["bbox"]:
+            try:
+                parse_bbox(r["bbox"])
+            except ValueError as exc:
+                problems.append(Problem(source, str(exc), row=r["row"], column="bbox"))
+    key = ["patient_id", "phase", "timepoint", "lesion_id", "reader"]
+    dup = manifest.duplicated(key, keep="first")
+    for _, r in manifest[dup].iterrows():
+        problems.append(Problem(source, "duplicated image row (same patient, phase, timepoint, lesion and reader)",
+                                row=r["row"], column="patient_id"))
+    if "cohort" in manifest.columns:
+        per = manifest.groupby("patient_id")["cohort"].nunique()
+        for pid in per[per > 1].index:
+            rows = manifest.loc[manifest["patient_id"] == pid, "row"].tolist()
+            problems.append(Problem(source, f"patient '{pid}' is in two cohorts "
+                                    f"({', '.join(sorted(manifest.loc[manifest['patient_id'] == pid, 'cohort'].astype(str).unique()))})",
+                                    row=rows[0], column="cohort"))
+        clin_cohort = clinical.set_index("patient_id")["cohort"]
+        for _, r in manifest.drop_duplicates("patient_id").iterrows():
+            if r["patient_id"] in clin_cohort.index and pd.notna(r["cohort"]) and r["cohort"] != clin_cohort[r["patient_id"]]:
+                problems.append(Problem(source, f"patient '{r['patient_id']}' is in two cohorts: '{r['cohort']}' here, "
+                                        f"'{clin_cohort[r['patient_id']]}' by the study's cohort rule", row=r["row"], column="cohort"))
+    have = manifest.groupby("patient_id")["phase"].apply(set)
+    for _, c in clinical.iterrows():
+        pid = c["patient_id"]
+        if pid not in have.index:
+            problems.append(Problem(str(cfg.clinical_path), f"patient '{pid}' has no image in the manifest",
+                                    row=c["row"], column="patient_id"))
+            continue
+        for phase in cfg.preprocess.phases:
+            if phase not in have[pid]:
+                problems.append(Problem(source, f"patient '{pid}' has no '{phase}' image (phases required by "
+                                        "preprocess.phases)", column="phase"))
+    return problems
+
+
+def _check_one_image(args) -> list[Problem]:
+    source, rows = args
+    first = rows[0]
+    problems: list[Problem] = []
+    try:
+        geom = read_image_geometry(first["image_path"])
+        raw_geom = read_image_geometry(first["image_path"], canonical=False)
+    except InputError as exc:
+        return [Problem(source, f"{p.reason} ({p.file})", row=first["row"], column="image") for p in exc.problems]
+    for r in rows:
+        if r["mask_path"]:
+            problems += _check_mask(r, geom, source)
+        if r["bbox"]:
+            try:
+                box = parse_bbox(r["bbox"])
+            except ValueError:
+                continue  # reported by the row checks
+            size = raw_geom.size
+            if min(box[:3]) < 0 or any(box[3 + k] >= size[k] for k in range(3)):
+                problems.append(Problem(source, f"bbox {r['bbox']} lies outside the image (size {size[0]}x{size[1]}x{size[2]})",
+                                        row=r["row"], column="bbox"))
+    return problems
+
+
+def _check_mask(r, geom: Geometry, source: str) -> list[Problem]:
+    path, _ = split_reference(r["mask_path"])
+    if not path.exists():
+        return [Problem(source, f"mask file does not exist ({path})", row=r["row"], column="mask")]
+    try:
+        if is_image_file(path):
+            mgeom = read_image_geometry(r["mask_path"])
+            reasons = geometry_mismatch(geom, mgeom)
+            if reasons:
+                return [Problem(source, "mask/image geometry mismatch: " + "; ".join(reasons), row=r["row"], column="mask")]
+            arr = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+            _, sel = split_reference(r["mask_path"])
+            nonzero = np.any(np.abs(arr - float(sel)) < 0.5) if sel else np.any(arr > 0.5)
+            if not nonzero:
+                return [Problem(source, "empty mask (no ROI voxel)", row=r["row"], column="mask")]
+        else:
+            ref = sitk.Image(list(geom.size), sitk.sitkUInt8)
+            ref.SetSpacing(geom.spacing)
+            ref.SetOrigin(geom.origin)
+            ref.SetDirection(geom.direction)
+            read_mask(r["mask_path"], ref)
+    except InputError as exc:
+        return [Problem(source, f"{p.reason}", row=r["row"], column="mask") for p in exc.problems]
+    except RuntimeError as exc:
+        return [Problem(source, f"unreadable mask: {str(exc).strip().splitlines()[-1][:200]}", row=r["row"], column="mask")]
+    return []
+
+
+def _check_images(manifest: pd.DataFrame, source: str, workers: int) -> list[Problem]:
+    groups = [(source, g.to_dict("records")) for _, g in manifest.groupby("image_path", sort=False)]
+    problems: list[Problem] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for probs in pool.map(_check_one_image, groups):
+            problems += probs
+    return sorted(problems, key=lambda p: (p.row or 0))
+
+
+def summarise(clinical: pd.DataFrame, manifest: pd.DataFrame | None, cfg: StudyConfig) -> dict[str, pd.DataFrame]:
+    """Summary tables: patients per cohort and centre, outcome per cohort, images, missing values."""
+    out: dict[str, pd.DataFrame] = {}
+    if "cohort" in clinical.columns:
+        out["patients"] = pd.crosstab(clinical["cohort"].fillna("?"), clinical["center"].fillna("?"),
+                                      margins=True, margins_name="total")
+        rows = []
+        for name, g in clinical.groupby(clinical["cohort"].fillna("?")):
+            row = {"cohort": name, "patients": len(g)}
+            if cfg.outcome.kind == "binary" and cfg.outcome.label in g.columns:
+                y = pd.to_numeric(g[cfg.outcome.label], errors="coerce")
+                row.update({"positive": int((y == 1).sum()), "negative": int((y == 0).sum()),
+                            "positive_%": round(100 * float((y == 1).mean()), 1) if len(y) else np.nan})
+            if cfg.outcome.kind == "survival" or cfg.outcome.extra_survival:
+                tcol, ecol = ((cfg.outcome.time, cfg.outcome.event) if cfg.outcome.kind == "survival"
+                              else (cfg.outcome.extra_survival[0].time, cfg.outcome.extra_survival[0].event))
+                if tcol in g.columns and ecol in g.columns:
+                    t = pd.to_numeric(g[tcol], errors="coerce")
+                    e = pd.to_numeric(g[ecol], errors="coerce")
+                    row.update({"events": int((e == 1).sum()), "events_%": round(100 * float((e == 1).mean()), 1),
+                                f"median_followup_{cfg.outcome.time_unit}": round(float(t[e == 0].median()), 2)
+                                if (e == 0).any() else np.nan})
+            rows.append(row)
+        out["outcome"] = pd.DataFrame(rows).set_index("cohort")
+    if manifest is not None and "phase" in manifest.columns:
+        out["images"] = (manifest.drop_duplicates(["image_path"])
+                         .groupby(["phase", "timepoint"]).size().rename("images").to_frame())
+        out["lesions"] = (manifest.groupby(["phase", "timepoint", "lesion_site"]).size().rename("rois").to_frame())
+    variables = cfg.clinical.variables or [c for c in clinical.columns if c not in
+                                           {"patient_id", "center", "cohort", "row", *cfg.outcome.columns}]
+    present = [v for v in variables if v in clinical.columns]
+    miss = clinical[present].isna().sum()
+    out["missing"] = pd.DataFrame({"missing": miss, "missing_%": (100 * miss / max(len(clinical), 1)).round(1)})
+    return out

@@ -1,0 +1,171 @@
+"""``gastrorad preprocess``: patches for every image instance of a study, cached, in parallel.
+
+For each manifest row of a configured phase: read the CT (canonical LPS, HU), read the
+mask onto its grid (or build a box mask from ``bbox``), measure the ROI on the native
+grid, and let the study's patch mode cut, resample, window and normalise. Results go to
+the cache (see :mod:`.cache`) and an index ``patches.csv`` in the run folder lists them.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from gastrorad.config.study import StudyConfig
+from gastrorad.data.tables import load_manifest
+from gastrorad.data.validate import parse_bbox, validate_study
+from gastrorad.errors import InputError, Problem
+from gastrorad.io.atomic import atomic_write_text
+from gastrorad.io.geometry import to_canonical
+from gastrorad.io.images import read_image
+from gastrorad.io.masks import read_mask
+from gastrorad.preprocess.cache import instance_key, save_patches
+from gastrorad.preprocess.patches import PatchRequest, get_patch_mode
+from gastrorad.preprocess.roi import roi_from_bbox, roi_from_mask
+
+
+@dataclass
+class PreprocessResult:
+    index: pd.DataFrame
+    problems: list[Problem] = field(default_factory=list)
+    computed: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+
+
+def study_params(cfg: StudyConfig, lesion_site: str) -> dict:
+    """Every parameter that changes a patch (the cache key's parameter part)."""
+    pp = cfg.preprocess
+    window = pp.windows_by_site.get(lesion_site, pp.window)
+    return {"spacing": pp.spacing, "interpolation": pp.interpolation, "window": list(window.bounds),
+            "normalize": pp.normalize, "patch": pp.patch.model_dump()}
+
+
+def box_in_canonical(box_file: tuple[int, ...], raw: sitk.Image, canonical: sitk.Image) -> tuple[int, ...]:
+    """A box given in the stored file's indices, as indices of the canonical (LPS) image."""
+    x0, y0, z0, x1, y1, z1 = box_file
+    pts = [canonical.TransformPhysicalPointToIndex(raw.TransformIndexToPhysicalPoint(c))
+           for c in ((x0, y0, z0), (x1, y1, z1))]
+    lo, hi = np.min(pts, axis=0), np.max(pts, axis=0)
+    return (int(lo[0]), int(lo[1]), int(lo[2]), int(hi[0]), int(hi[1]), int(hi[2]))
+
+
+def _box_mask(box: tuple[int, ...], like: sitk.Image) -> sitk.Image:
+    x0, y0, z0, x1, y1, z1 = box
+    arr = np.zeros(sitk.GetArrayViewFromImage(like).shape, dtype=np.uint8)
+    arr[z0:z1 + 1, y0:y1 + 1, x0:x1 + 1] = 1
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(like)
+    return out
+
+
+def process_instance(row: dict, cfg: StudyConfig, images: dict) -> dict:
+    """Cut the patches of one manifest row; ``images`` caches images read for this patient."""
+    pp = cfg.preprocess
+    path = row["image_path"]
+    if path not in images:
+        raw = read_image(path, canonical=False)
+        images[path] = (raw, to_canonical(raw))
+    raw, image = images[path]
+    spacing = image.GetSpacing()
+    if row["mask_path"]:
+        mask = read_mask(row["mask_path"], image)
+        roi = roi_from_mask(sitk.GetArrayViewFromImage(mask), spacing)
+    else:
+        box = box_in_canonical(parse_bbox(row["bbox"]), raw, image)
+        mask = _box_mask(box, image)
+        roi = roi_from_bbox(box, spacing)
+    window = pp.windows_by_site.get(row["lesion_site"], pp.window)
+    req = PatchRequest(image=image, mask=mask, roi=roi, patch=pp.patch,
+                       spacing=tuple(pp.spacing) if pp.spacing is not None else None,
+                       interpolation=pp.interpolation, window=window.bounds, normalize=pp.normalize)
+    ps = get_patch_mode(pp.patch.mode)(req)
+    meta = {**ps.meta, "patient_id": row["patient_id"], "phase": row["phase"], "timepoint": int(row["timepoint"]),
+            "lesion_id": row["lesion_id"], "roi_voxels": roi.voxels, "roi_extent_mm": list(roi.extent_mm),
+            "source_spacing_mm": list(spacing), "window": list(window.bounds)}
+    return {"array": ps.array, "channels": ps.channels, "meta": meta}
+
+
+def _instance_path(cfg: StudyConfig, row: dict, key: str) -> Path:
+    reader = f"_{row['reader']}" if row.get("reader") else ""
+    name = f"{row['phase']}_t{int(row['timepoint'])}_{row['lesion_id']}{reader}_{key[:16]}.npz"
+    return cfg.cache_dir / _safe(row["patient_id"]) / name
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))
+
+
+def process_patient(task: tuple[StudyConfig, list[dict]]) -> dict:
+    """All instances of one patient: cached ones are skipped. Runs in a worker process."""
+    cfg, rows = task
+    images: dict = {}
+    out, problems, computed, cached = [], [], 0, 0
+    for row in rows:
+        try:
+            key = instance_key(row["image_path"], row["mask_path"], row["bbox"], study_params(cfg, row["lesion_site"]))
+            path = _instance_path(cfg, row, key)
+            if path.exists():
+                cached += 1
+            else:
+                res = process_instance(row, cfg, images)
+                save_patches(path, res["array"], res["channels"], res["meta"])
+                computed += 1
+            out.append({"patient_id": row["patient_id"], "phase": row["phase"], "timepoint": int(row["timepoint"]),
+                        "lesion_id": row["lesion_id"], "lesion_site": row["lesion_site"], "reader": row["reader"],
+                        "path": str(path), "key": key})
+        except InputError as exc:
+            problems += [Problem(str(cfg.manifest_path), f"{p.reason} ({p.file})", row=row["row"],
+                                 column=p.column or "image") for p in exc.problems]
+        except (ValueError, RuntimeError) as exc:
+            problems.append(Problem(str(cfg.manifest_path), f"cannot cut patches: {exc}", row=row["row"], column="mask"))
+    return {"rows": out, "problems": problems, "computed": computed, "cached": cached}
+
+
+def preprocess_study(cfg: StudyConfig, *, workers: int | None = None, progress=None,
+                     validate: bool = True) -> PreprocessResult:
+    """Cut (or find in the cache) the patches of every patient; write ``patches.csv``.
+
+    Table errors (see :func:`validate_study`) stop the run before any work; image errors
+    are collected per instance, and every patch already written stays valid.
+    ``progress(done, total)`` is called after each patient.
+    """
+    t0 = time.perf_counter()
+    if validate:
+        report = validate_study(cfg, check_images=False)
+        report.raise_if_errors()
+    manifest, problems = load_manifest(cfg.manifest_path, cfg.manifest_path.parent)
+    if problems:
+        raise InputError(problems)
+    manifest = manifest[manifest["phase"].isin(cfg.preprocess.phases)]
+    tasks = [(cfg, g.to_dict("records")) for _, g in manifest.groupby("patient_id", sort=True)]
+    workers = workers or cfg.preprocess.workers
+    results = []
+    if workers > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(process_patient, t) for t in tasks]
+            for done, fut in enumerate(as_completed(futures), 1):
+                results.append(fut.result())
+                if progress:
+                    progress(done, len(tasks))
+    else:
+        for done, t in enumerate(tasks, 1):
+            results.append(process_patient(t))
+            if progress:
+                progress(done, len(tasks))
+    rows = [r for res in results for r in res["rows"]]
+    index = pd.DataFrame(rows, columns=["patient_id", "phase", "timepoint", "lesion_id", "lesion_site", "reader",
+                                        "path", "key"])
+    index = index.sort_values(["patient_id", "phase", "timepoint", "lesion_id", "reader"]).reset_index(drop=True)
+    out_dir = cfg.output_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "patches.csv", index.to_csv(index=False))
+    probs = sorted((p for res in results for p in res["problems"]), key=lambda p: p.row or 0)
+    return PreprocessResult(index, probs, sum(r["computed"] for r in results), sum(r["cached"] for r in results),
+                            time.perf_counter() - t0)
