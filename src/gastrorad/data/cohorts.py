@@ -77,14 +77,10 @@ def assign_cohorts(clinical: pd.DataFrame, cfg: StudyConfig, source: str = "clin
         for c in sorted(unknown):
             problems.append(Problem(source, f"centre '{c}' named by cohorts.split has no patient", column="center"))
         rng = np.random.default_rng(cfg.seed)
-        strata = _strata(df, cfg) if split.stratify else pd.Series(0, index=df.index)
-        for _, idx in df[in_split].groupby(strata[in_split], sort=True).groups.items():
-            idx = np.array(sorted(idx))
-            order = rng.permutation(idx)
-            start = 0
-            for name, k in split_counts(len(order), split.ratio).items():
-                cohort.iloc[order[start:start + k]] = name
-                start += k
+        strata = _strata(df, cfg) if split.stratify else pd.Series("all", index=df.index)
+        for name, members in stratified_split(np.flatnonzero(in_split.to_numpy()), strata[in_split].to_numpy(),
+                                              split.ratio, rng).items():
+            cohort.iloc[members] = name
         rest = cohort.isna()
         cohort[rest] = df.loc[rest, "center"].map(lambda c: rules.external.get(c, "external"))
         for c in sorted(set(rules.external) - set(df["center"].dropna())):
@@ -93,6 +89,23 @@ def assign_cohorts(clinical: pd.DataFrame, cfg: StudyConfig, source: str = "clin
     if not (out == "training").any():
         problems.append(Problem(source, "no patient is in the training cohort", column=rules.column))
     return out, problems
+
+
+def stratified_split(items: np.ndarray, strata: np.ndarray, ratio: dict[str, float],
+                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Split ``items`` into parts of exactly :func:`split_counts` sizes, each stratum spread
+    proportionally (within one item) by systematic sampling over a random order."""
+    position = np.empty(len(items))
+    for s in sorted(set(strata.tolist())):
+        idx = np.flatnonzero(strata == s)
+        order = rng.permutation(len(idx))
+        position[idx[order]] = (np.arange(len(idx)) + rng.uniform()) / len(idx)
+    ranked = items[np.argsort(position, kind="stable")]
+    parts, start = {}, 0
+    for name, k in split_counts(len(items), ratio).items():
+        parts[name] = np.sort(ranked[start:start + k])
+        start += k
+    return parts
 
 
 def _strata(df: pd.DataFrame, cfg: StudyConfig) -> pd.Series:

@@ -1,0 +1,53 @@
+"""Shared fixtures: the real sample data in ../shared/data and tiny synthetic studies."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """A file of ../shared/data, or skip the test (with the reason) when it is absent."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"sample data not available: {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def s1_study(tmp_path_factory) -> Path:
+    """A tiny synthetic S1 study (8 patients, 3 centres); treat as read-only, copy to modify."""
+    from gastrorad.synth import synthesize
+    out = tmp_path_factory.mktemp("s1") / "study"
+    synthesize("s1", out, n=8, seed=3, workers=2)
+    return out
+
+
+@pytest.fixture
+def s1_copy(s1_study, tmp_path) -> Path:
+    """A writable copy of the tiny S1 study (without any run folder)."""
+    dst = tmp_path / "study"
+    shutil.copytree(s1_study, dst, ignore=shutil.ignore_patterns("run"))
+    return dst
+
+
+def phantom(size=(40, 36, 30), spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 0.0), value=0.0) -> sitk.Image:
+    """A float32 image in LPS filled with ``value``."""
+    arr = np.full(size[::-1], value, dtype=np.float32)
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(spacing)
+    img.SetOrigin(origin)
+    return img
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    import yaml
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
