@@ -64,6 +64,8 @@ def to_canonical(image: sitk.Image) -> sitk.Image:
     """Reorient ``image`` to :data:`CANONICAL_ORIENTATION` (axis permutation and flips only)."""
     if image.GetDimension() != 3:
         return image
+    if sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection()) == CANONICAL_ORIENTATION:
+        return image
     return sitk.DICOMOrient(image, CANONICAL_ORIENTATION)
 
 

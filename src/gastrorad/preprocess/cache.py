@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write
 from gastrorad.io.images import split_reference
 
@@ -26,6 +27,8 @@ def file_digest(ref: str) -> str:
     """BLAKE2b digest of a file, or of all files (names and bytes) of a folder; memoised
     per process by (path, size, mtime)."""
     path, selector = split_reference(ref)
+    if not path.exists():
+        raise InputError(Problem(str(path), "file or folder does not exist"))
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     if stamp in _DIGESTS:

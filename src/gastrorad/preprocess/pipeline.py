@@ -26,7 +26,7 @@ from gastrorad.io.geometry import to_canonical
 from gastrorad.io.images import read_image
 from gastrorad.io.masks import read_mask
 from gastrorad.preprocess.cache import instance_key, save_patches
-from gastrorad.preprocess.patches import PatchRequest, get_patch_mode
+from gastrorad.preprocess.patches import PatchRequest, PatchSet, get_patch_mode
 from gastrorad.preprocess.roi import roi_from_bbox, roi_from_mask
 
 
@@ -50,7 +50,7 @@ def study_params(cfg: StudyConfig, lesion_site: str) -> dict:
 def box_in_canonical(box_file: tuple[int, ...], raw: sitk.Image, canonical: sitk.Image) -> tuple[int, ...]:
     """A box given in the stored file's indices, as indices of the canonical (LPS) image."""
     x0, y0, z0, x1, y1, z1 = box_file
-    pts = [canonical.TransformPhysicalPointToIndex(raw.TransformIndexToPhysicalPoint(c))
+    pts = [canonical.TransformPhysicalPointToIndex(raw.TransformIndexToPhysicalPoint(tuple(int(v) for v in c)))
            for c in ((x0, y0, z0), (x1, y1, z1))]
     lo, hi = np.min(pts, axis=0), np.max(pts, axis=0)
     return (int(lo[0]), int(lo[1]), int(lo[2]), int(hi[0]), int(hi[1]), int(hi[2]))
@@ -65,7 +65,37 @@ def _box_mask(box: tuple[int, ...], like: sitk.Image) -> sitk.Image:
     return out
 
 
-def process_instance(row: dict, cfg: StudyConfig, images: dict) -> dict:
+def cut_patches(image: sitk.Image, patch, *, mask: sitk.Image | None = None, bbox: tuple[int, ...] | None = None,
+                spacing=None, interpolation: str = "linear", window: tuple[float, float] = (-350.0, 450.0),
+                normalize: str = "zscore") -> PatchSet:
+    """Cut the patches of one image and ROI: the library entry point behind ``preprocess``.
+
+    ``image`` is a HU volume in any orientation; the ROI is either ``mask`` (binary, on the
+    image's grid) or ``bbox`` (x0, y0, z0, x1, y1, z1 in the image's own voxel indices, as
+    ITK-SNAP shows them, 0-based). ``patch`` is one of the patch configs
+    (:class:`~gastrorad.config.study.Stack25DPatch`, ...). Both are brought to the canonical
+    orientation first, so a RAS-stored NIfTI and an LPS DICOM give the same patch.
+    """
+    canonical = to_canonical(image)
+    if mask is not None:
+        mask = to_canonical(sitk.Cast(mask > 0, sitk.sitkUInt8))
+        roi = roi_from_mask(sitk.GetArrayViewFromImage(mask), canonical.GetSpacing())
+    elif bbox is not None:
+        box = box_in_canonical(tuple(bbox), image, canonical)
+        mask = _box_mask(box, canonical)
+        roi = roi_from_bbox(box, canonical.GetSpacing())
+    else:
+        raise ValueError("give a mask or a bbox")
+    req = PatchRequest(image=canonical, mask=mask, roi=roi, patch=patch,
+                       spacing=tuple(spacing) if spacing is not None else None,
+                       interpolation=interpolation, window=tuple(window), normalize=normalize)
+    ps = get_patch_mode(patch.mode)(req)
+    ps.meta.update({"roi_voxels": roi.voxels, "roi_extent_mm": list(roi.extent_mm),
+                    "source_spacing_mm": list(canonical.GetSpacing()), "window": list(window)})
+    return ps
+
+
+def process_instance(row: dict, cfg: StudyConfig, images: dict) -> PatchSet:
     """Cut the patches of one manifest row; ``images`` caches images read for this patient."""
     pp = cfg.preprocess
     path = row["image_path"]
@@ -73,23 +103,15 @@ def process_instance(row: dict, cfg: StudyConfig, images: dict) -> dict:
         raw = read_image(path, canonical=False)
         images[path] = (raw, to_canonical(raw))
     raw, image = images[path]
-    spacing = image.GetSpacing()
-    if row["mask_path"]:
-        mask = read_mask(row["mask_path"], image)
-        roi = roi_from_mask(sitk.GetArrayViewFromImage(mask), spacing)
-    else:
-        box = box_in_canonical(parse_bbox(row["bbox"]), raw, image)
-        mask = _box_mask(box, image)
-        roi = roi_from_bbox(box, spacing)
     window = pp.windows_by_site.get(row["lesion_site"], pp.window)
-    req = PatchRequest(image=image, mask=mask, roi=roi, patch=pp.patch,
-                       spacing=tuple(pp.spacing) if pp.spacing is not None else None,
-                       interpolation=pp.interpolation, window=window.bounds, normalize=pp.normalize)
-    ps = get_patch_mode(pp.patch.mode)(req)
-    meta = {**ps.meta, "patient_id": row["patient_id"], "phase": row["phase"], "timepoint": int(row["timepoint"]),
-            "lesion_id": row["lesion_id"], "roi_voxels": roi.voxels, "roi_extent_mm": list(roi.extent_mm),
-            "source_spacing_mm": list(spacing), "window": list(window.bounds)}
-    return {"array": ps.array, "channels": ps.channels, "meta": meta}
+    common = dict(spacing=pp.spacing, interpolation=pp.interpolation, window=window.bounds, normalize=pp.normalize)
+    if row["mask_path"]:
+        ps = cut_patches(image, pp.patch, mask=read_mask(row["mask_path"], image), **common)
+    else:
+        ps = cut_patches(raw, pp.patch, bbox=parse_bbox(row["bbox"]), **common)
+    ps.meta.update({"patient_id": row["patient_id"], "phase": row["phase"], "timepoint": int(row["timepoint"]),
+                    "lesion_id": row["lesion_id"]})
+    return ps
 
 
 def _instance_path(cfg: StudyConfig, row: dict, key: str) -> Path:
@@ -114,8 +136,8 @@ def process_patient(task: tuple[StudyConfig, list[dict]]) -> dict:
             if path.exists():
                 cached += 1
             else:
-                res = process_instance(row, cfg, images)
-                save_patches(path, res["array"], res["channels"], res["meta"])
+                ps = process_instance(row, cfg, images)
+                save_patches(path, ps.array, ps.channels, ps.meta)
                 computed += 1
             out.append({"patient_id": row["patient_id"], "phase": row["phase"], "timepoint": int(row["timepoint"]),
                         "lesion_id": row["lesion_id"], "lesion_site": row["lesion_site"], "reader": row["reader"],

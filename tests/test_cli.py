@@ -1,0 +1,51 @@
+"""The command line: every stage listed, unbuilt stages refuse plainly, exit codes."""
+
+from __future__ import annotations
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from gastrorad.cli import app
+
+STAGES = ["synth", "validate", "preprocess", "train", "score", "extract-features", "signature", "fit", "evaluate",
+          "explain", "report", "run", "predict"]
+runner = CliRunner()
+
+
+def test_help_lists_every_stage():
+    out = runner.invoke(app, ["--help"], terminal_width=200).output
+    for stage in STAGES:
+        assert f" {stage} " in out, stage
+
+
+def test_unbuilt_stage_says_so_and_fails():
+    res = runner.invoke(app, ["train", "study.yaml"])
+    assert res.exit_code == 3
+    assert "not built yet" in res.output
+
+
+def test_validate_exit_codes(s1_copy):
+    ok = runner.invoke(app, ["validate", str(s1_copy / "study.yaml"), "--json", str(s1_copy / "v.json")])
+    assert ok.exit_code == 0, ok.output
+    assert (s1_copy / "v.json").exists()
+    c = pd.read_csv(s1_copy / "clinical.csv")
+    c.loc[0, "label"] = 7
+    c.to_csv(s1_copy / "clinical.csv", index=False)
+    bad = runner.invoke(app, ["validate", str(s1_copy / "study.yaml")], terminal_width=200)
+    assert bad.exit_code == 1
+    assert "non-binary label" in bad.output
+
+
+def test_synth_and_preprocess_commands(tmp_path):
+    res = runner.invoke(app, ["synth", str(tmp_path / "s"), "--kind", "s4", "--n", "4", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    pre = runner.invoke(app, ["preprocess", str(tmp_path / "s" / "study.yaml"), "--workers", "1"])
+    assert pre.exit_code == 0, pre.output
+    idx = pd.read_csv(tmp_path / "s" / "run" / "patches.csv")
+    assert len(idx) == 4
+
+
+def test_bad_study_file_is_reported(tmp_path):
+    (tmp_path / "s.yaml").write_text("name: x\nwindw: 3\n")
+    res = runner.invoke(app, ["validate", str(tmp_path / "s.yaml")], terminal_width=200)
+    assert res.exit_code == 1 and "windw" in res.output

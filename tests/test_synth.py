@@ -1,0 +1,105 @@
+"""Synthetic cohorts: determinism, centre effects, HU realism, the planted signal in the
+image, and an oracle that beats the clinical-only model."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+from scipy.stats import mannwhitneyu, spearmanr
+
+from gastrorad.io import read_image, read_mask
+from gastrorad.synth import synthesize
+from gastrorad.synth.outcomes import draw_patients
+
+
+def _digest(folder):
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != "synth.json":
+            h.update(p.name.encode())
+            h.update(sitk.GetArrayFromImage(sitk.ReadImage(str(p))).tobytes() if p.suffix == ".gz" else p.read_bytes())
+    return h.hexdigest()
+
+
+def _auc(score, y):
+    y = np.asarray(y).astype(bool)
+    return mannwhitneyu(score[y], score[~y]).statistic / (y.sum() * (~y).sum())
+
+
+def test_deterministic_for_a_seed_whatever_the_workers(tmp_path):
+    a = synthesize("s1", tmp_path / "a", n=4, seed=11, workers=1)
+    b = synthesize("s1", tmp_path / "b", n=4, seed=11, workers=2)
+    c = synthesize("s1", tmp_path / "c", n=4, seed=12, workers=1)
+    assert _digest(a.folder) == _digest(b.folder)
+    assert _digest(a.folder) != _digest(c.folder)
+
+
+def test_s1_study_contents_and_centre_effects(s1_study):
+    m = pd.read_csv(s1_study / "manifest.csv")
+    c = pd.read_csv(s1_study / "clinical.csv")
+    t = pd.read_csv(s1_study / "truth.csv")
+    assert len(c) == len(t) == 8 and set(c.center) == {"A", "B", "C"}
+    assert set(c.label) <= {0, 1}
+    spacings = {c.set_index("patient_id").center[r.patient_id]: read_image(s1_study / r.image).GetSpacing()
+                for r in m.itertuples()}
+    assert len({s for s in spacings.values()}) == 3  # each centre its own voxel size
+    raw = sitk.ReadImage(str(s1_study / m.image[c.center.eq("C").idxmax()]))
+    assert raw.GetDirection()[0] == -1  # centre C is stored RAS, like many NIfTI exports
+
+
+def test_hu_realism_and_s1_roi_on_one_slice(s1_study):
+    m = pd.read_csv(s1_study / "manifest.csv")
+    img = read_image(s1_study / m.image[0])
+    arr = sitk.GetArrayFromImage(img)
+    mask = sitk.GetArrayFromImage(read_mask(s1_study / m["mask"][0], img)).astype(bool)
+    assert np.count_nonzero(mask.any(axis=(1, 2))) == 1  # S1: ROI drawn on the largest slice only
+    assert np.median(arr[:, :10, :10]) < -900  # air around the patient
+    tumour = np.median(arr[mask])
+    assert 40 < tumour < 160  # enhancing soft tissue
+    hist = np.histogram(arr, bins=[-1100, -800, -300, -30, 300, 4000])[0] / arr.size
+    assert hist[2] > 0.03 and hist[3] > 0.15  # fat and soft tissue both present
+
+
+def test_planted_heterogeneity_is_visible_in_the_image(tmp_path):
+    res = synthesize("s2", tmp_path, n=12, seed=4, workers=2)
+    m = pd.read_csv(tmp_path / "manifest.csv")
+    t = pd.read_csv(tmp_path / "truth.csv").set_index("patient_id")
+    sd = []
+    for r in m.itertuples():
+        img = read_image(tmp_path / r.image)
+        a = sitk.GetArrayFromImage(img)
+        k = sitk.GetArrayFromImage(read_mask(tmp_path / r.mask, img)).astype(bool)
+        sd.append(np.std(a[k]))
+    rho = spearmanr(sd, t.loc[m.patient_id, "heterogeneity"]).statistic
+    assert rho > 0.5, rho
+
+
+def test_oracle_beats_clinical_only_model():
+    rng = np.random.default_rng(0)
+    clinical, truth = draw_patients("s1", ["A"] * 4000, rng)
+    y = clinical["label"].to_numpy()
+    oracle = _auc(truth["true_risk"].to_numpy(), y)
+    clin = _auc(truth["lp_clinical_only"].to_numpy(), y)
+    assert 0.75 < oracle < 0.9 and clin < oracle - 0.1
+    assert 0.35 < y.mean() < 0.45
+
+
+@pytest.mark.parametrize("kind", ["s3", "s5"])
+def test_longitudinal_and_dual_phase_kinds(tmp_path, kind):
+    synthesize(kind, tmp_path, n=4, seed=1, workers=2)
+    m = pd.read_csv(tmp_path / "manifest.csv")
+    c = pd.read_csv(tmp_path / "clinical.csv")
+    assert {"time", "event"} <= set(c.columns) and (c.time >= 0).all()
+    if kind == "s3":
+        assert m.timepoint.max() >= 1 and m.bbox.notna().all() and m["mask"].isna().all()
+        assert {"cea_t0", "sld_t0", "her2", "enrolled"} <= set(c.columns)
+    else:
+        assert set(m.phase) == {"arterial", "venous"}
+        art = read_image(tmp_path / m[m.phase == "arterial"].image.iloc[0])
+        ven = read_image(tmp_path / m[m.phase == "venous"].image.iloc[0])
+        # Same anatomy, different enhancement: the aorta is brightest in the arterial phase.
+        assert np.percentile(sitk.GetArrayFromImage(art), 99.5) > np.percentile(sitk.GetArrayFromImage(ven), 99.5) - 1
