@@ -57,12 +57,20 @@ def roi_from_bbox(box_xyz: tuple[int, ...], spacing) -> RoiInfo:
 
 
 def grid_around(image: sitk.Image, centre_index, size_vox, spacing) -> tuple[tuple, tuple, tuple]:
-    """Output grid (origin, size, spacing) of ``size_vox`` voxels at ``spacing`` mm, centred on
-    the continuous index ``centre_index`` of ``image``, axis-aligned with the image."""
+    """Output grid (origin, size, spacing) of ``size_vox`` voxels at ``spacing`` mm around the
+    continuous index ``centre_index`` of ``image``, axis-aligned with the image.
+
+    The grid is snapped to the lattice that resampling the whole volume to ``spacing``
+    would produce (anchored at the image's first voxel), so a patch is exactly a crop of
+    the conventional whole-volume result, and at the native spacing no interpolation
+    happens at all. The ROI centre lies within half a target voxel of the patch centre.
+    """
     src = np.asarray(image.GetSpacing(), dtype=float)
     spacing = np.asarray(spacing, dtype=float)
     size_vox = np.asarray(size_vox, dtype=int)
-    origin_index = np.asarray(centre_index, dtype=float) - (size_vox - 1) / 2.0 * spacing / src
+    centre_on_lattice = np.asarray(centre_index, dtype=float) * src / spacing
+    first = np.round(centre_on_lattice - (size_vox - 1) / 2.0)
+    origin_index = first * spacing / src
     origin = image.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in origin_index))
     return tuple(origin), tuple(int(v) for v in size_vox), tuple(float(v) for v in spacing)
 
