@@ -152,8 +152,8 @@ class Habitus:
         fat = float(np.clip(8 + (bmi - 18) * 2.6 + rng.normal(0, 3), 5, 45))
         a = float(np.clip(150 + (bmi - 22) * 3.5 + rng.normal(0, 7), 128, 182))
         b = float(np.clip(a * rng.uniform(0.68, 0.78), 85, 135))
-        return cls(a=a, b=b, fat_mm=fat, muscle_mm=float(rng.uniform(7, 12)),
-                   stomach_scale=float(rng.uniform(0.85, 1.15)), gas_fraction=float(rng.uniform(0.15, 0.55)),
+        return cls(a=a, b=b, fat_mm=fat, muscle_mm=float(rng.uniform(5, 9)),
+                   stomach_scale=float(rng.uniform(0.85, 1.15)), gas_fraction=float(rng.uniform(0.08, 0.45)),
                    jitter=rng.normal(0, 5, size=(8, 3)), disc_phase=float(rng.uniform(0, 30)))
 
 
@@ -208,6 +208,9 @@ def build_anatomy(canvas: Canvas, h: Habitus, rng: np.random.Generator) -> dict:
     cavity = (np.abs(xx / (ia * widen)) ** 2.3 + np.abs(yy / ib) ** 2.3) <= 1.0
     cavity = np.broadcast_to(cavity, canvas.shape)
     canvas.paint(full, cavity, VISC_FAT)
+    for side in (-1, 1):  # rectus abdominis, thicker than the lateral wall
+        canvas.paint(*canvas.ellipsoid((side * 0.13 * a, -(fb - h.muscle_mm - 2), H / 2), (0.11 * a, 6.5, H)), MUSCLE,
+                     only=[VISC_FAT])
 
     # Spine, placed from the back: spinous process, canal, vertebral body, discs;
     # paraspinal muscles behind, psoas beside the body in the lower slices.
@@ -223,7 +226,7 @@ def build_anatomy(canvas: Canvas, h: Habitus, rng: np.random.Generator) -> dict:
     canvas.paint(*canvas.ellipsoid((0, vy, H / 2), (18.5, 14.5, H), power=2.2), CANCELLOUS)
     canvas.paint(*canvas.ellipsoid((0, canal, H / 2), (13, 12, H)), CORTICAL)
     canvas.paint(*canvas.ellipsoid((0, canal, H / 2), (8, 7.5, H)), CSF)
-    canvas.paint(*canvas.ellipsoid((0, (canal + back) / 2, H / 2), (3.5, (back - canal) / 2 - 2, H)), CORTICAL,
+    canvas.paint(*canvas.ellipsoid((0, (canal + back) / 2 - 4, H / 2), (4.5, (back - canal) / 2 - 7, H)), CORTICAL,
                  only=body_region)
     for side in (-1, 1):  # transverse processes
         canvas.paint(*canvas.ellipsoid((side * 19, canal - 3, H / 2), (9, 3, H)), CORTICAL, only=body_region)
