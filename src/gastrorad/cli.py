@@ -73,7 +73,9 @@ def synth(
     workers: int = typer.Option(2, help="Worker processes."),
     matrix_scale: float = typer.Option(1.0, help="2.0 doubles the in-plane matrix (e.g. 512 instead of 256)."),
 ) -> None:
-    """Generate a synthetic multi-centre study (images, masks, manifest, clinical, truth, study.yaml).
+    """Make a synthetic study with a known truth.
+
+    Writes images, masks, manifest, clinical and truth tables and a study.yaml.
 
     Python: gastrorad.synth.synthesize.
     """
@@ -93,7 +95,9 @@ def validate(
     images: bool = typer.Option(True, help="Also open every image and mask (--no-images: tables only)."),
     workers: int = typer.Option(4, help="Threads for image checks."),
 ) -> None:
-    """Check every input of a study; print all problems and a summary; exit 1 on any error.
+    """Check and summarise every input of a study.
+
+    Exits 1 when any error is found.
 
     Python: gastrorad.data.validate_study.
     """
@@ -127,7 +131,9 @@ def preprocess(
     study: Path = typer.Argument(..., help="Study file (YAML)."),
     workers: Optional[int] = typer.Option(None, help="Worker processes (default: preprocess.workers)."),
 ) -> None:
-    """Cut ROI patches for every image (ROI-first resampling, cached by input hash).
+    """Cut ROI patches for every image (cached).
+
+    ROI-first resampling, in parallel over patients.
 
     Python: gastrorad.preprocess.preprocess_study.
     """
@@ -153,7 +159,10 @@ def demo(
     n: int = typer.Option(60, "--n", help="Patients in the synthetic S1 cohort."),
     seed: int = typer.Option(0),
 ) -> None:
-    """The quick-start demo: a synthetic three-centre S1 cohort, validated and preprocessed."""
+    """Quick-start demo on a synthetic S1 study.
+
+    Generates a three-centre S1 cohort, validates it and cuts its patches.
+    """
     from gastrorad.config import load_study
     from gastrorad.data import validate_study
     from gastrorad.preprocess import preprocess_study
@@ -183,16 +192,16 @@ def demo(
 
 
 _PLANNED = {
-    "train": "train or transfer a deep model on the patches (Lightning)",
-    "score": "patient-level DL signature from the trained model",
-    "extract-features": "deep features (global max/avg pooling) per phase",
-    "signature": "signatures from deep features (LASSO / LASSO-Cox)",
-    "fit": "clinical selection and fusion models (logistic or Cox), nomograms",
-    "evaluate": "metrics on every cohort with cut-offs locked on training",
+    "train": "train/transfer/distil a model",
+    "score": "DL signature per patient",
+    "extract-features": "deep features per phase",
+    "signature": "signatures from deep features",
+    "fit": "clinical and fusion models",
+    "evaluate": "metrics on every cohort",
     "explain": "Grad-CAM and attention maps",
-    "report": "the self-contained HTML report",
-    "run": "every stage in order from one study file, cached and resumable",
-    "predict": "apply a locked model bundle to new patients",
+    "report": "the HTML report",
+    "run": "every stage from one file",
+    "predict": "apply a locked model bundle",
 }
 
 
@@ -200,7 +209,7 @@ def _planned(name: str, what: str):
     def command(args: Optional[list[str]] = typer.Argument(None, hidden=True)) -> None:
         err.print(f"gastrorad {name}: not built yet ({what}). Built so far: synth, validate, preprocess.")
         raise typer.Exit(3)
-    command.__doc__ = f"[not built yet] {what[0].upper() + what[1:]}."
+    command.__doc__ = f"Not built yet: {what}."
     return command
 
 
