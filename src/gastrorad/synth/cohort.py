@@ -126,16 +126,29 @@ def render_patient(task: dict) -> dict:
     habitus = A.Habitus.draw(np.random.default_rng(anatomy_seed), task["bmi"])
     rows, extra = [], {}
     timepoints = task.get("timepoints", [0])
+    placed = 0
     lesion_plan = task.get("lesions", [])
     for t in timepoints:
-        arng = np.random.default_rng(anatomy_seed + 1)  # same anatomy at every time point
-        canvas = A.Canvas(scanner, HEIGHT_MM)
-        landmarks = A.build_anatomy(canvas, habitus, arng)
-        stomach = A.paint_stomach(canvas, habitus)
-        extra_hu = np.zeros(canvas.shape, dtype=np.float32)
         scale = float(task.get("scales", {}).get(t, 1.0))
-        lrng = np.random.default_rng(anatomy_seed + 2)  # same lesion shapes at every time point
-        masks = {"primary": paint_tumour(canvas, stomach, _tumour_spec(row, lrng, scale), lrng, extra_hu)}
+        for attempt in (range(6) if t == timepoints[0] else [placed]):
+            # Same anatomy and lesion shapes at every time point (same seeds). Rarely the
+            # drawn wall position leaves no room for the tumour (e.g. cut by the top of the
+            # field of view): turn it around the wall, then move it to the body.
+            canvas = A.Canvas(scanner, HEIGHT_MM)
+            A.build_anatomy(canvas, habitus, np.random.default_rng(anatomy_seed + 1))
+            stomach = A.paint_stomach(canvas, habitus)
+            extra_hu = np.zeros(canvas.shape, dtype=np.float32)
+            lrng = np.random.default_rng(anatomy_seed + 2)
+            spec = _tumour_spec(row, lrng, scale)
+            spec.angle_deg += 90.0 * attempt
+            if attempt >= 4:
+                spec.site = "body"
+            masks = {"primary": paint_tumour(canvas, stomach, spec, lrng, extra_hu)}
+            placed = attempt
+            if masks["primary"].sum() >= 10 or t != timepoints[0]:
+                break  # follow-ups keep the baseline's placement, even when the tumour has shrunk away
+        else:
+            raise RuntimeError(f"synthetic tumour of {pid} could not be placed")
         for les in lesion_plan:
             r = les["radius_mm"] * float(les["scales"].get(t, 1.0))
             painter = paint_node if les["site"] == "lymph_node" else paint_liver_met
