@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+# The sample data sits in ../shared/data beside the checkout; GASTRORAD_SHARED_DATA overrides.
+SHARED = Path(os.environ.get("GASTRORAD_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def shared_path(*parts: str) -> Path:
