@@ -47,6 +47,9 @@ def test_auc_delong_variance_ci_and_paired_test(name):
     t = S.delong_test(y, a, b)
     assert t.z == pytest.approx(r["z"], abs=1e-5)
     assert t.p_value == pytest.approx(r["p"], abs=TOL, rel=1e-5)
+    table = S.delong_compare(y, {"b": b, "a": a}, reference="b").set_index("model")
+    assert table.loc["a", ["lower", "upper"]].to_numpy(float) == pytest.approx(r["ci_a"], abs=TOL)
+    assert table.loc["a", "z"] == pytest.approx(r["z"], abs=1e-5) or not np.isfinite(r["z"])
 
 
 @pytest.mark.parametrize("name", ["asah", "ties", "tiny", "perfect"])

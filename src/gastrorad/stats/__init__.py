@@ -13,11 +13,11 @@ from gastrorad.stats.cutoff import classification_metrics, clopper_pearson, conf
 from gastrorad.stats.decision_curve import decision_curve, net_benefit
 from gastrorad.stats.precision_recall import precision_recall
 from gastrorad.stats.reclassification import nri_idi
-from gastrorad.stats.roc import auc, auc_ci_delong, delong_covariance, delong_test, roc_curve
+from gastrorad.stats.roc import auc, auc_ci_delong, delong_compare, delong_covariance, delong_test, roc_curve
 
 __all__ = [
     "BootstrapCI", "auc", "auc_ci_bootstrap", "auc_ci_delong", "bootstrap_auc_replicates", "bootstrap_ci",
     "calibration_curve", "calibration_statistics", "classification_metrics", "clopper_pearson", "confusion_matrix",
-    "decision_curve", "delong_covariance", "delong_test", "hosmer_lemeshow", "net_benefit", "nri_idi",
+    "decision_curve", "delong_compare", "delong_covariance", "delong_test", "hosmer_lemeshow", "net_benefit", "nri_idi",
     "precision_recall", "roc_curve", "youden_cutoff",
 ]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from gastrorad.stats._checks import check_binary, midranks
+from gastrorad.stats._checks import check_binary
 
 
 @dataclass
@@ -48,21 +48,34 @@ def roc_curve(y, score) -> RocCurve:
     return RocCurve(thr, sens, spec)
 
 
+def _sorted_midranks(v: np.ndarray) -> np.ndarray:
+    """Midranks (1-based, ties averaged) of an already sorted array, in O(n)."""
+    n = len(v)
+    starts = np.flatnonzero(np.concatenate([[True], v[1:] != v[:-1]]))
+    ends = np.concatenate([starts[1:], [n]])
+    return np.repeat((starts + ends + 1) / 2.0, ends - starts)
+
+
 def _placements(y: np.ndarray, scores: np.ndarray):
     """DeLong's structural components by the midrank algorithm (Sun and Xu 2014).
 
     ``scores`` is (k, n). Returns AUCs (k,), V10 (k, m) over cases and V01 (k, n0) over
-    controls, in O(k n log n).
+    controls. One sort per score: the within-group midranks come from the combined order.
     """
-    cases, controls = y == 1, y == 0
-    m, n = int(cases.sum()), int(controls.sum())
+    cases = y == 1
+    m, n = int(cases.sum()), int((~cases).sum())
     aucs, v10, v01 = [], [], []
     for s in scores:
-        x, z = s[cases], s[controls]
-        tz = midranks(np.concatenate([x, z]))
-        tx, ty = midranks(x), midranks(z)
-        v10_k = (tz[:m] - tx) / n
-        v01_k = 1.0 - (tz[m:] - ty) / m
+        order = np.argsort(s)  # stability is not needed: ties get their average rank anyway
+        sv, is_case = s[order], cases[order]
+        # Combined-sample rank minus within-group rank, per patient in score order ...
+        within = np.empty(len(s))
+        within[is_case] = _sorted_midranks(sv[is_case])
+        within[~is_case] = _sorted_midranks(sv[~is_case])
+        diff = np.empty(len(s))
+        diff[order] = _sorted_midranks(sv) - within  # ... then back in patient order (models pair by patient)
+        v10_k = diff[cases] / n
+        v01_k = 1.0 - diff[~cases] / m
         aucs.append(v10_k.mean())
         v10.append(v10_k)
         v01.append(v01_k)
@@ -147,3 +160,28 @@ def delong_test(y, score1, score2, level: float = 0.95) -> DelongTest:
     p = float(2 * stats.norm.sf(abs(z)))
     zq = stats.norm.ppf(1 - (1 - level) / 2)
     return DelongTest(float(aucs[0]), float(aucs[1]), diff, se, float(z), p, diff - zq * se, diff + zq * se)
+
+
+def delong_compare(y, scores: dict[str, np.ndarray], reference: str | None = None, level: float = 0.95) -> pd.DataFrame:
+    """AUC with DeLong CI for each model and the paired DeLong test against ``reference``
+    (default: the first model), from one pass over the data (one sort per model).
+
+    Columns: model, auc, se, lower, upper, difference, z, p (NaN for the reference).
+    """
+    names = list(scores)
+    reference = names[0] if reference is None else reference
+    aucs, cov = delong_covariance(y, *[scores[k] for k in names])
+    zq = stats.norm.ppf(1 - (1 - level) / 2)
+    r = names.index(reference)
+    rows = []
+    for i, name in enumerate(names):
+        se = float(np.sqrt(cov[i, i]))
+        row = {"model": name, "auc": float(aucs[i]), "se": se, "lower": max(0.0, aucs[i] - zq * se),
+               "upper": min(1.0, aucs[i] + zq * se), "difference": np.nan, "z": np.nan, "p": np.nan}
+        if i != r:
+            var = cov[i, i] + cov[r, r] - 2 * cov[i, r]
+            diff = float(aucs[i] - aucs[r])
+            z = diff / np.sqrt(var) if var > 0 else np.nan
+            row.update(difference=diff, z=z, p=float(2 * stats.norm.sf(abs(z))) if np.isfinite(z) else np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
