@@ -1,0 +1,139 @@
+"""Survival statistics against R's survival 3.5 (tests/r_reference/survival.R -> survival.json).
+
+Data: survival's lung and veteran, asaur's gastricXelox (../shared/data/clinical) and the
+seeded hard cases in survival_cases.csv (ties in time and score, everyone censored after
+t = 30). Deterministic maths to 1e-6.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import shared_path
+from gastrorad.stats import survival as SV
+
+REF_DIR = Path(__file__).parent / "r_reference"
+REF = json.loads((REF_DIR / "survival.json").read_text())
+HARD = pd.read_csv(REF_DIR / "survival_cases.csv")
+LUNG = pd.read_csv(REF_DIR / "lung_complete.csv")
+TOL = 1e-6
+
+
+def _lung():
+    d = pd.read_csv(shared_path("clinical", "lung.csv"))
+    return d.assign(event=(d.status == 2).astype(int))
+
+
+def _nan(v):
+    return np.array([np.nan if x in (None, "NA") else x for x in np.atleast_1d(v)], dtype=float)
+
+
+@pytest.mark.parametrize("key,conf", [("km_lung", "log"), ("km_xelox_loglog", "log-log"), ("km_hard", "log")])
+def test_kaplan_meier_matches_survfit(key, conf):
+    if key == "km_lung":
+        d = _lung()
+        t, e = d.time, d.event
+    elif key == "km_xelox_loglog":
+        d = pd.read_csv(shared_path("clinical", "gastricXelox.csv"))
+        t, e = d.timeWeeks, d.delta
+    else:
+        t, e = HARD.time, HARD.event
+    ref = REF[key]
+    km = SV.kaplan_meier(t, e, conf_type=conf)
+    tab = km.table
+    assert tab.time.tolist() == pytest.approx(ref["time"])
+    assert tab.n_risk.tolist() == ref["n_risk"] and tab.n_event.tolist() == ref["n_event"]
+    assert tab.n_censor.tolist() == ref["n_censor"]
+    assert np.allclose(tab.surv, ref["surv"], atol=TOL)
+    assert np.allclose(tab.std_err, _nan(ref["std_err"]), atol=TOL, equal_nan=True)
+    assert np.allclose(tab.lower, _nan(ref["lower"]), atol=TOL, equal_nan=True)
+    assert np.allclose(tab.upper, _nan(ref["upper"]), atol=TOL, equal_nan=True)
+    for mine, theirs in ((km.median, ref["median"]), (km.median_lower, ref["median_lower"]),
+                         (km.median_upper, ref["median_upper"])):
+        assert np.allclose(mine, _nan(theirs)[0], equal_nan=True)
+
+
+@pytest.mark.parametrize("key", ["logrank_lung_sex", "logrank_veteran_celltype", "logrank_hard_group"])
+def test_logrank_matches_survdiff(key):
+    if key == "logrank_lung_sex":
+        d = _lung()
+        res = SV.logrank_test(d.time, d.event, d.sex)
+    elif key == "logrank_veteran_celltype":
+        d = pd.read_csv(shared_path("clinical", "veteran.csv"))
+        res = SV.logrank_test(d.time, d.status, d.celltype)
+    else:
+        res = SV.logrank_test(HARD.time, HARD.event, HARD.group)
+    ref = REF[key]
+    assert res.statistic == pytest.approx(ref["chisq"], abs=TOL)
+    assert res.p_value == pytest.approx(ref["p"], abs=TOL)
+    assert res.table.observed.tolist() == pytest.approx(ref["obs"])
+    assert np.allclose(res.table.expected, ref["exp"], atol=TOL)
+
+
+@pytest.mark.parametrize("key", ["cox_lung", "cox_hard"])
+def test_cox_and_zph_match_coxph(key):
+    if key == "cox_lung":
+        fit = SV.fit_cox(LUNG, "time", "event", ["age", "sex", "ph.ecog"])
+    else:
+        fit = SV.fit_cox(HARD, "time", "event", ["x", "z"])
+    ref = REF[key]
+    assert np.allclose(fit.coef, ref["coef"], atol=TOL)
+    assert np.allclose(fit.table.se, ref["se"], atol=TOL)
+    assert fit.loglik == pytest.approx(ref["loglik"], abs=1e-5)
+    assert np.allclose(fit.table.hr_lower, np.exp(np.array(ref["coef"]) - 1.959963984540054 * np.array(ref["se"])),
+                       atol=1e-6)
+    for transform in ("km", "identity"):
+        z = SV.cox_zph(fit, transform=transform).table
+        r = ref[f"zph_{transform}"]
+        assert np.allclose(z.chisq, r["chisq"], atol=1e-5), (transform, z.chisq.tolist(), r["chisq"])
+        assert z.df.tolist() == r["df"]
+        assert np.allclose(z.p, r["p"], atol=1e-5)
+
+
+@pytest.mark.parametrize("key", ["conc_lung", "conc_veteran_karno", "conc_hard"])
+def test_harrell_and_uno_c_match_concordance(key):
+    if key == "conc_lung":
+        fit = SV.fit_cox(LUNG, "time", "event", ["age", "sex", "ph.ecog"])
+        t, e, r = LUNG.time, LUNG.event, fit.linear_predictor(LUNG)
+    elif key == "conc_veteran_karno":
+        d = pd.read_csv(shared_path("clinical", "veteran.csv"))
+        t, e, r = d.time, d.status, -d.karno
+    else:
+        t, e, r = HARD.time, HARD.event, HARD.x
+    ref = REF[key]
+    h = SV.harrell_c(t, e, r)
+    assert [h.concordant, h.discordant, h.tied_risk] == pytest.approx(ref["counts"])
+    assert h.c == pytest.approx(ref["c"], abs=TOL)
+    assert h.se == pytest.approx(ref["se"], abs=TOL)
+    u = SV.uno_c(t, e, r)
+    assert u.c == pytest.approx(ref["uno"], abs=TOL)
+X
+
+
+@pytest.mark.parametrize("key", ["td_auc_lung", "td_auc_hard"])
+def test_time_dependent_auc(key):
+    ref = REF[key]
+    if key == "td_auc_lung":
+        fit = SV.fit_cox(LUNG, "time", "event", ["age", "sex", "ph.ecog"])
+        t, e, r = LUNG.time, LUNG.event, fit.linear_predictor(LUNG)
+    else:
+        t, e, r = HARD.time, HARD.event, HARD.x
+    res = SV.time_dependent_auc(t, e, r, ref["horizons"])
+    assert np.allclose(res.auc, ref["auc"], atol=TOL)
+
+
+def test_risk_groups_locked_cutoff():
+    fit = SV.fit_cox(LUNG, "time", "event", ["age", "sex", "ph.ecog"])
+    lp = fit.linear_predictor(LUNG)
+    cut = float(np.median(lp))
+    rg = SV.risk_groups(LUNG.time, LUNG.event, lp, cut)
+    assert rg.hr > 1 and rg.hr_lower < rg.hr < rg.hr_upper
+    lr = SV.logrank_test(LUNG.time, LUNG.event, np.where(lp >= cut, "high", "low"))
+    assert rg.logrank_p == pytest.approx(lr.p_value)
+    with pytest.raises(ValueError, match="one risk group"):
+        SV.risk_groups(LUNG.time, LUNG.event, lp, lp.max() + 1)
