@@ -112,7 +112,7 @@ def test_harrell_and_uno_c_match_concordance(key):
     assert h.se == pytest.approx(ref["se"], abs=TOL)
     u = SV.uno_c(t, e, r)
     assert u.c == pytest.approx(ref["uno"], abs=TOL)
-X
+    assert u.se == pytest.approx(ref["uno_se"], abs=TOL)
 
 
 @pytest.mark.parametrize("key", ["td_auc_lung", "td_auc_hard"])
