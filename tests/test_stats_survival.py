@@ -137,3 +137,22 @@ def test_risk_groups_locked_cutoff():
     assert rg.logrank_p == pytest.approx(lr.p_value)
     with pytest.raises(ValueError, match="one risk group"):
         SV.risk_groups(LUNG.time, LUNG.event, lp, lp.max() + 1)
+
+
+def test_t_year_calibration_matches_rms_groupkm():
+    ref = REF["groupkm_365"]
+    s365 = pd.read_csv(REF_DIR / "lung_s365.csv").S365  # R's predicted 1-year survival (coxph + basehaz)
+    c = SV.survival_calibration(LUNG.time, LUNG.event, s365, 365, groups=5)
+    assert c.n.tolist() == ref["n"] and c.events.tolist() == ref["events"]
+    assert np.allclose(c.predicted, ref["x"], atol=TOL)
+    assert np.allclose(c.observed, ref["KM"], atol=TOL)
+    assert np.allclose(c.std_err, ref["std_err"], atol=TOL)
+    assert 0.5 < SV.observed_expected(LUNG.time, LUNG.event, s365, 365) < 1.5
+
+
+def test_survival_net_benefit():
+    ref = REF["survival_nb_365"]
+    s365 = pd.read_csv(REF_DIR / "lung_s365.csv").S365
+    nb = SV.survival_net_benefit(LUNG.time, LUNG.event, 1 - s365, 365, ref["thresholds"])
+    assert np.allclose(nb[nb.model == "model"].net_benefit, ref["nb"], atol=TOL)
+    assert (nb[nb.model == "treat_none"].net_benefit == 0).all()

@@ -82,3 +82,26 @@ ref$td_auc_hard <- list(horizons = c(10, 25), auc = sapply(c(10, 25), function(t
 ref$versions <- list(R = R.version.string, survival = as.character(packageVersion("survival")))
 write_json(ref, file.path(out_dir, "survival.json"), digits = NA, auto_unbox = TRUE, pretty = TRUE)
 cat("wrote", file.path(out_dir, "survival.json"), "\n")
+
+# --- t-year calibration and survival decision curve (appended; rerun the whole script) ---
+suppressPackageStartupMessages(library(rms))
+bh <- basehaz(fit, centered = FALSE)
+H0 <- function(t) { i <- findInterval(t, bh$time); if (i == 0) 0 else bh$hazard[i] }
+lp0 <- predict(fit, type = "lp", reference = "zero")
+S365 <- exp(-H0(365) * exp(lp0))
+write.csv(data.frame(S365 = S365), file.path(out_dir, "lung_s365.csv"), row.names = FALSE)
+gk <- groupkm(S365, Surv(lung_cc$time, lung_cc$event), g = 5, u = 365, pl = FALSE)
+ref2 <- fromJSON(file.path(out_dir, "survival.json"))
+ref2$groupkm_365 <- list(x = unname(gk[, "x"]), n = unname(gk[, "n"]), events = unname(gk[, "events"]),
+                         KM = unname(gk[, "KM"]), std_err = unname(gk[, "std.err"]))
+nb <- function(t, risk, pt) {
+  tr <- risk >= pt
+  s_at <- function(keep) { f <- survfit(Surv(lung_cc$time[keep], lung_cc$event[keep]) ~ 1)
+                           i <- findInterval(t, f$time); if (i == 0) 1 else f$surv[i] }
+  if (!any(tr)) return(0)
+  st <- s_at(tr); mean(tr) * ((1 - st) - st * pt / (1 - pt))
+}
+pts <- c(0.2, 0.4, 0.6, 0.8)
+ref2$survival_nb_365 <- list(thresholds = pts, nb = sapply(pts, function(pt) nb(365, 1 - S365, pt)))
+write_json(ref2, file.path(out_dir, "survival.json"), digits = NA, auto_unbox = TRUE, pretty = TRUE)
+cat("appended t-year calibration and decision curve references\n")
