@@ -174,3 +174,55 @@ def test_bad_inputs_are_refused():
         S.auc([0, 1], [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="missing"):
         S.auc([0, 1, 1], [0.1, np.nan, 0.3])
+
+
+def _logistic_procedure(cols):
+    import statsmodels.api as sm
+
+    def fit(df):
+        X = sm.add_constant(df[cols].to_numpy(float), has_constant="add")
+        beta = sm.Logit(df["y"].to_numpy(float), X).fit(disp=0, method="newton", tol=1e-10).params
+
+        def predict(new):
+            return sm.add_constant(new[cols].to_numpy(float), has_constant="add") @ beta
+        return predict
+    return fit
+
+
+def test_bootstrap_validation_against_rms_validate():
+    ref = REF["validate"]
+    idx = {k: i for i, k in enumerate(ref["index"])}
+    d = pd.read_csv(shared_path("clinical", "aSAH.csv"))
+    d["y"] = (d.outcome == "Poor").astype(int)
+    v = S.bootstrap_validate(d, _logistic_procedure(["age", "wfns", "s100b"]), outcome="y", n_boot=300, seed=3)
+    # Apparent indices are deterministic: equal to rms to 1e-6.
+    assert v.loc["Dxy", "index.orig"] == pytest.approx(ref["orig"][idx["Dxy"]], abs=1e-6)
+    assert v.loc["Slope", "index.orig"] == pytest.approx(1.0, abs=1e-6)
+    assert v.loc["Intercept", "index.orig"] == pytest.approx(0.0, abs=1e-6)
+    assert v.loc["Brier", "index.orig"] == pytest.approx(ref["orig"][idx["B"]], abs=1e-6)
+    # Optimism-corrected values: equal within Monte Carlo error of two different random streams.
+    assert v.loc["Dxy", "index.corrected"] == pytest.approx(ref["corrected"][idx["Dxy"]], abs=0.02)
+    assert v.loc["Slope", "index.corrected"] == pytest.approx(ref["corrected"][idx["Slope"]], abs=0.04)
+    assert v.loc["Brier", "index.corrected"] == pytest.approx(ref["corrected"][idx["B"]], abs=0.006)
+    assert v.loc["Dxy", "optimism"] > 0 and v.loc["Slope", "index.corrected"] < 1
+
+
+def test_performance_table_binary_and_survival():
+    rng = np.random.default_rng(5)
+    rows = []
+    for cohort, n in (("training", 200), ("internal", 120)):
+        y = (rng.uniform(size=n) < 0.4).astype(int)
+        clin = 1 / (1 + np.exp(-(0.6 * y - 0.5 + rng.normal(size=n))))
+        full = 1 / (1 + np.exp(-(1.6 * y - 0.8 + rng.normal(size=n))))
+        for i in range(n):
+            rows += [{"patient_id": f"{cohort}{i}", "cohort": cohort, "model": "clinical", "score": clin[i], "label": y[i]},
+                     {"patient_id": f"{cohort}{i}", "cohort": cohort, "model": "integrated", "score": full[i], "label": y[i]}]
+    pred = pd.DataFrame(rows)
+    t = S.performance_table(pred, reference="clinical")
+    assert list(t.cohort.unique()) == ["training", "internal"] and len(t) == 4
+    internal = pred[pred.cohort == "internal"].pivot(index="patient_id", columns="model", values="score")
+    y = pred[pred.cohort == "internal"].drop_duplicates("patient_id").set_index("patient_id").loc[internal.index, "label"]
+    row = t[(t.cohort == "internal") & (t.model == "integrated")].iloc[0]
+    assert row.auc_or_c == pytest.approx(S.auc(y, internal.integrated))
+    assert row.p == pytest.approx(S.delong_test(y, internal.integrated, internal.clinical).p_value)
+    assert row.nri == pytest.approx(S.nri_idi(y, internal.clinical, internal.integrated).table.loc["nri", "estimate"])

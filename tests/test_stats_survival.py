@@ -156,3 +156,15 @@ def test_survival_net_benefit():
     nb = SV.survival_net_benefit(LUNG.time, LUNG.event, 1 - s365, 365, ref["thresholds"])
     assert np.allclose(nb[nb.model == "model"].net_benefit, ref["nb"], atol=TOL)
     assert (nb[nb.model == "treat_none"].net_benefit == 0).all()
+
+
+def test_compare_c_joint_variance_matches_concordance_of_two_fits():
+    ref = REF["compare_c"]
+    full = SV.fit_cox(LUNG, "time", "event", ["age", "sex", "ph.ecog"]).linear_predictor(LUNG)
+    age = SV.fit_cox(LUNG, "time", "event", ["age"]).linear_predictor(LUNG)
+    t = SV.compare_c(LUNG.time, LUNG.event, {"full": full, "age": age}, reference="age").set_index("model")
+    assert t.c.tolist() == pytest.approx([ref["c"][0], ref["c"][1]], abs=TOL)
+    v = np.array(ref["var"])
+    assert t.loc["full", "se"] == pytest.approx(np.sqrt(v[0, 0]), abs=TOL)
+    se_diff = np.sqrt(v[0, 0] + v[1, 1] - 2 * v[0, 1])
+    assert t.loc["full", "z"] == pytest.approx((ref["c"][0] - ref["c"][1]) / se_diff, abs=1e-5)

@@ -50,3 +50,15 @@ def test_table_layout_and_html():
     assert female["Good (n=72)"].startswith(f"{n_f_good} (")
     html = table_one_html(t)
     assert html.startswith('<table class="table1">') and "&lt;0.001" in html
+
+
+def test_by_outcome_within_each_cohort_and_across_cohorts():
+    from gastrorad.stats.table1 import table_one_by_cohort
+    d = _asah()
+    d["cohort"] = np.where(np.arange(len(d)) % 3 == 0, "internal", "training")
+    t = table_one_by_cohort(d, "outcome", "cohort", ["age", "gender"], categorical=["gender"])
+    assert list(dict.fromkeys(t.columns.get_level_values(0))) == ["training", "internal"]
+    n_train_good = int(((d.cohort == "training") & (d.outcome == "Good")).sum())
+    assert ("training", f"Good (n={n_train_good})") in t.columns
+    across = table_one(d, "cohort", ["age", "gender"], categorical=["gender"])
+    assert "internal (n=38)" in across.columns

@@ -103,3 +103,14 @@ ref$versions <- list(R = R.version.string, pROC = as.character(packageVersion("p
                      Hmisc = as.character(packageVersion("Hmisc")), rms = as.character(packageVersion("rms")))
 write_json(ref, file.path(out_dir, "binary.json"), digits = NA, auto_unbox = TRUE, pretty = TRUE)
 cat("wrote", file.path(out_dir, "binary.json"), "\n")
+
+# --- rms::validate of a logistic model (appended; rerun the whole script) ---
+set.seed(3)
+d2 <- cbind(asah, y = y)
+f <- lrm(y ~ age + wfns + s100b, data = d2, x = TRUE, y = TRUE)
+v <- rms::validate(f, B = 1000)  # jsonlite also exports a validate()
+ref2 <- fromJSON(file.path(out_dir, "binary.json"))
+ref2$validate <- list(index = rownames(v), orig = unname(v[, "index.orig"]), corrected = unname(v[, "index.corrected"]),
+                      optimism = unname(v[, "optimism"]))
+write_json(ref2, file.path(out_dir, "binary.json"), digits = NA, auto_unbox = TRUE, pretty = TRUE)
+cat("appended validate reference\n")

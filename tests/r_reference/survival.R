@@ -105,3 +105,12 @@ pts <- c(0.2, 0.4, 0.6, 0.8)
 ref2$survival_nb_365 <- list(thresholds = pts, nb = sapply(pts, function(pt) nb(365, 1 - S365, pt)))
 write_json(ref2, file.path(out_dir, "survival.json"), digits = NA, auto_unbox = TRUE, pretty = TRUE)
 cat("appended t-year calibration and decision curve references\n")
+
+# --- comparing two C-indices (appended) ---
+fit_age <- coxph(Surv(time, event) ~ age, data = lung_cc)
+cc <- concordance(fit, fit_age)
+ref3 <- fromJSON(file.path(out_dir, "survival.json"))
+ref3$compare_c <- list(c = unname(cc$concordance), var = unname(cc$var),
+                       coef_age = unname(coef(fit_age)))
+write_json(ref3, file.path(out_dir, "survival.json"), digits = NA, auto_unbox = TRUE, pretty = TRUE)
+cat("appended C comparison reference\n")

@@ -146,3 +146,16 @@ def table_one_html(table: pd.DataFrame, caption: str = "Table 1") -> str:
         out.append(f"<tr>{cells}<td>{fmt_p(r['p'])}</td><td>{html.escape(str(r['test']))}</td></tr>")
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def table_one_by_cohort(df: pd.DataFrame, outcome: str, cohort: str, variables: list[str], *,
+                        categorical: list[str] | None = None, continuous_summary: str = "median",
+                        digits: int = 1) -> pd.DataFrame:
+    """Table 1 by outcome within each cohort, side by side (the seeds' layout): columns are
+    (cohort, group), (cohort, Overall) and (cohort, p) for every cohort."""
+    parts = {}
+    for c in list(dict.fromkeys(df[cohort].dropna())):
+        t = table_one(df[df[cohort] == c], outcome, variables, categorical=categorical,
+                      continuous_summary=continuous_summary, digits=digits)
+        parts[c] = t.set_index(["variable", "level"]).drop(columns="test")
+    return pd.concat(parts, axis=1)

@@ -8,12 +8,12 @@ lifelines, cox.zph), :mod:`.concordance` (Harrell's C with its SE, Uno's C),
 """
 
 from gastrorad.stats.survival.calibration import observed_expected, survival_calibration, survival_net_benefit
-from gastrorad.stats.survival.concordance import harrell_c, uno_c
+from gastrorad.stats.survival.concordance import compare_c, harrell_c, uno_c
 from gastrorad.stats.survival.cox import cox_zph, fit_cox
 from gastrorad.stats.survival.kaplan_meier import kaplan_meier
 from gastrorad.stats.survival.logrank import logrank_test
 from gastrorad.stats.survival.risk_groups import risk_groups
 from gastrorad.stats.survival.time_auc import time_dependent_auc
 
-__all__ = ["cox_zph", "fit_cox", "harrell_c", "kaplan_meier", "logrank_test", "observed_expected", "risk_groups",
+__all__ = ["compare_c", "cox_zph", "fit_cox", "harrell_c", "kaplan_meier", "logrank_test", "observed_expected", "risk_groups",
            "survival_calibration", "survival_net_benefit", "time_dependent_auc", "uno_c"]

@@ -32,9 +32,10 @@ class ConcordanceResult:
     discordant: float
     tied_risk: float
     comparable: float
+    influence: np.ndarray | None = None  # dC/dw_k per patient (infinitesimal jackknife)
 
     def summary(self) -> pd.DataFrame:
-        return pd.DataFrame([self.__dict__])
+        return pd.DataFrame([{k: v for k, v in self.__dict__.items() if k != "influence"}])
 
 
 def _pair_counts(time, event, risk, weight_of_event=None):
@@ -76,7 +77,7 @@ def _result(conc, disc, tied, totals, level) -> ConcordanceResult:
     se = float(np.sqrt(np.sum(dk ** 2)))
     z = stats.norm.ppf(1 - (1 - level) / 2)
     return ConcordanceResult(float(c), se, float(c - z * se), float(c + z * se), float(C_), float(D_), float(T_),
-                             float(comparable))
+                             float(comparable), dk)
 
 
 def harrell_c(time, event, risk, *, level: float = 0.95) -> ConcordanceResult:
@@ -123,3 +124,27 @@ def uno_c(time, event, risk, *, tau: float | None = None, level: float = 0.95) -
         w = np.where(time <= tau, w, 0.0)
     conc, disc, tied, totals = _pair_counts(time, event, risk, weight_of_event=w)
     return _result(conc, disc, tied, totals, level)
+
+
+def compare_c(time, event, risks: dict[str, np.ndarray], reference: str | None = None, *, level: float = 0.95,
+              uno: bool = False) -> pd.DataFrame:
+    """Harrell's (or Uno's) C of several risk scores on the same patients, each with its CI,
+    and the difference from ``reference`` with a z test from the joint infinitesimal-jackknife
+    covariance (as ``survival::concordance(fit1, fit2)`` and a contrast of its ``var``)."""
+    names = list(risks)
+    reference = names[0] if reference is None else reference
+    fn = uno_c if uno else harrell_c
+    res = {k: fn(time, event, risks[k], level=level) for k in names}
+    ref = res[reference]
+    rows = []
+    for k in names:
+        r = res[k]
+        row = {"model": k, "c": r.c, "se": r.se, "lower": r.lower, "upper": r.upper, "difference": np.nan,
+               "z": np.nan, "p": np.nan}
+        if k != reference:
+            diff = r.c - ref.c
+            se = float(np.sqrt(np.sum((r.influence - ref.influence) ** 2)))
+            z = diff / se if se > 0 else np.nan
+            row.update(difference=diff, z=z, p=float(2 * stats.norm.sf(abs(z))) if np.isfinite(z) else np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
