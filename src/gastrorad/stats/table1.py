@@ -148,13 +148,20 @@ def table_one_html(table: pd.DataFrame, caption: str = "Table 1") -> str:
     return "".join(out)
 
 
+def cohort_order(name: str) -> tuple[int, str]:
+    """Sort key: training, internal, test, external*, prospective, then anything else."""
+    rank = {"training": 0, "internal": 1, "test": 2, "prospective": 4}
+    name = str(name)
+    return (3 if name.startswith("external") else rank.get(name, 5), name)
+
+
 def table_one_by_cohort(df: pd.DataFrame, outcome: str, cohort: str, variables: list[str], *,
                         categorical: list[str] | None = None, continuous_summary: str = "median",
                         digits: int = 1) -> pd.DataFrame:
     """Table 1 by outcome within each cohort, side by side (the seeds' layout): columns are
     (cohort, group), (cohort, Overall) and (cohort, p) for every cohort."""
     parts = {}
-    for c in list(dict.fromkeys(df[cohort].dropna())):
+    for c in sorted(pd.unique(df[cohort].dropna()), key=cohort_order):
         t = table_one(df[df[cohort] == c], outcome, variables, categorical=categorical,
                       continuous_summary=continuous_summary, digits=digits)
         parts[c] = t.set_index(["variable", "level"]).drop(columns="test")
