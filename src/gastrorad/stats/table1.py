@@ -95,7 +95,7 @@ def table_one(df: pd.DataFrame, by: str, variables: list[str], *, categorical: l
     a categorical one), a column per group plus Overall, the P value and the test used."""
     categorical = set(categorical or [v for v in variables if not pd.api.types.is_numeric_dtype(df[v])])
     levels = [g for g in pd.unique(df[by].dropna())]
-    levels = sorted(levels, key=str)
+    levels = sorted(levels, key=cohort_order)
     groups = {str(g): df[df[by] == g] for g in levels}
     header = {str(g): f"{g} (n={len(d)})" for g, d in groups.items()}
     rows = []
