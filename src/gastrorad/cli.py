@@ -191,10 +191,84 @@ def demo(
                   "see `gastrorad --help`)")
 
 
+@app.command()
+def train(study: Path = typer.Argument(..., help="Study file (YAML)."),
+          phase: Optional[str] = typer.Option(None, help="Phase to train on (default: the first)."),
+          progress: bool = typer.Option(True, help="Show the training progress bar.")) -> None:
+    """Train, transfer or distil the deep model on the training cohort.
+
+    Python: gastrorad.dl.train.train_model.
+    """
+    from gastrorad.dl.train import train_model
+    cfg = _load(study)
+    try:
+        res = train_model(cfg, phase=phase, progress=progress)
+    except InputError as exc:
+        _fail(exc)
+    console.print(f"trained {len(res.checkpoints)} model(s) in {res.seconds:.1f} s: "
+                  + ", ".join(str(p) for p in res.checkpoints))
+    for h in res.history:
+        console.print(f"  {h}")
+
+
+@app.command()
+def score(study: Path = typer.Argument(..., help="Study file (YAML)."),
+          phase: Optional[str] = typer.Option(None, help="Phase to score (default: the first).")) -> None:
+    """Write the DL signature of every patient of every cohort.
+
+    Python: gastrorad.dl.train.score_study.
+    """
+    from gastrorad.dl.train import score_study
+    cfg = _load(study)
+    try:
+        s = score_study(cfg, phase=phase)
+    except InputError as exc:
+        _fail(exc)
+    console.print(f"{len(s)} patients scored -> {cfg.output_dir / 'dl_scores.csv'}")
+    console.print(s.groupby("cohort")["score"].describe()[["count", "mean", "min", "max"]].to_string())
+
+
+@app.command(name="extract-features")
+def extract_features_cmd(study: Path = typer.Argument(..., help="Study file (YAML)."),
+                         checkpoint: Optional[Path] = typer.Option(None, help="Trained model (default: a fresh "
+                                                                   "backbone with model.pretrained weights)."),
+                         pooling: Optional[str] = typer.Option(None, help="max or avg (default: training.pooling).")
+                         ) -> None:
+    """Deep features per phase (global max/avg pooling).
+
+    Python: gastrorad.dl.features.extract_features.
+    """
+    from gastrorad.dl.data import load_sample_table
+    from gastrorad.dl.features import extract_features
+    from gastrorad.dl.train import build_model, load_checkpoint
+    cfg = _load(study)
+    for phase in cfg.preprocess.phases:
+        if checkpoint is not None:
+            net = load_checkpoint(checkpoint)
+        else:
+            s = load_sample_table(cfg, phase)
+            net = build_model(cfg, s.channels, s.spatial_dims)
+        t = extract_features(cfg, net, phase=phase, pooling=pooling)
+        console.print(f"{phase}: {len(t)} patients x {t.shape[1] - 2} features -> "
+                      f"{cfg.output_dir / f'features_{phase}.csv'}")
+
+
+@app.command()
+def explain(study: Path = typer.Argument(..., help="Study file (YAML)."),
+            limit: int = typer.Option(12, help="Patients per cohort."),
+            guided: bool = typer.Option(True, help="Guided Grad-CAM (else plain Grad-CAM).")) -> None:
+    """Grad-CAM overlays of the trained model.
+
+    Python: gastrorad.dl.explain.explain_study.
+    """
+    from gastrorad.dl.explain import explain_study
+    cfg = _load(study)
+    t = explain_study(cfg, limit=limit, guided=guided)
+    console.print(f"{len(t)} overlays -> {cfg.output_dir / 'explain'}; mean ROI focus "
+                  f"{t.roi_focus.mean():.2f} (map inside ROI / outside)")
+
+
 _PLANNED = {
-    "train": "train/transfer/distil a model",
-    "score": "DL signature per patient",
-    "extract-features": "deep features per phase",
     "signature": "signatures from deep features",
     "fit": "clinical and fusion models",
     "evaluate": "metrics on every cohort",
@@ -207,7 +281,7 @@ _PLANNED = {
 
 def _planned(name: str, what: str):
     def command(args: Optional[list[str]] = typer.Argument(None, hidden=True)) -> None:
-        err.print(f"gastrorad {name}: not built yet ({what}). Built so far: synth, validate, preprocess.")
+        err.print(f"gastrorad {name}: not built yet ({what}). Built so far: synth, validate, preprocess, train, score, extract-features, explain.")
         raise typer.Exit(3)
     command.__doc__ = f"Not built yet: {what}."
     return command

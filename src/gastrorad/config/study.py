@@ -214,6 +214,75 @@ class PreprocessConfig(Strict):
         return v
 
 
+class ModelConfig(Strict):
+    """The deep model: a registered backbone (see ``gastrorad.dl.backbones``) and a head."""
+
+    backbone: str = Field("resnet18", description="resnet10/18/34/50/101, densenet121/201, efficientnet_b0..b7, "
+                                                  "seresnext50/101, vgg11/16, tiny (tests).")
+    spatial_dims: Literal[2, 3] = Field(2, description="2 for slice/2.5D patches, 3 for volumes.")
+    pretrained: Path | None = Field(None, description="Local weights file (never downloaded).")
+    pretrained_format: Literal["torchvision", "medicalnet", "gastrorad"] = "torchvision"
+    freeze: str = Field("none", description="'none', 'all' (backbone frozen) or 'until:<layer>' (e.g. until:layer3).")
+    head: Literal["linear", "mlp"] = "linear"
+    hidden: int = Field(256, ge=1, description="MLP head width.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the output layer (model noise in S4).")
+    stochastic_depth: float = Field(0.0, ge=0, lt=1, description="Drop-connect rate (EfficientNet), model noise in S4.")
+
+
+class AugmentConfig(Strict):
+    """Training-time augmentation (MONAI transforms), applied to each patch with probability ``prob``."""
+
+    prob: float = Field(0.5, ge=0, le=1)
+    flip: bool = Field(False, description="Random flips along each in-plane axis (left/right, anterior/posterior).")
+    rot90: bool = Field(False, description="Random rotations by 90/180/270 degrees in-plane.")
+    rotate_degrees: float = Field(0.0, ge=0, description="Random rotation within +/- this angle.")
+    gaussian_blur: float = Field(0.0, ge=0, description="Max Gaussian blur sigma (pixels); 0 = off.")
+    scale: float = Field(0.0, ge=0, description="Random affine scale range (+/- fraction).")
+    shift: float = Field(0.0, ge=0, description="Random affine shift range in pixels.")
+    random_crop: list[int] | None = Field(None, description="Random crop size after resize (S4: [224, 224]); centre crop at inference.")
+
+
+class DistillConfig(Strict):
+    """Progressive Distill (S4): teacher, then students trained on the KD loss with model noise."""
+
+    chain: list[str] = Field(default_factory=list, description="Backbones of the students (e.g. [efficientnet_b3, efficientnet_b7]).")
+    iterations: int = Field(2, ge=1, description="Student generations when the chain is empty (same backbone).")
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the label-smoothed CE term (seed 003, Eq. 1).")
+    student_dropout: float = Field(0.2, ge=0, lt=1)
+    student_stochastic_depth: float = Field(0.2, ge=0, lt=1)
+
+
+class EarlyStoppingConfig(Strict):
+    monitor: Literal["val_auc", "val_loss", "val_c"] = "val_loss"
+    patience: int = Field(10, ge=1)
+
+
+class TrainingConfig(Strict):
+    loss: Literal["bce", "ce", "cox", "bce_cox"] = "bce"
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(32, ge=1)
+    warmup_epochs: int = Field(0, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    early_stopping: EarlyStoppingConfig | None = Field(default_factory=EarlyStoppingConfig)
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="Stratified hold-out of training for early stopping.")
+    folds: int = Field(0, ge=0, description="k-fold CV inside training (S2); scores average the k models.")
+    class_weights: bool = False
+    balanced_sampling: bool = False
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="beta of seed 003's Eq. 3.")
+    aggregate: Literal["mean", "max", "topk"] = Field("mean", description="Patient score from slice/patch scores.")
+    top_k: int = Field(10, ge=1)
+    pooling: Literal["max", "avg"] = Field("max", description="Global pooling of deep features (S5: max).")
+    precision: str = Field("auto", description="'auto' (16-mixed on CUDA, 32 on CPU), '32', 'bf16-mixed', ...")
+    devices: str = Field("auto", description="'auto' uses every GPU (DDP) when CUDA is present.")
+    num_workers: int = Field(0, ge=0)
+    distill: DistillConfig | None = None
+
+
 class ClinicalConfig(Strict):
     variables: list[str] = Field(default_factory=list, description="Candidate clinical variables (default: all other columns).")
     categorical: list[str] = Field(default_factory=list, description="Variables to treat as categorical.")
@@ -227,6 +296,9 @@ class StudyConfig(Strict):
     cohorts: CohortConfig
     clinical: ClinicalConfig = Field(default_factory=ClinicalConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
     output: Path = Field(Path("runs/study"), description="Run folder.")
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the study file (set by load_study).")
 

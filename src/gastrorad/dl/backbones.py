@@ -1,0 +1,294 @@
+"""A registry of backbones built on MONAI networks, with one interface for all of them.
+
+Every model is a :class:`GastroNet`: ``features(x)`` gives the last feature maps,
+``embed(x, pooling)`` the pooled vector (the penultimate layer), ``forward(x)`` the
+head's outputs. Backbones are created by name with the patch's channel count:
+
+    net = create_model("resnet50", in_channels=12, spatial_dims=2)
+
+Pretrained weights come only from a local file (:func:`load_pretrained`); the first
+convolution is adapted to the channel count.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from gastrorad.errors import InputError, Problem
+
+BACKBONES: dict[str, Callable[..., "Backbone"]] = {}
+
+
+class Backbone(nn.Module):
+    """Feature extractor part of a network: ``forward(x)`` returns feature maps (B, C, ...)."""
+
+    out_channels: int
+    first_conv: str  # state-dict key of the first convolution's weight
+    stage_names: list[str]  # ordered child names, for partial freezing
+
+
+def register_backbone(name: str):
+    def deco(fn):
+        BACKBONES[name] = fn
+        return fn
+    return deco
+
+
+class _MonaiResNet(Backbone):
+    def __init__(self, depth: int, in_channels: int, spatial_dims: int):
+        super().__init__()
+        from monai.networks import nets
+        net = getattr(nets, f"resnet{depth}")(spatial_dims=spatial_dims, n_input_channels=in_channels, num_classes=1)
+        self.conv1, self.bn1, self.act, self.maxpool = net.conv1, net.bn1, net.act, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self.out_channels = net.fc.in_features
+        self.first_conv = "conv1.weight"
+        self.stage_names = ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"]
+
+    def forward(self, x):
+        x = self.maxpool(self.act(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+for _d in (10, 18, 34, 50, 101):
+    register_backbone(f"resnet{_d}")(lambda in_channels, spatial_dims, _d=_d, **kw: _MonaiResNet(_d, in_channels, spatial_dims))
+
+
+class _MonaiDenseNet(Backbone):
+    def __init__(self, variant: str, in_channels: int, spatial_dims: int):
+        super().__init__()
+        from monai.networks import nets
+        net = getattr(nets, variant)(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=1)
+        self.features_ = net.features
+        self.act = net.class_layers.relu
+        self.out_channels = net.class_layers.out.in_features
+        self.first_conv = "features_.conv0.weight"
+        self.stage_names = ["features_"]
+
+    def forward(self, x):
+        return self.act(self.features_(x))
+
+
+register_backbone("densenet121")(lambda in_channels, spatial_dims, **kw: _MonaiDenseNet("DenseNet121", in_channels, spatial_dims))
+register_backbone("densenet201")(lambda in_channels, spatial_dims, **kw: _MonaiDenseNet("DenseNet201", in_channels, spatial_dims))
+
+
+class _MonaiEfficientNet(Backbone):
+    def __init__(self, variant: str, in_channels: int, spatial_dims: int, stochastic_depth: float = 0.0):
+        super().__init__()
+        from monai.networks.nets import EfficientNetBN
+        net = EfficientNetBN(f"efficientnet-{variant}", pretrained=False, spatial_dims=spatial_dims,
+                             in_channels=in_channels, num_classes=1)
+        self.stem_pad, self.stem, self.bn0 = net._conv_stem_padding, net._conv_stem, net._bn0
+        self.blocks, self.head_pad, self.head, self.bn1, self.swish = (net._blocks, net._conv_head_padding,
+                                                                      net._conv_head, net._bn1, net._swish)
+        self.out_channels = net._fc.in_features
+        self.first_conv = "stem.weight"
+        self.stage_names = ["stem", "bn0", "blocks", "head", "bn1"]
+        n = len(self.blocks)
+        for i, blk in enumerate(self.blocks):  # stochastic depth grows linearly with depth
+            blk.drop_connect_rate = stochastic_depth * i / n
+
+    def forward(self, x):
+        x = self.swish(self.bn0(self.stem(self.stem_pad(x))))
+        x = self.blocks(x)
+        return self.swish(self.bn1(self.head(self.head_pad(x))))
+
+
+for _v in range(8):
+    register_backbone(f"efficientnet_b{_v}")(
+        lambda in_channels, spatial_dims, _v=_v, stochastic_depth=0.0, **kw:
+        _MonaiEfficientNet(f"b{_v}", in_channels, spatial_dims, stochastic_depth))
+
+
+class _MonaiSEResNeXt(Backbone):
+    def __init__(self, depth: int, in_channels: int, spatial_dims: int):
+        super().__init__()
+        from monai.networks import nets
+        net = getattr(nets, f"SEResNext{depth}")(spatial_dims=spatial_dims, in_channels=in_channels, num_classes=1)
+        self.layer0, self.layer1, self.layer2, self.layer3, self.layer4 = (net.layer0, net.layer1, net.layer2,
+                                                                          net.layer3, net.layer4)
+        self.out_channels = net.last_linear.in_features
+        self.first_conv = "layer0.conv1.weight"
+        self.stage_names = ["layer0", "layer1", "layer2", "layer3", "layer4"]
+
+    def forward(self, x):
+        return self.layer4(self.layer3(self.layer2(self.layer1(self.layer0(x)))))
+
+
+register_backbone("seresnext50")(lambda in_channels, spatial_dims, **kw: _MonaiSEResNeXt(50, in_channels, spatial_dims))
+register_backbone("seresnext101")(lambda in_channels, spatial_dims, **kw: _MonaiSEResNeXt(101, in_channels, spatial_dims))
+
+
+class _VGG(Backbone):
+    """VGG-11/16 with batch norm (MONAI has none; the definition is a list of widths)."""
+
+    CFG = {11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+           16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]}
+
+    def __init__(self, depth: int, in_channels: int, spatial_dims: int):
+        super().__init__()
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        bn = nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d
+        pool = nn.MaxPool2d if spatial_dims == 2 else nn.MaxPool3d
+        layers, c = [], in_channels
+        for v in self.CFG[depth]:
+            if v == "M":
+                layers.append(pool(2))
+            else:
+                layers += [conv(c, v, 3, padding=1), bn(v), nn.ReLU(inplace=True)]
+                c = v
+        self.features_ = nn.Sequential(*layers)
+        self.out_channels = 512
+        self.first_conv = "features_.0.weight"
+        self.stage_names = ["features_"]
+
+    def forward(self, x):
+        return self.features_(x)
+
+
+register_backbone("vgg11")(lambda in_channels, spatial_dims, **kw: _VGG(11, in_channels, spatial_dims))
+register_backbone("vgg16")(lambda in_channels, spatial_dims, **kw: _VGG(16, in_channels, spatial_dims))
+
+
+class _Tiny(Backbone):
+    """A 3-layer CNN for tests and quick demos (not a published architecture)."""
+
+    def __init__(self, in_channels: int, spatial_dims: int, width: int = 16):
+        super().__init__()
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        bn = nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d
+        self.conv1 = conv(in_channels, width, 3, stride=2, padding=1)
+        self.body = nn.Sequential(bn(width), nn.ReLU(), conv(width, 2 * width, 3, stride=2, padding=1), bn(2 * width),
+                                  nn.ReLU(), conv(2 * width, 2 * width, 3, padding=1), bn(2 * width), nn.ReLU())
+        self.out_channels = 2 * width
+        self.first_conv = "conv1.weight"
+        self.stage_names = ["conv1", "body"]
+
+    def forward(self, x):
+        return self.body(self.conv1(x))
+
+
+register_backbone("tiny")(lambda in_channels, spatial_dims, **kw: _Tiny(in_channels, spatial_dims))
+
+
+class GastroNet(nn.Module):
+    """Backbone + global pooling + head. ``n_outputs`` = 1 (binary logit or Cox risk)."""
+
+    def __init__(self, backbone: Backbone, *, head: str = "linear", hidden: int = 256, dropout: float = 0.0,
+                 n_outputs: int = 1, spatial_dims: int = 2, name: str = ""):
+        super().__init__()
+        self.name = name
+        self.backbone = backbone
+        self.spatial_dims = spatial_dims
+        c = backbone.out_channels
+        if head == "linear":
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c, n_outputs))
+        elif head == "mlp":
+            self.head = nn.Sequential(nn.Linear(c, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_outputs))
+        else:
+            raise ValueError(f"unknown head '{head}'")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def embed(self, x: torch.Tensor, pooling: str = "avg") -> torch.Tensor:
+        f = self.features(x)
+        dims = tuple(range(2, f.ndim))
+        return f.amax(dim=dims) if pooling == "max" else f.mean(dim=dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x, "avg"))
+
+
+def create_model(backbone: str, *, in_channels: int, spatial_dims: int = 2, head: str = "linear", hidden: int = 256,
+                 dropout: float = 0.0, stochastic_depth: float = 0.0, n_outputs: int = 1) -> GastroNet:
+    """Build a registered backbone with ``in_channels`` inputs and a new head."""
+    if backbone not in BACKBONES:
+        raise KeyError(f"unknown backbone '{backbone}'; known: {', '.join(sorted(BACKBONES))}")
+    bb = BACKBONES[backbone](in_channels=in_channels, spatial_dims=spatial_dims, stochastic_depth=stochastic_depth)
+    return GastroNet(bb, head=head, hidden=hidden, dropout=dropout, n_outputs=n_outputs, spatial_dims=spatial_dims,
+                     name=backbone)
+
+
+def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """Adapt a first-convolution kernel (out, c, k...) to ``in_channels``: the mean over the
+    pretrained channels repeated and rescaled so activations keep their magnitude."""
+    if weight.shape[1] == in_channels:
+        return weight
+    mean = weight.mean(dim=1, keepdim=True)
+    reps = [1, in_channels] + [1] * (weight.ndim - 2)
+    return mean.repeat(*reps) * (weight.shape[1] / in_channels)
+
+
+
+
+def load_pretrained(model: GastroNet, path: str | Path, fmt: str = "torchvision") -> dict:
+    """Load weights from a local file into ``model``'s backbone (the head stays new).
+
+    ``fmt``: ``torchvision`` (ImageNet state dicts with torchvision key names), ``medicalnet``
+    (3D ResNets, keys prefixed ``module.``) or ``gastrorad`` (a checkpoint of this package).
+    Returns ``{"loaded": n, "skipped": [...]}``; raises :class:`InputError` when the file is
+    missing, unreadable or shares no tensor with the model.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(Problem(str(path), "pretrained weights file does not exist; put the file there (weights "
+                                 "are never downloaded) or set model.pretrained to null"))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(Problem(str(path), f"unreadable weights file: {exc}")) from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if fmt == "gastrorad":
+        state = {k[len("model."):] if k.startswith("model.") else k: v for k, v in state.items()}
+        state = {k: v for k, v in state.items() if k.startswith("backbone.")}
+    else:
+        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+        prefix = "backbone.features_." if model.name.startswith("densenet") else "backbone."
+        if model.name.startswith("densenet"):
+            state = {prefix + (k[len("features."):] if k.startswith("features.") else k): v for k, v in state.items()}
+        else:
+            state = {prefix + k: v for k, v in state.items()}
+    own = model.state_dict()
+    first = "backbone." + model.backbone.first_conv
+    loaded, skipped = {}, []
+    for k, v in state.items():
+        if k == first and k in own and v.ndim == own[k].ndim:
+            v = adapt_first_conv(v, own[k].shape[1])
+        if k in own and own[k].shape == v.shape:
+            loaded[k] = v
+        else:
+            skipped.append(k)
+    if not loaded:
+        raise InputError(Problem(str(path), f"no tensor of this file fits backbone '{model.name}' "
+                                 f"(format '{fmt}'); is it the right architecture?"))
+    model.load_state_dict(loaded, strict=False)
+    return {"loaded": len(loaded), "skipped": skipped}
+
+
+def freeze(model: GastroNet, spec: str = "none") -> None:
+    """Freeze the backbone: ``none``, ``all``, or ``until:<stage>`` (stages up to and including it)."""
+    for p in model.parameters():
+        p.requires_grad = True
+    if spec == "none":
+        return
+    if spec == "all":
+        for p in model.backbone.parameters():
+            p.requires_grad = False
+        return
+    if spec.startswith("until:"):
+        stage = spec.split(":", 1)[1]
+        names = model.backbone.stage_names
+        if stage not in names:
+            raise ValueError(f"unknown stage '{stage}' for {model.name}; stages: {names}")
+        for name in names[:names.index(stage) + 1]:
+            for p in getattr(model.backbone, name).parameters():
+                p.requires_grad = False
+        return
+    raise ValueError("freeze must be 'none', 'all' or 'until:<stage>'")

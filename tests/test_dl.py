@@ -1,0 +1,210 @@
+"""The deep-learning engine on tiny models and tiny cohorts: registry, pretrained loading,
+freezing, losses against hand computations, aggregation, a planted signal learned,
+exact reload, determinism, deep features, Grad-CAM focus and Progressive Distill."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from gastrorad.config import load_study
+from gastrorad.dl import backbones as B
+from gastrorad.dl.aggregate import aggregate_scores, patient_scores
+from gastrorad.dl.losses import bce_loss, cox_loss, kd_loss, smoothed_targets
+from gastrorad.errors import InputError
+from gastrorad.preprocess.cache import save_patches
+from gastrorad.stats import auc
+
+LIGHT = ["resnet10", "resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_b0", "vgg11", "seresnext50",
+         "tiny"]
+
+
+@pytest.mark.parametrize("name", LIGHT)
+def test_registered_backbones_build_with_any_channel_count(name):
+    torch.manual_seed(0)
+    net = B.create_model(name, in_channels=12, spatial_dims=2, head="mlp", hidden=8, dropout=0.1).eval()
+    x = torch.randn(2, 12, 64, 64)
+    with torch.no_grad():
+        out, emb = net(x), net.embed(x, "max")
+    assert out.shape == (2, 1) and emb.shape == (2, net.backbone.out_channels)
+
+
+def test_every_registered_name_is_constructible_and_3d_works():
+    assert {"resnet101", "densenet201", "efficientnet_b7", "seresnext101", "vgg16"} <= set(B.BACKBONES)
+    net = B.create_model("resnet10", in_channels=1, spatial_dims=3).eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 1, 16, 32, 32)).shape == (1, 1)
+    with pytest.raises(KeyError, match="unknown backbone"):
+        B.create_model("resnet999", in_channels=1)
+
+
+def test_pretrained_torchvision_weights_with_adapted_first_conv(tmp_path):
+    torch.manual_seed(0)
+    rgb = B.create_model("resnet18", in_channels=3)
+    state = {k[len("backbone."):]: v for k, v in rgb.state_dict().items() if k.startswith("backbone.")}
+    state["fc.weight"] = torch.zeros(1000, 512)  # an ImageNet head: skipped
+    torch.save(state, tmp_path / "resnet18_imagenet.pth")
+    net = B.create_model("resnet18", in_channels=12)
+    info = B.load_pretrained(net, tmp_path / "resnet18_imagenet.pth")
+    assert info["loaded"] > 50 and "backbone.fc.weight" in info["skipped"]
+    w = net.state_dict()["backbone.conv1.weight"]
+    expected = state["conv1.weight"].mean(dim=1, keepdim=True).repeat(1, 12, 1, 1) * 3 / 12
+    assert torch.allclose(w, expected)
+    assert torch.equal(net.state_dict()["backbone.layer4.1.conv2.weight"], state["layer4.1.conv2.weight"])
+    with pytest.raises(InputError, match="does not exist"):
+        B.load_pretrained(net, tmp_path / "missing.pth")
+    dense = B.create_model("densenet121", in_channels=3)
+    with pytest.raises(InputError, match="no tensor of this file fits"):
+        B.load_pretrained(dense, tmp_path / "resnet18_imagenet.pth")
+
+
+def test_freezing():
+    net = B.create_model("resnet18", in_channels=3)
+    B.freeze(net, "until:layer3")
+    assert not any(p.requires_grad for p in net.backbone.layer3.parameters())
+    assert all(p.requires_grad for p in net.backbone.layer4.parameters())
+    B.freeze(net, "all")
+    assert not any(p.requires_grad for p in net.backbone.parameters()) and all(p.requires_grad for p in net.head.parameters())
+    with pytest.raises(ValueError):
+        B.freeze(net, "until:layer9")
+
+
+def test_kd_loss_equals_hand_computation():
+    z, r, y = torch.tensor([0.3, -1.2]), torch.tensor([1.0, -0.4]), torch.tensor([1, 0])
+    alpha, T, beta = 0.6, 3.0, 0.1
+    total = 0.0
+    for zi, ri, yi in zip(z.tolist(), r.tolist(), y.tolist()):
+        ps = [1 / (1 + math.exp(zi)), 1 / (1 + math.exp(-zi))]            # softmax([0, z])
+        q = [beta, 1 - beta] if yi == 1 else [1 - beta, beta]              # Eq. 3 with K = 2
+        ce = -sum(qk * math.log(pk) for qk, pk in zip(q, ps))
+        pt = [1 / (1 + math.exp(ri / T)), 1 / (1 + math.exp(-ri / T))]
+        pst = [1 / (1 + math.exp(zi / T)), 1 / (1 + math.exp(-zi / T))]
+        kl = sum(a * math.log(a / b) for a, b in zip(pt, pst))
+        total += alpha * ce + T * T * (1 - alpha) * kl
+    assert kd_loss(z, r, y, alpha=alpha, temperature=T, label_smoothing=beta).item() == pytest.approx(total / 2, rel=1e-6)
+    assert torch.allclose(smoothed_targets(torch.tensor([0, 2]), 0.3, 3),
+                          torch.tensor([[0.7, 0.15, 0.15], [0.15, 0.15, 0.7]]))
+    assert bce_loss(torch.tensor([0.0]), torch.tensor([1.0])).item() == pytest.approx(math.log(2))
+
+
+def test_cox_loss_equals_partial_likelihood_without_ties():
+    risk = torch.tensor([0.5, -0.2, 1.1, 0.0])
+    time = torch.tensor([5.0, 3.0, 8.0, 1.0])
+    event = torch.tensor([1, 0, 1, 1])
+    ll = 0.0
+    for i in range(4):
+        if event[i]:
+            at_risk = time >= time[i]
+            ll += risk[i].item() - math.log(torch.exp(risk[at_risk]).sum().item())
+    assert cox_loss(risk, time, event).item() == pytest.approx(-ll / 3, rel=1e-5)
+
+
+def test_aggregation():
+    s = np.arange(20, dtype=float)
+    assert aggregate_scores(s, "topk", 10) == pytest.approx(np.mean(np.arange(10, 20)))
+    assert aggregate_scores(s, "max") == 19 and aggregate_scores(s, "mean") == 9.5
+    df = pd.DataFrame({"patient_id": ["a"] * 3 + ["b"] * 2, "cohort": "training", "score": [1, 2, 3, 5, 7]})
+    assert patient_scores(df, "topk", 2).score.tolist() == [2.5, 6.0]
+
+
+def make_patch_study(root, n=72, size=32, signal=2.0, seed=0, extra=None):
+    """A study whose patches carry a planted signal: a disk that is brighter when label = 1."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    y = (np.arange(n) % 2).astype(int)
+    rng.shuffle(y)
+    ids = [f"S{i:03d}" for i in range(n)]
+    pd.DataFrame({"patient_id": ids, "center": "A", "label": y}).to_csv(root / "clinical.csv", index=False)
+    pd.DataFrame({"patient_id": ids, "image": "x.nii.gz", "mask": "m.nii.gz"}).to_csv(root / "manifest.csv", index=False)
+    cfg = {"data": {"manifest": "manifest.csv", "clinical": "clinical.csv"}, "outcome": {"kind": "binary"},
+           "cohorts": {"split": {"centers": ["A"], "ratio": {"training": 2, "internal": 1}}}, "seed": 1,
+           "preprocess": {"patch": {"mode": "slice2d", "size": [size, size], "mask_channel": True}}, "output": "run",
+           "model": {"backbone": "tiny"},
+           "training": {"epochs": 12, "batch_size": 16, "lr": 3e-3, "val_fraction": 0.25, "schedule": "constant",
+                        "early_stopping": {"monitor": "val_loss", "patience": 12}},
+           **(extra or {})}
+    (root / "study.yaml").write_text(yaml.safe_dump(cfg))
+    rows = []
+    yy, xx = np.mgrid[:size, :size]
+    for pid, label in zip(ids, y):
+        cy, cx = size / 2 + rng.integers(-4, 5), size / 2 + rng.integers(-4, 5)
+        disk = ((yy - cy) ** 2 + (xx - cx) ** 2 <= 36).astype(np.float32)
+        img = rng.normal(0, 1, (size, size)).astype(np.float32) + disk * (signal * label + rng.normal(0, 0.3))
+        path = root / "run" / "cache" / pid / "venous.npz"
+        save_patches(path, np.stack([img, disk]), ["slice+0", "mask"], {})
+        rows.append({"patient_id": pid, "phase": "venous", "timepoint": 0, "lesion_id": "primary",
+                     "lesion_site": "", "reader": "", "path": str(path), "key": pid})
+    pd.DataFrame(rows).to_csv(root / "run" / "patches.csv", index=False)
+    return load_study(root / "study.yaml")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from gastrorad.dl.train import score_study, train_model
+    cfg = make_patch_study(tmp_path_factory.mktemp("planted"))
+    res = train_model(cfg)
+    return cfg, res, score_study(cfg)
+
+
+def test_planted_signal_is_learned(trained):
+    cfg, res, scores = trained
+    labels = pd.read_csv(cfg.clinical_path).set_index("patient_id").label
+    internal = scores[scores.cohort == "internal"]
+    assert len(internal) == 24
+    assert auc(labels.loc[internal.patient_id], internal.score) > 0.8
+    assert res.seconds < 60
+
+
+def test_reloaded_checkpoint_reproduces_scores_and_training_is_deterministic(trained, tmp_path):
+    from gastrorad.dl.train import score_study, train_model
+    cfg, res, scores = trained
+    again = score_study(cfg, checkpoints=res.checkpoints)
+    assert np.array_equal(again.score.to_numpy(), scores.score.to_numpy())
+    cfg2 = make_patch_study(tmp_path / "again")
+    train_model(cfg2)
+    s2 = score_study(cfg2)
+    assert np.allclose(s2.score.to_numpy(), scores.score.to_numpy(), atol=1e-6)
+
+
+def test_deep_features_table(trained):
+    from gastrorad.dl.features import extract_features
+    from gastrorad.dl.train import load_checkpoint
+    cfg, res, _ = trained
+    net = load_checkpoint(res.checkpoints[0])
+    t = extract_features(cfg, net, phase="venous", pooling="max")
+    assert t.shape == (72, 2 + net.backbone.out_channels)
+    assert (cfg.output_dir / "features_venous.csv").exists()
+    t2 = extract_features(cfg, net, phase="venous", pooling="max")
+    assert t.equals(t2)
+    avg = extract_features(cfg, net, phase="venous", pooling="avg")
+    assert not np.allclose(avg.iloc[:, 2:].to_numpy(), t.iloc[:, 2:].to_numpy())
+
+
+def test_grad_cam_focuses_on_the_lesion(trained):
+    from gastrorad.dl.explain import explain_study
+    cfg, res, _ = trained
+    table = explain_study(cfg, limit=6, guided=False)
+    assert len(table) == 12 and all(__import__("pathlib").Path(p).exists() for p in table.png)
+    labels = pd.read_csv(cfg.clinical_path).set_index("patient_id").label
+    positive = table[table.patient_id.map(labels) == 1]
+    # Where the lesion carries the evidence (bright disk), it draws more of the map than the background.
+    assert len(positive) >= 3 and positive.roi_focus.median() > 1.5
+    guided = explain_study(cfg, limit=2, guided=True)
+    assert guided.roi_focus.notna().all()
+
+
+def test_progressive_distill_records_every_iteration(tmp_path):
+    from gastrorad.dl.train import score_study, train_model
+    cfg = make_patch_study(tmp_path / "pd", n=48, extra={})
+    cfg.training.epochs = 3
+    cfg.training.label_smoothing = 0.1
+    from gastrorad.config.study import DistillConfig
+    cfg.training.distill = DistillConfig(chain=["tiny", "tiny"], temperature=2.0, alpha=0.5)
+    res = train_model(cfg)
+    assert [h["iteration"] for h in res.history] == [0, 1, 2]
+    assert len(score_study(cfg)) == 48
