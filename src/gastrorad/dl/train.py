@@ -94,8 +94,16 @@ def _split_patients(frame: pd.DataFrame, kind: str, val_fraction: float, folds: 
     return [(ids[parts["fit"]], ids[parts["val"]])]
 
 
+def _quiet_lightning() -> None:
+    import logging
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _trainer(cfg: StudyConfig, out: Path, monitor: str | None, progress: bool):
     import lightning as L
+    _quiet_lightning()
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     t = cfg.training
