@@ -39,7 +39,7 @@ def throughput(backbone: str, size: int, batch: int = 16, steps: int = 6) -> flo
     return steps * batch / (time.perf_counter() - t0)
 
 
-def s1_stage(patients: int, epochs: int, seed: int) -> dict:
+def s1_stage(patients: int, epochs: int, seed: int, args_backbone: str = "resnet18", lr: float = 3e-4) -> dict:
     from gastrorad.config import load_study
     from gastrorad.dl.train import score_study, train_model
     from gastrorad.preprocess import preprocess_study
@@ -52,9 +52,9 @@ def s1_stage(patients: int, epochs: int, seed: int) -> dict:
         t_synth = time.perf_counter() - t0
         cfg = yaml.safe_load(res.study_file.read_text())
         cfg["preprocess"]["patch"]["size"] = [112, 112]
-        cfg["model"] = {"backbone": "resnet18"}
+        cfg["model"] = {"backbone": args_backbone}
         cfg["augment"] = {"flip": True, "rot90": True, "prob": 0.5}
-        cfg["training"] = {"epochs": epochs, "batch_size": 16, "lr": 3e-4, "val_fraction": 0.2,
+        cfg["training"] = {"epochs": epochs, "batch_size": 16, "lr": lr, "val_fraction": 0.2,
                            "early_stopping": {"monitor": "val_auc", "patience": epochs}}
         res.study_file.write_text(yaml.safe_dump(cfg))
         study = load_study(res.study_file)
@@ -84,15 +84,17 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--backbone", default="resnet18")
+    ap.add_argument("--lr", type=float, default=3e-4)
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CUDA {torch.cuda.is_available()}")
     if not args.skip_throughput:
         for backbone in ("resnet18", "resnet50"):
             for size in (112, 224):
                 print(f"  {backbone:9s} 12 x {size} px: {throughput(backbone, size):7.1f} training samples/s")
-    r = s1_stage(args.patients, args.epochs, args.seed)
+    r = s1_stage(args.patients, args.epochs, args.seed, args.backbone, args.lr)
     print(f"S1 fast profile, {args.patients} patients: synth {r['synth_s']:.0f} s, preprocess {r['preprocess_s']:.0f} s, "
-          f"training stage {r['train_s']:.0f} s ({args.epochs} epochs, ResNet-18, 112 px)")
+          f"training stage {r['train_s']:.0f} s ({args.epochs} epochs, {args.backbone}, 112 px)")
     for cohort in ("internal", "external1", "external2"):
         if f"{cohort}_auc" in r:
             print(f"  {cohort:9s} (n={r[f'{cohort}_n']}): AUC {r[f'{cohort}_auc']:.3f}   oracle AUC "

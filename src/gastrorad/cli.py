@@ -272,7 +272,6 @@ _PLANNED = {
     "signature": "signatures from deep features",
     "fit": "clinical and fusion models",
     "evaluate": "metrics on every cohort",
-    "explain": "Grad-CAM and attention maps",
     "report": "the HTML report",
     "run": "every stage from one file",
     "predict": "apply a locked model bundle",

@@ -81,9 +81,9 @@ def paint_tumour(canvas: Canvas, stomach: dict, spec: TumourSpec, rng: np.random
         depth = (dist - inner) / np.maximum(outer - inner, 1e-3)
         core = tumour & (footprint <= spec.necrosis ** 0.7) & (np.abs(depth - 0.5) < 0.45 * spec.necrosis ** 0.5)
         region[core] = NECROSIS
-    tex = smooth_field(rng, shape, (0.7, 1.6, 1.6))
+    tex = smooth_field(rng, shape, (0.8, 2.0, 2.0))
     extra = extra_hu[sl]
-    extra[tumour] += (spec.enhancement + 38.0 * spec.heterogeneity * tex[tumour]).astype(np.float32)
+    extra[tumour] += (spec.enhancement + 65.0 * spec.heterogeneity * tex[tumour]).astype(np.float32)
     full = np.zeros(canvas.shape, dtype=bool)
     full[sl] = tumour
     return full
