@@ -195,7 +195,9 @@ def demo(
 def train(study: Path = typer.Argument(..., help="Study file (YAML)."),
           phase: Optional[str] = typer.Option(None, help="Phase to train on (default: the first)."),
           progress: bool = typer.Option(True, help="Show the training progress bar.")) -> None:
-    """Train, transfer or distil the deep model on the training cohort.
+    """Train, transfer or distil the deep model.
+
+    Fits on the training cohort only (its validation split or folds pick the checkpoint).
 
     Python: gastrorad.dl.train.train_model.
     """
