@@ -248,3 +248,45 @@ def test_augmentation_pipeline_is_seeded_and_crops():
     ya, yb = a(x), b(x)
     assert tuple(ya.shape) == (3, 24, 24) and torch.allclose(torch.as_tensor(ya), torch.as_tensor(yb))
     assert tuple(build_eval_transform(aug)(x).shape) == (3, 24, 24)
+
+
+def test_other_pretrained_formats(tmp_path):
+    from gastrorad.dl.train import save_checkpoint
+    torch.manual_seed(1)
+    cfg = make_patch_study(tmp_path / "s", n=12)
+    net = B.create_model("resnet10", in_channels=1, spatial_dims=3)
+    # MedicalNet: 3D ResNet state dict saved from DataParallel ('module.' prefix), 1 input channel
+    med = {"module." + k[len("backbone."):]: v for k, v in net.state_dict().items() if k.startswith("backbone.")}
+    torch.save({"state_dict": med}, tmp_path / "resnet_10.pth")
+    two = B.create_model("resnet10", in_channels=2, spatial_dims=3)
+    assert B.load_pretrained(two, tmp_path / "resnet_10.pth", "medicalnet")["loaded"] > 20
+    assert torch.allclose(two.state_dict()["backbone.conv1.weight"],
+                          net.state_dict()["backbone.conv1.weight"].repeat(1, 2, 1, 1, 1) / 2)
+    # a previous gastrorad checkpoint
+    tiny = B.create_model("tiny", in_channels=2)
+    save_checkpoint(tmp_path / "prev.pt", tiny, channels=2, spatial_dims=2, cfg=cfg, history=[], backbone="tiny")
+    fresh = B.create_model("tiny", in_channels=2)
+    B.load_pretrained(fresh, tmp_path / "prev.pt", "gastrorad")
+    assert torch.equal(fresh.state_dict()["backbone.conv1.weight"], tiny.state_dict()["backbone.conv1.weight"])
+
+
+def test_grad_cam_3d_and_survival_training(tmp_path):
+    from gastrorad.dl.explain import grad_cam
+    net = B.create_model("tiny", in_channels=1, spatial_dims=3)
+    cam = grad_cam(net, torch.randn(2, 1, 8, 16, 16))
+    assert cam.shape == (2, 8, 16, 16) and cam.min() >= 0 and cam.max() <= 1 + 1e-6
+    # survival outcome with the CE + Cox loss of S3 (OS beyond 12 months)
+    from gastrorad.dl.train import score_study, train_model
+    cfg = make_patch_study(tmp_path / "surv", n=40)
+    c = pd.read_csv(cfg.clinical_path)
+    rng = np.random.default_rng(0)
+    c["time"] = np.round(rng.exponential(20, len(c)) * np.where(c.label == 1, 2.0, 0.5), 1)
+    c["event"] = (rng.uniform(size=len(c)) < 0.7).astype(int)
+    c.to_csv(cfg.clinical_path, index=False)
+    cfg.outcome.kind = "survival"
+    cfg.training.loss = "bce_cox"
+    cfg.training.epochs = 3
+    cfg.training.early_stopping.monitor = "val_c"
+    train_model(cfg)
+    s = score_study(cfg)
+    assert len(s) == 40 and np.isfinite(s.score).all()

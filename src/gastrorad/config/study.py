@@ -260,6 +260,8 @@ class EarlyStoppingConfig(Strict):
 
 class TrainingConfig(Strict):
     loss: Literal["bce", "ce", "cox", "bce_cox"] = "bce"
+    horizon: float = Field(12.0, gt=0, description="bce_cox: the binary part is 'event-free beyond horizon' "
+                                                   "(S3: OS > 12 months); patients censored before it are left out.")
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(1e-4, ge=0)

@@ -111,10 +111,11 @@ def build_eval_transform(aug: AugmentConfig):
 class PatchDataset(Dataset):
     """Samples of a :class:`SampleTable` frame; returns (x, target dict)."""
 
-    def __init__(self, frame: pd.DataFrame, kind: str, transform=None):
+    def __init__(self, frame: pd.DataFrame, kind: str, transform=None, horizon: float | None = None):
         self.frame = frame.reset_index(drop=True)
         self.kind = kind
         self.transform = transform
+        self.horizon = horizon
         self._cache: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -134,6 +135,11 @@ class PatchDataset(Dataset):
         x = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
         if self.transform is not None:
             x = torch.as_tensor(self.transform(x), dtype=torch.float32)
-        target = {"label": torch.tensor(float(r.get("label", 0.0)))} if self.kind == "binary" else \
-            {"time": torch.tensor(float(r["time"])), "event": torch.tensor(float(r["event"]))}
+        if self.kind == "binary":
+            return x, {"label": torch.tensor(float(r.get("label", 0.0)))}
+        target = {"time": torch.tensor(float(r["time"])), "event": torch.tensor(float(r["event"]))}
+        if self.horizon is not None:
+            # event-free beyond the horizon = 1, event before it = 0, censored before it = unknown (-1)
+            beyond = float(r["time"]) > self.horizon
+            target["label"] = torch.tensor(1.0 if beyond else (0.0 if r["event"] == 1 else -1.0))
         return x, target

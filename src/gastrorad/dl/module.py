@@ -44,7 +44,10 @@ class GastroModule(L.LightningModule):
             return bce_loss(out, target["label"], label_smoothing=c.label_smoothing, pos_weight=pw)
         loss = cox_loss(out, target["time"], target["event"])
         if c.loss == "bce_cox" and "label" in target:
-            loss = loss + bce_loss(out, target["label"])
+            known = target["label"] >= 0
+            if known.any():
+                # a high Cox risk means early death: the logit of "event-free beyond horizon" is -risk
+                loss = loss + bce_loss(-out[known], target["label"][known])
         return loss
 
     def training_step(self, batch, batch_idx):

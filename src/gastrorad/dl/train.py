@@ -141,7 +141,8 @@ def fit_one(cfg: StudyConfig, samples: SampleTable, fit_ids, val_ids, *, tag: st
     val = frame[frame.patient_id.isin(val_ids)]
     net = build_model(cfg, samples.channels, samples.spatial_dims, backbone=backbone, dropout=dropout,
                       stochastic_depth=stochastic_depth)
-    train_ds = PatchDataset(fit, samples.kind, build_augment(cfg.augment, samples.spatial_dims, seed))
+    horizon = t.horizon if (samples.kind == "survival" and t.loss == "bce_cox") else None
+    train_ds = PatchDataset(fit, samples.kind, build_augment(cfg.augment, samples.spatial_dims, seed), horizon=horizon)
     sampler = pos_weight = None
     if samples.kind == "binary":
         y = fit["label"].to_numpy(float)
