@@ -1,0 +1,1 @@
+"""Signatures, clinical selection, fusion models and nomograms."""
