@@ -47,3 +47,13 @@ def test_survival_figures(tmp_path):
                          tmp_path / "km"))
     _check(F.save_figure(F.plot_time_auc(d.time, d.event, {"cox": lp}, [180, 365, 540]), tmp_path / "tauc"))
     _check(F.save_figure(F.plot_forest(fit.table), tmp_path / "forest"))
+
+
+def test_nomogram_figure(tmp_path):
+    from gastrorad.models.nomogram import build_nomogram
+    d = pd.read_csv(shared_path("clinical", "aSAH.csv"))
+    nomo = build_nomogram({"age": 0.035, "s100b": 1.5, "gender": {"Male": 0.99}}, d, intercept=-4.0)
+    _check(F.save_figure(F.plot_nomogram(nomo, title="test"), tmp_path / "nomo"))
+    lung = pd.read_csv(shared_path("clinical", "lung.csv")).dropna(subset=["ph.ecog"])
+    cox = build_nomogram({"age": 0.011, "ph.ecog": 0.46}, lung, kind="cox", baseline_survival={1: 0.6, 3: 0.3})
+    _check(F.save_figure(F.plot_nomogram(cox), tmp_path / "nomo_cox"))

@@ -100,3 +100,22 @@ def test_cox_nomogram_points_match_rms():
     pts = nomo.points_table()
     for var in ("age", "sex", "ph.ecog"):
         assert np.allclose(pts[pts.variable == var].points, ref[var]["points"], atol=1e-6)
+
+
+def test_logistic_fusion_and_locked_cutoffs():
+    from gastrorad.models.fusion import fit_cox_model, fit_logistic, lock_cutoff
+    from gastrorad.stats import youden_cutoff
+    d = _asah()
+    ref = REF["nomogram_logistic"]["coef"]
+    m = fit_logistic(d, "y", ["age", "wfns", "s100b", "genderMale"])
+    assert m.coef == pytest.approx([ref[k] for k in ("Intercept", "age", "wfns", "s100b", "gender=Male")], abs=1e-6)
+    assert (m.table.or_lower < m.table["or"]).all() and (m.table["or"] < m.table.or_upper).all()
+    p = m.predict(d)
+    assert lock_cutoff(p, y=d.y) == youden_cutoff(d.y, p)
+    assert lock_cutoff(p, method="median") == pytest.approx(np.median(p))
+    lung = pd.read_csv(shared_path("clinical", "lung.csv")).dropna(subset=["ph.ecog"])
+    lung["event"] = (lung.status == 2).astype(int)
+    res, zph = fit_cox_model(lung, "time", "event", ["age", "ph.ecog"])
+    assert list(zph.covariate) == ["age", "ph.ecog", "GLOBAL"]
+    cut = lock_cutoff(res.linear_predictor(lung), time=lung.time, event=lung.event, horizon=365)
+    assert np.isfinite(cut)
