@@ -119,3 +119,25 @@ def test_logistic_fusion_and_locked_cutoffs():
     assert list(zph.covariate) == ["age", "ph.ecog", "GLOBAL"]
     cut = lock_cutoff(res.linear_predictor(lung), time=lung.time, event=lung.event, horizon=365)
     assert np.isfinite(cut)
+
+
+def test_clinical_encoding_fitted_on_training_only():
+    from gastrorad.errors import InputError
+    from gastrorad.models.encoding import ClinicalEncoder
+    train = pd.DataFrame({"sex": ["male", "female", "male", None], "ct": ["T2", "T4a", "T3", "T4b"],
+                          "loc": ["body", "antrum", "cardia", "body"], "cea": [1.0, np.nan, 3.0, 5.0]})
+    enc = ClinicalEncoder(["sex", "ct", "loc", "cea"], categorical=["sex", "loc"], reference={"loc": "body"},
+                          groups={"ct": {"T2+3": ["T2", "T3"], "T4": ["T4a", "T4b"]}},
+                          ordinal={"ct": ["T2+3", "T4"]}).fit(train)
+    X = enc.transform(train)
+    assert list(X.columns) == ["sexmale", "ct", "locantrum", "loccardia", "cea"]
+    assert X.ct.tolist() == [0, 1, 0, 1]
+    assert X.cea.tolist() == [1.0, 3.0, 3.0, 5.0]  # training median imputes
+    assert X.sexmale.tolist() == [1, 0, 1, 1]  # training mode imputes
+    other = pd.DataFrame({"sex": ["female"], "ct": ["T3"], "loc": ["fundus"], "cea": [2.0]})
+    with pytest.raises(InputError, match="not seen in the training cohort") as exc:
+        enc.transform(other, "validation.csv")
+    assert exc.value.problems[0].column == "loc" and exc.value.problems[0].row == 2
+    assert set(enc.report().type) == {"categorical", "ordinal", "numeric"}
+    dropped = ClinicalEncoder(["cea"], missing="drop").fit(train).transform(train)
+    assert len(dropped) == 3
