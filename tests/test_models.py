@@ -193,3 +193,33 @@ def test_lasso_cox_matches_glmnet_at_fixed_lambdas():
         # further, so coefficients agree to 2e-4 and our objective is never higher.
         assert b == pytest.approx(theirs, abs=2e-4)
         assert objective(b, lam_k) <= objective(theirs, lam_k) + 1e-12
+
+
+def test_recist_and_tb_delta_by_hand():
+    from gastrorad.models.recist import recist_category, recist_table
+    assert recist_category(100, 100, 69) == "PR" and recist_category(100, 100, 71) == "SD"
+    assert recist_category(100, 60, 73) == "PD"      # +21.7 % and +13 mm over the nadir
+    assert recist_category(16, 10, 12.5) == "SD"      # +25 % over the nadir but only +2.5 mm; -22 % from baseline
+    assert recist_category(50, 50, 0) == "CR" and recist_category(50, 50, 40, new_lesion=True) == "PD"
+    les = pd.DataFrame({"patient_id": ["a"] * 7, "timepoint": [0, 0, 1, 1, 2, 3, 3],
+                        "lesion_id": ["p", "n1", "p", "n1", "p", "p", "liver_1"],
+                        "diameter_mm": [40, 20, 25, 10, 36, 30, 12], "area": [1200, 300, 500, 80, 1000, 700, 90]})
+    t = recist_table(les, area="area")
+    # 60 -> 35 mm (-42 %): PR; 36 mm (n1 gone, +1 mm over the nadir, -40 % from baseline): PR;
+    # a new liver lesion at the third follow-up: PD whatever the sum.
+    assert t.recist.tolist() == ["PR", "PR", "PD"]
+    assert t.sld.tolist() == [35.0, 36.0, 30.0] and t.nadir.tolist() == [60.0, 35.0, 35.0]
+    assert t.tb_delta_pct.iloc[0] == pytest.approx(100 * (580 - 1500) / 1500)
+
+
+def test_icc_forms_match_psych():
+    from gastrorad.models.icc import icc, icc_filter
+    ref = REF["icc"]
+    r = pd.read_csv(REF_DIR / "icc_ratings.csv").to_numpy()
+    assert icc(r, "1") == pytest.approx(ref["ICC1"], abs=1e-9)
+    assert icc(r, "A,1") == pytest.approx(ref["ICC2"], abs=1e-9)
+    assert icc(r, "C,1") == pytest.approx(ref["ICC3"], abs=1e-9)
+    long = pd.DataFrame({"patient_id": np.repeat(np.arange(30), 2), "reader": np.tile(["a", "b"], 30),
+                         "f_good": r.ravel(), "f_noise": np.random.default_rng(0).normal(size=60)})
+    t = icc_filter(long).set_index("feature")
+    assert t.loc["f_good", "keep"] and not t.loc["f_noise", "keep"]

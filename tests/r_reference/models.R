@@ -44,3 +44,15 @@ ref$versions <- list(R = R.version.string, rms = as.character(packageVersion("rm
                      MASS = as.character(packageVersion("MASS")))
 write_json(ref, file.path(out_dir, "models.json"), digits = NA, auto_unbox = TRUE, pretty = TRUE)
 cat("wrote", file.path(out_dir, "models.json"), "\n")
+
+# --- ICC forms (psych::ICC), appended; rerun the whole script ---
+suppressPackageStartupMessages(library(psych))
+set.seed(21)
+truth <- rnorm(30, 10, 2)
+ratings <- cbind(r1 = truth + rnorm(30, 0, 0.8), r2 = truth + 0.6 + rnorm(30, 0, 0.8))
+write.csv(ratings, file.path(out_dir, "icc_ratings.csv"), row.names = FALSE)
+ic <- psych::ICC(ratings)$results
+ref2 <- fromJSON(file.path(out_dir, "models.json"))
+ref2$icc <- list(ICC1 = ic$ICC[1], ICC2 = ic$ICC[2], ICC3 = ic$ICC[3])
+write_json(ref2, file.path(out_dir, "models.json"), digits = NA, auto_unbox = TRUE, pretty = TRUE)
+cat("appended ICC reference\n")
