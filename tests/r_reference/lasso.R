@@ -31,3 +31,14 @@ ref$cox <- list(lambda = fc$lambda, coef_20 = as.list(setNames(as.numeric(coef(f
 ref$versions <- list(R = R.version.string, glmnet = as.character(packageVersion("glmnet")))
 write_json(ref, file.path(out_dir, "lasso.json"), digits = NA, auto_unbox = TRUE, pretty = TRUE)
 cat("wrote", file.path(out_dir, "lasso.json"), "\n")
+
+# --- cv.glmnet for Cox (appended; rerun the whole script) ---
+set.seed(12)
+foldc <- rep(1:5, length.out = nrow(Xc))[sample(nrow(Xc))]
+cvc <- cv.glmnet(Xc, yc, family = "cox", foldid = foldc)
+ref2 <- fromJSON(file.path(out_dir, "lasso.json"))
+ref2$cox_cv <- list(foldid = foldc, lambda = cvc$lambda, cvm = cvc$cvm, cvsd = cvc$cvsd,
+                    lambda_min = cvc$lambda.min, lambda_1se = cvc$lambda.1se,
+                    selected_min = colnames(Xc)[as.numeric(coef(cvc, s = "lambda.min")) != 0])
+write_json(ref2, file.path(out_dir, "lasso.json"), digits = NA, auto_unbox = TRUE, pretty = TRUE)
+cat("appended Cox CV reference\n")

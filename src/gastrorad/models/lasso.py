@@ -8,7 +8,8 @@ or x 0.01 when n < p; 100 values) unless one is given. Cross-validation follows
 ``cv.glmnet``: every fold refits the whole sequence, the binomial deviance (probabilities
 clamped to [1e-5, 1 - 1e-5]) is averaged within folds, then over folds weighted by their
 size; ``lambda_min`` minimises it and ``lambda_1se`` is the largest lambda within one SE.
-LASSO-Cox uses Breslow ties (glmnet's default).
+LASSO-Cox uses Breslow ties (glmnet's default) and, for cross-validation, glmnet's grouped
+partial-likelihood deviance (:func:`cv_lasso_cox`).
 """
 
 from __future__ import annotations
@@ -135,3 +136,57 @@ def cv_lasso_logistic(X: pd.DataFrame, y, *, lambdas=None, foldid=None, nfolds: 
     fit_min, fit_1se = lasso_fit(Xa, y, lambdas[i_min]), lasso_fit(Xa, y, lambdas[i_1se])
     return LassoCV(lambdas, cvm, cvsd, float(lambdas[i_min]), float(lambdas[i_1se]), cols,
                    np.concatenate([[fit_min[0]], fit_min[1]]), np.concatenate([[fit_1se[0]], fit_1se[1]]))
+
+
+def coxnet_deviance(X: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np.ndarray) -> float:
+    """Breslow partial-likelihood deviance 2 (loglik_saturated - loglik(beta)), as glmnet's
+    ``coxnet.deviance`` (the saturated term is -sum d_g log d_g over tied death groups)."""
+    eta = X @ beta
+    ll, sat = 0.0, 0.0
+    for t in np.unique(time[event == 1]):
+        dead = (time == t) & (event == 1)
+        d = dead.sum()
+        ll += eta[dead].sum() - d * np.log(np.exp(eta[time >= t]).sum())
+        sat -= d * np.log(d)
+    return float(2 * (sat - ll))
+
+
+def cv_lasso_cox(X: pd.DataFrame, time, event, *, lambdas=None, foldid=None, nfolds: int = 10, seed: int = 0) -> LassoCV:
+    """``cv.glmnet(X, Surv(time, event), family = "cox")``: the grouped partial-likelihood
+    deviance (Verweij and van Houwelingen): fold k scores dev(all data) - dev(data without
+    k) at the coefficients fitted without k, divided by the fold's events; folds weighted
+    by their events.
+
+    Known difference: with tied death times glmnet's compiled deviance differs slightly from
+    the Breslow deviance computed here (on R's colon data the CV curve differs by < 1e-3
+    of ~14); the lambdas chosen and the selected variables were identical in the parity test.
+    """
+    cols = list(X.columns)
+    Xa = X.to_numpy(float)
+    time, event = np.asarray(time, float), np.asarray(event).astype(int)
+    n = len(time)
+    lambdas = lambda_sequence(Xa, kind="cox", time=time, event=event) if lambdas is None else np.asarray(lambdas)
+    if foldid is None:
+        rng = np.random.default_rng(seed)
+        foldid = (np.arange(n) % nfolds + 1)[rng.permutation(n)]
+    foldid = np.asarray(foldid)
+    folds = np.unique(foldid)
+    raw, w = [], []
+    for k in folds:
+        test = foldid == k
+        row = []
+        for lam in lambdas:
+            _, b = lasso_fit(Xa[~test], lam=lam, kind="cox", time=time[~test], event=event[~test])
+            row.append(coxnet_deviance(Xa, time, event, b) - coxnet_deviance(Xa[~test], time[~test], event[~test], b))
+        ev = event[test].sum()
+        raw.append(np.asarray(row) / ev)
+        w.append(ev)
+    raw, w = np.asarray(raw), np.asarray(w, float)
+    cvm = (w[:, None] * raw).sum(axis=0) / w.sum()
+    cvsd = np.sqrt((w[:, None] * (raw - cvm) ** 2).sum(axis=0) / w.sum() / (len(folds) - 1))
+    i_min = int(np.argmin(cvm))
+    i_1se = int(np.flatnonzero(cvm <= cvm[i_min] + cvsd[i_min]).min())
+    b_min = lasso_fit(Xa, lam=lambdas[i_min], kind="cox", time=time, event=event)[1]
+    b_1se = lasso_fit(Xa, lam=lambdas[i_1se], kind="cox", time=time, event=event)[1]
+    return LassoCV(lambdas, cvm, cvsd, float(lambdas[i_min]), float(lambdas[i_1se]), cols,
+                   np.concatenate([[0.0], b_min]), np.concatenate([[0.0], b_1se]))
