@@ -240,3 +240,45 @@ def test_lasso_cox_cross_validation_matches_cv_glmnet():
     assert cv.lambda_min == pytest.approx(ref["lambda_min"])
     assert cv.lambda_1se == pytest.approx(ref["lambda_1se"])
     assert cv.selected("min") == ref["selected_min"]
+
+
+def test_signature_and_fit_from_a_study_file(tmp_path):
+    """S1's integrated and clinical models from a study file, with a DL score that carries the
+    planted image signal (built from the truth table: fine for a test, never for results).
+    Only tables are needed for these stages, so no image is generated."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from gastrorad.cli import app
+    from gastrorad.stats import auc
+    from gastrorad.synth.cohort import _assign_centres
+    from gastrorad.synth.outcomes import draw_patients
+    from gastrorad.synth.study_file import synthetic_study_config
+    rng = np.random.default_rng(8)
+    clinical, truth = draw_patients("s1", _assign_centres("s1", 400, rng), rng)
+    study = tmp_path / "s1"
+    (study / "run").mkdir(parents=True)
+    clinical.to_csv(study / "clinical.csv", index=False)
+    pd.DataFrame({"patient_id": clinical.patient_id, "image": "none"}).to_csv(study / "manifest.csv", index=False)
+    dl = 1 / (1 + np.exp(-(truth.score_image + rng.normal(0, 0.5, len(truth)))))
+    pd.DataFrame({"patient_id": truth.patient_id, "score": dl}).to_csv(study / "run" / "dl_scores.csv", index=False)
+    raw = synthetic_study_config("s1", seed=8)
+    raw["clinical"]["groups"] = {"ct": {"T2+3": ["T2", "T3"], "T4": ["T4a", "T4b"]}}
+    raw["clinical"]["categorical"] = ["sex", "differentiation", "location", "cn"]
+    raw["clinical"]["ordinal"] = {"ct": ["T2+3", "T4"]}
+    (study / "study.yaml").write_text(yaml.safe_dump(raw))
+    runner = CliRunner()
+    for cmd in ("signature", "fit"):
+        out = runner.invoke(app, [cmd, str(study / "study.yaml")])
+        assert out.exit_code == 0, (cmd, out.output, out.exception)
+    pred = pd.read_csv(study / "run" / "predictions.csv")
+    assert set(pred.model) == {"clinical", "integrated"} and set(pred.cohort) >= {"training", "internal", "external1"}
+    y = clinical.set_index("patient_id").label
+    ext = pred[pred.cohort.str.startswith("external")]
+    a = {m: auc(y.loc[g.patient_id], g.score) for m, g in ext.groupby("model")}
+    assert a["integrated"] > a["clinical"] + 0.05
+    assert (study / "run" / "figures" / "nomogram_integrated.png").exists()
+    coef = pd.read_csv(study / "run" / "models" / "integrated_coefficients.csv")
+    assert "dl_score" in set(coef.term)
+    fit = json.loads((study / "run" / "models" / "fit.json").read_text())
+    assert fit["cutoffs"]["integrated"] > 0 and fit["selection"]["clinical_terms"]

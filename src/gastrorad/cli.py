@@ -271,9 +271,44 @@ def explain(study: Path = typer.Argument(..., help="Study file (YAML)."),
                   f"{t.roi_focus.mean():.2f} (map inside ROI / outside)")
 
 
+@app.command()
+def signature(study: Path = typer.Argument(..., help="Study file (YAML).")) -> None:
+    """Image signatures: the DL score, or LASSO on deep features.
+
+    Python: gastrorad.models.pipeline.build_signatures.
+    """
+    from gastrorad.models.pipeline import build_signatures
+    cfg = _load(study)
+    try:
+        t = build_signatures(cfg)
+    except InputError as exc:
+        _fail(exc)
+    cols = [c for c in t.columns if c not in ("patient_id", "cohort")]
+    console.print(f"{len(t)} patients, signatures {cols} -> {cfg.output_dir / 'signatures.csv'}")
+
+
+@app.command()
+def fit(study: Path = typer.Argument(..., help="Study file (YAML).")) -> None:
+    """Clinical selection, fusion models, cut-offs, nomogram.
+
+    Fitted on the training cohort, applied to every cohort. Python: gastrorad.models.pipeline.fit_models.
+    """
+    from gastrorad.models.pipeline import fit_models
+    cfg = _load(study)
+    try:
+        res = fit_models(cfg)
+    except InputError as exc:
+        _fail(exc)
+    console.print(f"clinical terms kept: {res.selection.get('clinical_terms')}")
+    for name, table in res.coefficients.items():
+        console.print(f"\n{name} (cut-off {res.cutoffs[name]:.4g}, locked on training)")
+        console.print(table.round(4).to_string(index=False))
+    console.print(f"\npredictions -> {cfg.output_dir / 'predictions.csv'}")
+    if res.nomogram_png:
+        console.print(f"nomogram -> {res.nomogram_png}")
+
+
 _PLANNED = {
-    "signature": "signatures from deep features",
-    "fit": "clinical and fusion models",
     "evaluate": "metrics on every cohort",
     "report": "the HTML report",
     "run": "every stage from one file",
@@ -283,7 +318,7 @@ _PLANNED = {
 
 def _planned(name: str, what: str):
     def command(args: Optional[list[str]] = typer.Argument(None, hidden=True)) -> None:
-        err.print(f"gastrorad {name}: not built yet ({what}). Built so far: synth, validate, preprocess, train, score, extract-features, explain.")
+        err.print(f"gastrorad {name}: not built yet ({what}). Built so far: synth, validate, preprocess, train, score, extract-features, explain, signature, fit.")
         raise typer.Exit(3)
     command.__doc__ = f"Not built yet: {what}."
     return command

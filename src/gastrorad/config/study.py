@@ -285,9 +285,46 @@ class TrainingConfig(Strict):
     distill: DistillConfig | None = None
 
 
+class SelectionConfig(Strict):
+    """Clinical factor selection, on the training cohort only."""
+
+    screen_p: float | None = Field(0.05, description="Univariable screen: keep terms with LR P below this (null: no screen).")
+    method: Literal["stepwise_aic", "none"] = Field("stepwise_aic", description="Multivariable step: backward AIC (MASS::stepAIC).")
+
+
 class ClinicalConfig(Strict):
     variables: list[str] = Field(default_factory=list, description="Candidate clinical variables (default: all other columns).")
     categorical: list[str] = Field(default_factory=list, description="Variables to treat as categorical.")
+    reference: dict[str, str] = Field(default_factory=dict, description="Reference level per categorical variable.")
+    ordinal: dict[str, list] = Field(default_factory=dict, description="Ordered levels per ordinal variable.")
+    groups: dict[str, dict[str, list]] = Field(default_factory=dict,
+                                               description="Level grouping, e.g. ct: {T2+3: [T2, T3], T4: [T4a, T4b]}.")
+    missing: Literal["impute", "drop"] = Field("impute", description="Training median/mode imputation, or drop.")
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+
+
+class SignatureConfig(Strict):
+    """How image signatures are made (``gastrorad signature``)."""
+
+    method: Literal["dl_probability", "lasso"] = Field(
+        "dl_probability", description="dl_probability: the DL score as is (S1, S2); lasso: LASSO (logistic or Cox "
+                                      "by outcome) on each phase's deep features, score = linear predictor (S5).")
+    lambda_rule: Literal["min", "1se"] = "min"
+    nfolds: int = Field(10, ge=3)
+
+
+class FusionConfig(Strict):
+    """Fusion models (``gastrorad fit``): each a list of ingredients, fitted on training."""
+
+    models: dict[str, list[str]] = Field(
+        default_factory=lambda: {"clinical": ["clinical"], "integrated": ["signature", "clinical"]},
+        description="Model name -> ingredients: 'clinical' (selected clinical terms), 'signature' (every signature), "
+                    "or column names of the signature table.")
+    cutoff: Literal["youden", "median", "fixed"] = "youden"
+    cutoff_value: float | None = None
+    horizon: float | None = Field(None, description="Survival: horizon of the Youden cut-off (outcome time units).")
+    nomogram: str | None = Field("integrated", description="Model drawn as a nomogram.")
+    nomogram_horizons: list[float] = Field(default_factory=list, description="Cox nomogram: survival horizons.")
 
 
 class StudyConfig(Strict):
@@ -301,6 +338,8 @@ class StudyConfig(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    signature: SignatureConfig = Field(default_factory=SignatureConfig)
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
     output: Path = Field(Path("runs/study"), description="Run folder.")
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the study file (set by load_study).")
 

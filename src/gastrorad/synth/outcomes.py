@@ -10,7 +10,7 @@ Model (standardised scores, ``z(.)`` = (x - mean) / SD over the generated popula
 
 - image score ``img = 1.0 z(heterogeneity) + 0.7 z(necrosis) + 0.45 z(thickness)``
 - clinical score ``clin = 0.5 [cN >= N2] + 0.35 z(log CEA) + 0.4 [poorly differentiated] + 0.3 [T4]``
-- binary (S1, S4): ``P(y=1) = logistic(b0 + 1.2 img + 0.6 clin)``
+- binary (S1, S4): ``P(y=1) = logistic(b0 + 1.2 img + 1.1 clin)``
 - recurrence + OS (S2): recurrence as binary with b0 giving ~14 %; OS Weibull (shape 1.3) with
   log-hazard ``0.8 img + 0.5 clin + 1.0 recurrence``
 - survival (S5): Weibull (shape 1.2), log-hazard ``0.9 img_A/V + 0.45 z(Ki-67) + 0.7 M1 + 0.3 z(diameter)``
@@ -109,15 +109,15 @@ def draw_patients(kind: str, centres: list[str], rng: np.random.Generator) -> tu
 
     if kind in ("s1", "s4"):
         prevalence = 0.40 if kind == "s1" else 0.45
-        score = 1.2 * img + 0.6 * clin
+        score = 1.2 * img + 1.1 * clin
         lp = _calibrate_intercept(score, prevalence) + score
         p = 1 / (1 + np.exp(-lp))
         clinical["label"] = (rng.uniform(size=n) < p).astype(int)
         truth["lp"] = lp
         truth["true_risk"] = p
-        truth["lp_clinical_only"] = 0.6 * clin
+        truth["lp_clinical_only"] = 1.1 * clin
     elif kind == "s2":
-        score = 1.2 * img + 0.6 * clin
+        score = 1.2 * img + 1.1 * clin
         lp = _calibrate_intercept(score, 0.14) + score
         p = 1 / (1 + np.exp(-lp))
         rec = (rng.uniform(size=n) < p).astype(int)

@@ -1,0 +1,208 @@
+"""``gastrorad signature`` and ``gastrorad fit``: from DL scores or deep features and the
+clinical table to signatures, selected clinical factors, fusion models, locked cut-offs,
+predictions for every cohort and the nomogram. Everything is fitted on training only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from gastrorad.config.study import StudyConfig
+from gastrorad.data.cohorts import assign_cohorts
+from gastrorad.data.tables import read_table
+from gastrorad.errors import InputError, Problem
+from gastrorad.io.atomic import atomic_write_text
+
+
+def _clinical_with_cohorts(cfg: StudyConfig) -> pd.DataFrame:
+    clinical = read_table(cfg.clinical_path)
+    cohorts, problems = assign_cohorts(clinical, cfg, str(cfg.clinical_path))
+    if problems:
+        raise InputError(problems)
+    return clinical.assign(cohort=clinical.patient_id.map(cohorts))
+
+
+def build_signatures(cfg: StudyConfig) -> pd.DataFrame:
+    """Signature table (patient_id, cohort, one column per signature), ``<output>/signatures.csv``."""
+    out = cfg.output_dir
+    clinical = _clinical_with_cohorts(cfg)
+    base = clinical[["patient_id", "cohort"]]
+    if cfg.signature.method == "dl_probability":
+        path = out / "dl_scores.csv"
+        if not path.exists():
+            raise InputError(Problem(str(path), "no DL scores: run `gastrorad score` first"))
+        s = pd.read_csv(path, dtype={"patient_id": str})[["patient_id", "score"]].rename(columns={"score": "dl_score"})
+        table = base.merge(s, on="patient_id", how="inner")
+        info = {"method": "dl_probability"}
+    else:
+        from gastrorad.models.lasso import cv_lasso_cox, cv_lasso_logistic
+        table, info = base.copy(), {"method": "lasso", "phases": {}}
+        for phase in cfg.preprocess.phases:
+            path = out / f"features_{phase}.csv"
+            if not path.exists():
+                raise InputError(Problem(str(path), "no deep features: run `gastrorad extract-features` first"))
+            f = pd.read_csv(path, dtype={"patient_id": str}).drop(columns=["cohort"], errors="ignore")
+            feats = [c for c in f.columns if c != "patient_id"]
+            d = base.merge(f, on="patient_id").merge(clinical.drop(columns=["cohort"]), on="patient_id")
+            tr = d[d.cohort == "training"]
+            sd = tr[feats].std()
+            feats = [c for c in feats if sd[c] > 0]
+            X = tr[feats]
+            if cfg.outcome.kind == "binary":
+                cv = cv_lasso_logistic(X, tr[cfg.outcome.label].to_numpy(), nfolds=cfg.signature.nfolds, seed=cfg.seed)
+            else:
+                cv = cv_lasso_cox(X, tr[cfg.outcome.time], tr[cfg.outcome.event], nfolds=cfg.signature.nfolds,
+                                  seed=cfg.seed)
+            coef = cv.coef_min if cfg.signature.lambda_rule == "min" else cv.coef_1se
+            name = f"rad_{phase}"
+            d[name] = coef[0] + d[feats].to_numpy(float) @ coef[1:]
+            table = table.merge(d[["patient_id", name]], on="patient_id", how="left")
+            info["phases"][phase] = {"lambda": cv.lambda_min if cfg.signature.lambda_rule == "min" else cv.lambda_1se,
+                                     "selected": cv.selected(cfg.signature.lambda_rule),
+                                     "coefficients": {c: float(b) for c, b in zip(feats, coef[1:]) if b != 0},
+                                     "intercept": float(coef[0])}
+    atomic_write_text(out / "signatures.csv", table.to_csv(index=False))
+    atomic_write_text(out / "signatures.json", json.dumps(info, indent=2, default=float))
+    return table
+
+
+@dataclass
+class FitResult:
+    predictions: pd.DataFrame  # patient_id, cohort, model, score, lp, risk_group
+    coefficients: dict[str, pd.DataFrame]
+    selection: dict = field(default_factory=dict)
+    cutoffs: dict = field(default_factory=dict)
+    nomogram_png: str | None = None
+
+
+def fit_models(cfg: StudyConfig) -> FitResult:
+    """Encode and select clinical factors, fit each fusion model on training, apply to every
+    cohort with cut-offs locked on training, and draw the nomogram."""
+    from gastrorad.figures import plot_nomogram, save_figure
+    from gastrorad.models.encoding import ClinicalEncoder
+    from gastrorad.models.fusion import fit_cox_model, fit_logistic, lock_cutoff
+    from gastrorad.models.nomogram import build_nomogram
+    from gastrorad.models.selection import backward_aic, univariable_screen
+
+    out = cfg.output_dir
+    kind = "logistic" if cfg.outcome.kind == "binary" else "cox"
+    clinical = _clinical_with_cohorts(cfg)
+    sig_path = out / "signatures.csv"
+    sigs = pd.read_csv(sig_path, dtype={"patient_id": str}).drop(columns=["cohort"]) if sig_path.exists() else None
+    variables = cfg.clinical.variables
+    enc = ClinicalEncoder(variables, categorical=cfg.clinical.categorical, ordinal=cfg.clinical.ordinal,
+                          groups=cfg.clinical.groups, reference=cfg.clinical.reference, missing=cfg.clinical.missing)
+    train = clinical[clinical.cohort == "training"]
+    enc.fit(train)
+    X = enc.transform(clinical, str(cfg.clinical_path))
+    data = clinical.loc[X.index, ["patient_id", "cohort", *cfg.outcome.columns]].join(X)
+    sig_cols = []
+    if sigs is not None:
+        sig_cols = [c for c in sigs.columns if c != "patient_id"]
+        data = data.merge(sigs, on="patient_id", how="left")
+    tr = data[data.cohort == "training"].dropna(subset=sig_cols)
+    y_kw = ({"outcome": cfg.outcome.label} if kind == "logistic" else
+            {"time": cfg.outcome.time, "event": cfg.outcome.event})
+    terms = dict(enc.terms_)
+    selection = {}
+    if cfg.clinical.selection.screen_p is not None and terms:
+        screen = univariable_screen(tr, terms, kind=kind, p_threshold=cfg.clinical.selection.screen_p, **y_kw)
+        selection["screen"] = screen.to_dict("records")
+        terms = {t: terms[t] for t in screen[screen.selected].term}
+    if cfg.clinical.selection.method == "stepwise_aic" and terms:
+        step = backward_aic(tr, terms, kind=kind, **y_kw)
+        selection["stepwise"] = step.history
+        terms = {t: terms[t] for t in step.terms}
+    selection["clinical_terms"] = list(terms)
+    preds, coefs, cutoffs = [], {}, {}
+    nomo_png = None
+    for name, ingredients in cfg.fusion.models.items():
+        cols = []
+        for ing in ingredients:
+            if ing == "clinical":
+                cols += [c for t in terms.values() for c in t]
+            elif ing == "signature":
+                cols += sig_cols
+            elif ing in data.columns:
+                cols.append(ing)
+            else:
+                raise InputError(Problem("study file", f"fusion model '{name}': unknown ingredient '{ing}'",
+                                         column=f"fusion.models.{name}"))
+        if not cols:
+            continue
+        if kind == "logistic":
+            m = fit_logistic(tr, cfg.outcome.label, cols)
+            lp = m.linear_predictor(data)
+            score = 1 / (1 + np.exp(-lp))
+            coefs[name] = m.table
+            cut = lock_cutoff(m.predict(tr), y=tr[cfg.outcome.label], method=cfg.fusion.cutoff,
+                              value=cfg.fusion.cutoff_value)
+            intercept, slopes = m.coef[0], dict(zip(cols, m.coef[1:]))
+        else:
+            res, zph = fit_cox_model(tr, cfg.outcome.time, cfg.outcome.event, cols)
+            lp = res.linear_predictor(data)
+            score = lp
+            coefs[name] = res.table.merge(zph.rename(columns={"chisq": "zph_chisq", "p": "zph_p"})[
+                ["covariate", "zph_chisq", "zph_p"]], on="covariate", how="left")
+            if cfg.fusion.cutoff == "youden" and cfg.fusion.horizon is None:
+                raise InputError(Problem("study file", "a Youden cut-off on a survival outcome needs fusion.horizon "
+                                         "(or use cutoff: median / fixed)", column="fusion.horizon"))
+            cut = lock_cutoff(res.linear_predictor(tr), time=tr[cfg.outcome.time], event=tr[cfg.outcome.event],
+                              method=cfg.fusion.cutoff, horizon=cfg.fusion.horizon, value=cfg.fusion.cutoff_value)
+            intercept, slopes = 0.0, dict(zip(cols, res.coef))
+        cutoffs[name] = cut
+        preds.append(pd.DataFrame({"patient_id": data.patient_id, "cohort": data.cohort, "model": name,
+                                   "score": score, "lp": lp,
+                                   "risk_group": np.where(np.asarray(score) >= cut, "high", "low")}))
+        atomic_write_text(out / "models" / f"{name}_coefficients.csv", coefs[name].to_csv(index=False))
+        if name == cfg.fusion.nomogram:
+            nomo_terms = _nomogram_terms(slopes, enc)
+            baseline = _cox_baseline(res, cfg.fusion.nomogram_horizons) if kind == "cox" else {}
+            # axes over the training data: encoded columns, plus the (grouped) levels of categorical variables
+            src = tr.copy()
+            grouped = enc._grouped(clinical.set_index("patient_id").loc[tr.patient_id])
+            for var in enc.categorical:
+                src[var] = grouped[var].fillna(enc.impute_[var]).to_numpy()
+            nomo = build_nomogram(nomo_terms, src, intercept=intercept, kind=kind, baseline_survival=baseline)
+            png, _ = save_figure(plot_nomogram(nomo, title=f"Nomogram: {name}"), out / "figures" / f"nomogram_{name}")
+            nomo_png = str(png)
+            atomic_write_text(out / "models" / f"nomogram_{name}_points.csv", nomo.points_table().to_csv(index=False))
+    predictions = pd.concat(preds, ignore_index=True)
+    atomic_write_text(out / "predictions.csv", predictions.to_csv(index=False))
+    atomic_write_text(out / "models" / "fit.json", json.dumps({"selection": selection, "cutoffs": cutoffs,
+                                                               "encoding": enc.report().to_dict("records")},
+                                                              indent=2, default=str))
+    return FitResult(predictions, coefs, selection, cutoffs, nomo_png)
+
+
+def _nomogram_terms(slopes: dict, enc) -> dict:
+    """Design-column slopes regrouped by original variable (categorical levels together)."""
+    terms, used = {}, set()
+    for var, cols in enc.terms_.items():
+        if var in enc.categorical:
+            levels = {lv: slopes[c] for lv, c in zip(enc.levels_[var][1:], cols) if c in slopes}
+            if levels:
+                terms[var] = levels
+                used |= set(cols)
+    for c, b in slopes.items():
+        if c not in used:
+            terms[c] = b
+    return terms
+
+
+def _cox_baseline(res, horizons) -> dict:
+    """S0(t) at covariates 0 from the lifelines fit (whose baseline is at the covariate means)."""
+    if not horizons:
+        return {}
+    f = res.fitter
+    base = f.baseline_survival_
+    shift = float(np.asarray(f._norm_mean) @ res.coef)
+    out = {}
+    for t in horizons:
+        s_mean = float(base[base.index <= t].iloc[-1, 0]) if (base.index <= t).any() else 1.0
+        out[t] = s_mean ** np.exp(-shift)
+    return out
