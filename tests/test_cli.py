@@ -19,7 +19,7 @@ def test_help_lists_every_stage():
 
 
 def test_unbuilt_stage_says_so_and_fails():
-    res = runner.invoke(app, ["fit", "study.yaml"])
+    res = runner.invoke(app, ["evaluate", "study.yaml"])
     assert res.exit_code == 3
     assert "not built yet" in res.output
 

@@ -187,9 +187,8 @@ def demo(
     console.print(f"\nDemo done in {time.perf_counter() - t0:.0f} s.")
     console.print(f"  synthetic study : {res.folder.resolve()} (study.yaml, manifest.csv, clinical.csv, truth.csv)")
     console.print(f"  patches         : {len(pre.index)} sets, index {(cfg.output_dir / 'patches.csv').resolve()}")
-    console.print("  report          : not built yet (signatures, fusion models, evaluation and the report are "
-                  "the next stages); train a deep model on these patches with `gastrorad train "
-                  f"{res.study_file}` (see README)")
+    console.print("  report          : not built yet (evaluate and report are the next stages). Continue with "
+                  f"`gastrorad train|score|signature|fit {res.study_file}` (see README)")
 
 
 @app.command()
