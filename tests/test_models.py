@@ -282,3 +282,44 @@ def test_signature_and_fit_from_a_study_file(tmp_path):
     assert "dl_score" in set(coef.term)
     fit = json.loads((study / "run" / "models" / "fit.json").read_text())
     assert fit["cutoffs"]["integrated"] > 0 and fit["selection"]["clinical_terms"]
+
+
+def test_cox_fusion_with_lasso_selection_and_survival_nomogram(tmp_path):
+    """S5-like: clinical Cox selection (LASSO, as S2 selects), a signature column, a combined
+    Cox model with 3- and 5-year survival on the nomogram, risk groups at a locked cut-off."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from gastrorad.cli import app
+    from gastrorad.stats.survival import harrell_c
+    from gastrorad.synth.cohort import _assign_centres
+    from gastrorad.synth.outcomes import draw_patients
+    from gastrorad.synth.study_file import synthetic_study_config
+    rng = np.random.default_rng(3)
+    clinical, truth = draw_patients("s5", _assign_centres("s5", 300, rng), rng)
+    study = tmp_path / "s5"
+    (study / "run").mkdir(parents=True)
+    clinical.to_csv(study / "clinical.csv", index=False)
+    pd.DataFrame({"patient_id": clinical.patient_id, "image": "none"}).to_csv(study / "manifest.csv", index=False)
+    sig = pd.DataFrame({"patient_id": truth.patient_id, "cohort": "",
+                        "rad_venous": truth.score_image + rng.normal(0, 0.4, len(truth))})
+    sig.to_csv(study / "run" / "signatures.csv", index=False)
+    raw = synthetic_study_config("s5", seed=3)
+    raw["clinical"]["selection"] = {"screen_p": None, "method": "lasso", "nfolds": 5}
+    raw["fusion"] = {"models": {"clinical": ["clinical"], "combined": ["signature", "clinical"]},
+                     "cutoff": "youden", "horizon": 36, "nomogram": "combined", "nomogram_horizons": [36, 60]}
+    (study / "study.yaml").write_text(yaml.safe_dump(raw))
+    out = CliRunner().invoke(app, ["fit", str(study / "study.yaml")])
+    assert out.exit_code == 0, (out.output, out.exception)
+    pred = pd.read_csv(study / "run" / "predictions.csv")
+    c = clinical.set_index("patient_id")
+    internal = pred[pred.cohort == "internal"]
+    cidx = {m: harrell_c(c.loc[g.patient_id, "time"], c.loc[g.patient_id, "event"], g.score).c
+            for m, g in internal.groupby("model")}
+    assert cidx["combined"] > cidx["clinical"]
+    coef = pd.read_csv(study / "run" / "models" / "combined_coefficients.csv")
+    assert {"zph_chisq", "zph_p", "hr", "hr_lower"} <= set(coef.columns)
+    pts = pd.read_csv(study / "run" / "models" / "nomogram_combined_points.csv")
+    assert "rad_venous" in set(pts.variable) and pts.points.max() == pytest.approx(100, abs=1e-6)
+    assert (study / "run" / "figures" / "nomogram_combined.png").exists()
+    assert set(pred.risk_group) == {"high", "low"}

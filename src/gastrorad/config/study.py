@@ -289,7 +289,11 @@ class SelectionConfig(Strict):
     """Clinical factor selection, on the training cohort only."""
 
     screen_p: float | None = Field(0.05, description="Univariable screen: keep terms with LR P below this (null: no screen).")
-    method: Literal["stepwise_aic", "none"] = Field("stepwise_aic", description="Multivariable step: backward AIC (MASS::stepAIC).")
+    method: Literal["stepwise_aic", "lasso", "none"] = Field(
+        "stepwise_aic", description="Multivariable step: backward AIC (MASS::stepAIC), or LASSO with CV lambda "
+                                    "(glmnet, S2) whose non-zero terms are refitted without penalty.")
+    lambda_rule: Literal["min", "1se"] = "min"
+    nfolds: int = Field(10, ge=3)
 
 
 class ClinicalConfig(Strict):

@@ -10,7 +10,7 @@ import numpy as np
 from gastrorad.figures.style import styled
 
 
-def _outcome_axis(nomo, horizon=None):
+def _outcome_axis(nomo, horizon=None, time_unit: str = ""):
     lo_total = 0.0
     hi_total = sum((a.xbeta.max() - a.xbeta.min()) * nomo.sc for a in nomo.axes)
     if nomo.kind == "logistic":
@@ -18,7 +18,8 @@ def _outcome_axis(nomo, horizon=None):
             [0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
     else:
         s0 = nomo.baseline_survival[horizon]
-        fun, label, ticks = (lambda lp: s0 ** math.exp(lp)), f"{horizon:g}-year survival" if horizon else "Survival", \
+        unit = f" {time_unit}" if time_unit else ""
+        fun, label, ticks = (lambda lp: s0 ** math.exp(lp)), f"Survival at {horizon:g}{unit}", \
             [0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05]
     grid = np.linspace(lo_total, hi_total, 400)
     vals = np.array([fun(nomo.lp_from_points(t)) for t in grid])
@@ -31,8 +32,9 @@ def _outcome_axis(nomo, horizon=None):
 
 
 @styled
-def plot_nomogram(nomo, *, horizons=None, title: str = ""):
-    """Draw ``nomo`` (:class:`gastrorad.models.nomogram.Nomogram`)."""
+def plot_nomogram(nomo, *, horizons=None, title: str = "", time_unit: str = ""):
+    """Draw ``nomo`` (:class:`gastrorad.models.nomogram.Nomogram`); ``time_unit`` labels the
+    survival horizons (e.g. "months")."""
     import matplotlib.pyplot as plt
 
     horizons = list(horizons or (nomo.baseline_survival.keys() if nomo.kind == "cox" else [None]))
@@ -45,9 +47,12 @@ def plot_nomogram(nomo, *, horizons=None, title: str = ""):
     def ruler(y, positions, labels, name, scale=1.0):
         xs = [p * scale for p in positions]
         ax.plot([min(xs), max(xs)], [y, y], color="black", linewidth=0.8)
-        for x, lab in zip(xs, labels):
+        last = -1e9
+        for x, lab in sorted(zip(xs, labels)):
             ax.plot([x, x], [y, y - 0.12], color="black", linewidth=0.8)
-            ax.text(x, y - 0.18, lab, ha="center", va="bottom", fontsize=7)
+            if x - last >= 5.5:  # keep labels readable: skip one that would overlap its neighbour
+                ax.text(x, y - 0.18, lab, ha="center", va="bottom", fontsize=7)
+                last = x
         ax.text(-33, y, name, ha="left", va="center", fontsize=8, fontweight="bold")
 
     ruler(0, list(range(0, 101, 10)), [str(v) for v in range(0, 101, 10)], "Points")
@@ -56,13 +61,13 @@ def plot_nomogram(nomo, *, horizons=None, title: str = ""):
         labels = [str(v) if a.categorical else f"{v:g}" for v in a.values]
         ruler(i, pts, labels, a.name)
     total_row = len(nomo.axes) + 1
-    label, pos, hi_total = _outcome_axis(nomo, horizons[0])
+    label, pos, hi_total = _outcome_axis(nomo, horizons[0], time_unit)
     top = max(10.0, math.ceil(hi_total / 20) * 20)
     scale = 100.0 / top
     ruler(total_row, [v * scale for v in range(0, int(top) + 1, 20)], [str(v) for v in range(0, int(top) + 1, 20)],
           "Total points")
     for j, h in enumerate(horizons):
-        label, pos, _ = _outcome_axis(nomo, h)
+        label, pos, _ = _outcome_axis(nomo, h, time_unit)
         if pos:
             ruler(total_row + 1 + j, [p * scale for p, _ in pos], [f"{v:g}" for _, v in pos], label)
     ax.set_title(title)

@@ -92,7 +92,8 @@ def fit_models(cfg: StudyConfig) -> FitResult:
     kind = "logistic" if cfg.outcome.kind == "binary" else "cox"
     clinical = _clinical_with_cohorts(cfg)
     sig_path = out / "signatures.csv"
-    sigs = pd.read_csv(sig_path, dtype={"patient_id": str}).drop(columns=["cohort"]) if sig_path.exists() else None
+    sigs = (pd.read_csv(sig_path, dtype={"patient_id": str}).drop(columns=["cohort"], errors="ignore")
+            if sig_path.exists() else None)
     variables = cfg.clinical.variables
     enc = ClinicalEncoder(variables, categorical=cfg.clinical.categorical, ordinal=cfg.clinical.ordinal,
                           groups=cfg.clinical.groups, reference=cfg.clinical.reference, missing=cfg.clinical.missing)
@@ -117,6 +118,18 @@ def fit_models(cfg: StudyConfig) -> FitResult:
         step = backward_aic(tr, terms, kind=kind, **y_kw)
         selection["stepwise"] = step.history
         terms = {t: terms[t] for t in step.terms}
+    elif cfg.clinical.selection.method == "lasso" and terms:
+        from gastrorad.models.lasso import cv_lasso_cox, cv_lasso_logistic
+        cols = [c for t in terms.values() for c in t]
+        sel = cfg.clinical.selection
+        if kind == "logistic":
+            cv = cv_lasso_logistic(tr[cols], tr[cfg.outcome.label].to_numpy(), nfolds=sel.nfolds, seed=cfg.seed)
+        else:
+            cv = cv_lasso_cox(tr[cols], tr[cfg.outcome.time], tr[cfg.outcome.event], nfolds=sel.nfolds, seed=cfg.seed)
+        kept = set(cv.selected(sel.lambda_rule))
+        selection["lasso"] = {"lambda": cv.lambda_min if sel.lambda_rule == "min" else cv.lambda_1se,
+                              "selected": sorted(kept)}
+        terms = {t: cs for t, cs in terms.items() if kept & set(cs)}  # a term stays whole if any column is kept
     selection["clinical_terms"] = list(terms)
     preds, coefs, cutoffs = [], {}, {}
     nomo_png = None
@@ -168,7 +181,8 @@ def fit_models(cfg: StudyConfig) -> FitResult:
             for var in enc.categorical:
                 src[var] = grouped[var].fillna(enc.impute_[var]).to_numpy()
             nomo = build_nomogram(nomo_terms, src, intercept=intercept, kind=kind, baseline_survival=baseline)
-            png, _ = save_figure(plot_nomogram(nomo, title=f"Nomogram: {name}"), out / "figures" / f"nomogram_{name}")
+            png, _ = save_figure(plot_nomogram(nomo, title=f"Nomogram: {name}",
+                                                 time_unit=cfg.outcome.time_unit), out / "figures" / f"nomogram_{name}")
             nomo_png = str(png)
             atomic_write_text(out / "models" / f"nomogram_{name}_points.csv", nomo.points_table().to_csv(index=False))
     predictions = pd.concat(preds, ignore_index=True)
