@@ -315,6 +315,11 @@ class SignatureConfig(Strict):
                                       "by outcome) on each phase's deep features, score = linear predictor (S5).")
     lambda_rule: Literal["min", "1se"] = "min"
     nfolds: int = Field(10, ge=3)
+    icc_features: dict[str, Path] = Field(default_factory=dict, description=(
+        "Phase -> CSV of deep features of re-segmented ROIs (patient_id, reader, f0000...), e.g. the same "
+        "reader one month later (S5); features with ICC <= icc_threshold are dropped before LASSO."))
+    icc_threshold: float = Field(0.8, ge=-1, le=1)
+    icc_form: Literal["A,1", "C,1", "1"] = "A,1"
 
 
 class FusionConfig(Strict):

@@ -51,6 +51,17 @@ def build_signatures(cfg: StudyConfig) -> pd.DataFrame:
             tr = d[d.cohort == "training"]
             sd = tr[feats].std()
             feats = [c for c in feats if sd[c] > 0]
+            icc_path = cfg.signature.icc_features.get(phase)
+            if icc_path is not None:
+                from gastrorad.models.icc import icc_filter
+                rep = read_table(cfg.resolve(icc_path))
+                icc_t = icc_filter(rep[["patient_id", "reader", *[c for c in feats if c in rep.columns]]],
+                                   threshold=cfg.signature.icc_threshold, form=cfg.signature.icc_form)
+                feats = [c for c in feats if c in set(icc_t.feature[icc_t.keep])]
+                info.setdefault("icc", {})[phase] = {"kept": int(icc_t.keep.sum()), "of": int(len(icc_t))}
+                if not feats:
+                    raise InputError(Problem(str(icc_path), f"no feature of phase '{phase}' has ICC > "
+                                             f"{cfg.signature.icc_threshold}"))
             X = tr[feats]
             if cfg.outcome.kind == "binary":
                 cv = cv_lasso_logistic(X, tr[cfg.outcome.label].to_numpy(), nfolds=cfg.signature.nfolds, seed=cfg.seed)
