@@ -49,3 +49,13 @@ def test_bad_study_file_is_reported(tmp_path):
     (tmp_path / "s.yaml").write_text("name: x\nwindw: 3\n")
     res = runner.invoke(app, ["validate", str(tmp_path / "s.yaml")], terminal_width=200)
     assert res.exit_code == 1 and "windw" in res.output
+
+
+def test_demo_runs_every_built_stage(tmp_path):
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--n", "40"], terminal_width=200)
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert "Headline" in res.output and "oracle" in res.output
+    run = tmp_path / "demo" / "s1_cohort" / "run"
+    for f in ("patches.csv", "dl_scores.csv", "signatures.csv", "predictions.csv", "models/models.json",
+              "figures/nomogram_integrated.png"):
+        assert (run / f).exists(), f
