@@ -105,6 +105,24 @@ class LassoCV:
         return pd.DataFrame({"lambda": self.lambdas, "cvm": self.cvm, "cvsd": self.cvsd})
 
 
+def _fold_ids(n: int, foldid, nfolds: int, seed: int) -> np.ndarray:
+    """Fold of each row: the given ``foldid`` (1-based, as R), or balanced folds drawn with ``seed``."""
+    if foldid is None:
+        rng = np.random.default_rng(seed)
+        foldid = (np.arange(n) % nfolds + 1)[rng.permutation(n)]
+    return np.asarray(foldid)
+
+
+def _cv_choice(raw: np.ndarray, w: np.ndarray, lambdas: np.ndarray):
+    """cv.glmnet's summary of fold errors (folds x lambdas, fold weights ``w``): weighted mean,
+    its SE, and the indices of lambda.min and lambda.1se (the largest lambda within one SE)."""
+    cvm = (w[:, None] * raw).sum(axis=0) / w.sum()
+    cvsd = np.sqrt((w[:, None] * (raw - cvm) ** 2).sum(axis=0) / w.sum() / (len(w) - 1))
+    i_min = int(np.argmin(cvm))
+    i_1se = int(np.flatnonzero(cvm <= cvm[i_min] + cvsd[i_min]).min())  # lambdas decrease
+    return cvm, cvsd, i_min, i_1se
+
+
 def cv_lasso_logistic(X: pd.DataFrame, y, *, lambdas=None, foldid=None, nfolds: int = 10, seed: int = 0) -> LassoCV:
     """``cv.glmnet(X, y, family = "binomial", type.measure = "deviance")``; folds from
     ``foldid`` (1-based, as R) or drawn with ``seed``."""
@@ -112,10 +130,7 @@ def cv_lasso_logistic(X: pd.DataFrame, y, *, lambdas=None, foldid=None, nfolds: 
     Xa, y = X.to_numpy(float), np.asarray(y).astype(int)
     n = len(y)
     lambdas = lambda_sequence(Xa, y) if lambdas is None else np.asarray(lambdas, float)
-    if foldid is None:
-        rng = np.random.default_rng(seed)
-        foldid = (np.arange(n) % nfolds + 1)[rng.permutation(n)]
-    foldid = np.asarray(foldid)
+    foldid = _fold_ids(n, foldid, nfolds, seed)
     folds = np.unique(foldid)
     means, sizes = [], []
     for k in folds:
@@ -127,12 +142,7 @@ def cv_lasso_logistic(X: pd.DataFrame, y, *, lambdas=None, foldid=None, nfolds: 
             dev.append(np.mean(-2 * (y[test] * np.log(p) + (1 - y[test]) * np.log(1 - p))))
         means.append(dev)
         sizes.append(test.sum())
-    means, w = np.asarray(means), np.asarray(sizes, float)
-    cvm = (w[:, None] * means).sum(axis=0) / w.sum()
-    cvsd = np.sqrt((w[:, None] * (means - cvm) ** 2).sum(axis=0) / w.sum() / (len(folds) - 1))
-    i_min = int(np.argmin(cvm))
-    within = np.flatnonzero(cvm <= cvm[i_min] + cvsd[i_min])
-    i_1se = int(within.min())  # lambdas decrease: the first index is the largest lambda
+    cvm, cvsd, i_min, i_1se = _cv_choice(np.asarray(means), np.asarray(sizes, float), lambdas)
     fit_min, fit_1se = lasso_fit(Xa, y, lambdas[i_min]), lasso_fit(Xa, y, lambdas[i_1se])
     return LassoCV(lambdas, cvm, cvsd, float(lambdas[i_min]), float(lambdas[i_1se]), cols,
                    np.concatenate([[fit_min[0]], fit_min[1]]), np.concatenate([[fit_1se[0]], fit_1se[1]]))
@@ -166,10 +176,7 @@ def cv_lasso_cox(X: pd.DataFrame, time, event, *, lambdas=None, foldid=None, nfo
     time, event = np.asarray(time, float), np.asarray(event).astype(int)
     n = len(time)
     lambdas = lambda_sequence(Xa, kind="cox", time=time, event=event) if lambdas is None else np.asarray(lambdas)
-    if foldid is None:
-        rng = np.random.default_rng(seed)
-        foldid = (np.arange(n) % nfolds + 1)[rng.permutation(n)]
-    foldid = np.asarray(foldid)
+    foldid = _fold_ids(n, foldid, nfolds, seed)
     folds = np.unique(foldid)
     raw, w = [], []
     for k in folds:
@@ -181,11 +188,7 @@ def cv_lasso_cox(X: pd.DataFrame, time, event, *, lambdas=None, foldid=None, nfo
         ev = event[test].sum()
         raw.append(np.asarray(row) / ev)
         w.append(ev)
-    raw, w = np.asarray(raw), np.asarray(w, float)
-    cvm = (w[:, None] * raw).sum(axis=0) / w.sum()
-    cvsd = np.sqrt((w[:, None] * (raw - cvm) ** 2).sum(axis=0) / w.sum() / (len(folds) - 1))
-    i_min = int(np.argmin(cvm))
-    i_1se = int(np.flatnonzero(cvm <= cvm[i_min] + cvsd[i_min]).min())
+    cvm, cvsd, i_min, i_1se = _cv_choice(np.asarray(raw), np.asarray(w, float), lambdas)
     b_min = lasso_fit(Xa, lam=lambdas[i_min], kind="cox", time=time, event=event)[1]
     b_1se = lasso_fit(Xa, lam=lambdas[i_1se], kind="cox", time=time, event=event)[1]
     return LassoCV(lambdas, cvm, cvsd, float(lambdas[i_min]), float(lambdas[i_1se]), cols,
