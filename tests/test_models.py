@@ -242,6 +242,17 @@ def test_lasso_cox_cross_validation_matches_cv_glmnet():
     assert cv.selected("min") == ref["selected_min"]
 
 
+def table_only_study(study, kind, n, rng):
+    """A synthetic study's clinical and truth tables without images (the model stages need none)."""
+    from gastrorad.synth.cohort import _assign_centres
+    from gastrorad.synth.outcomes import draw_patients
+    clinical, truth = draw_patients(kind, _assign_centres(kind, n, rng), rng)
+    (study / "run").mkdir(parents=True)
+    clinical.to_csv(study / "clinical.csv", index=False)
+    pd.DataFrame({"patient_id": clinical.patient_id, "image": "none"}).to_csv(study / "manifest.csv", index=False)
+    return study, clinical, truth
+
+
 def test_signature_and_fit_from_a_study_file(tmp_path):
     """S1's integrated and clinical models from a study file, with a DL score that carries the
     planted image signal (built from the truth table: fine for a test, never for results).
@@ -251,15 +262,9 @@ def test_signature_and_fit_from_a_study_file(tmp_path):
 
     from gastrorad.cli import app
     from gastrorad.stats import auc
-    from gastrorad.synth.cohort import _assign_centres
-    from gastrorad.synth.outcomes import draw_patients
     from gastrorad.synth.study_file import synthetic_study_config
     rng = np.random.default_rng(8)
-    clinical, truth = draw_patients("s1", _assign_centres("s1", 400, rng), rng)
-    study = tmp_path / "s1"
-    (study / "run").mkdir(parents=True)
-    clinical.to_csv(study / "clinical.csv", index=False)
-    pd.DataFrame({"patient_id": clinical.patient_id, "image": "none"}).to_csv(study / "manifest.csv", index=False)
+    study, clinical, truth = table_only_study(tmp_path / "s1", "s1", 400, rng)
     dl = 1 / (1 + np.exp(-(truth.score_image + rng.normal(0, 0.5, len(truth)))))
     pd.DataFrame({"patient_id": truth.patient_id, "score": dl}).to_csv(study / "run" / "dl_scores.csv", index=False)
     raw = synthetic_study_config("s1", seed=8)
@@ -292,15 +297,9 @@ def test_cox_fusion_with_lasso_selection_and_survival_nomogram(tmp_path):
 
     from gastrorad.cli import app
     from gastrorad.stats.survival import harrell_c
-    from gastrorad.synth.cohort import _assign_centres
-    from gastrorad.synth.outcomes import draw_patients
     from gastrorad.synth.study_file import synthetic_study_config
     rng = np.random.default_rng(3)
-    clinical, truth = draw_patients("s5", _assign_centres("s5", 300, rng), rng)
-    study = tmp_path / "s5"
-    (study / "run").mkdir(parents=True)
-    clinical.to_csv(study / "clinical.csv", index=False)
-    pd.DataFrame({"patient_id": clinical.patient_id, "image": "none"}).to_csv(study / "manifest.csv", index=False)
+    study, clinical, truth = table_only_study(tmp_path / "s5", "s5", 300, rng)
     sig = pd.DataFrame({"patient_id": truth.patient_id, "cohort": "",
                         "rad_venous": truth.score_image + rng.normal(0, 0.4, len(truth))})
     sig.to_csv(study / "run" / "signatures.csv", index=False)
@@ -333,15 +332,9 @@ def test_lasso_cox_signatures_per_phase_with_icc_filter(tmp_path):
     from gastrorad.config import load_study
     from gastrorad.models.pipeline import build_signatures
     from gastrorad.stats.survival import harrell_c
-    from gastrorad.synth.cohort import _assign_centres
-    from gastrorad.synth.outcomes import draw_patients
     from gastrorad.synth.study_file import synthetic_study_config
     rng = np.random.default_rng(5)
-    clinical, truth = draw_patients("s5", _assign_centres("s5", 240, rng), rng)
-    study = tmp_path / "s5"
-    (study / "run").mkdir(parents=True)
-    clinical.to_csv(study / "clinical.csv", index=False)
-    pd.DataFrame({"patient_id": clinical.patient_id, "image": "none"}).to_csv(study / "manifest.csv", index=False)
+    study, clinical, truth = table_only_study(tmp_path / "s5", "s5", 240, rng)
     n = len(truth)
     for phase in ("arterial", "venous"):
         signal = truth.score_image.to_numpy()
