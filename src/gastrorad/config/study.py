@@ -336,6 +336,31 @@ class FusionConfig(Strict):
     nomogram_horizons: list[float] = Field(default_factory=list, description="Cox nomogram: survival horizons.")
 
 
+class EvaluationConfig(Strict):
+    """What ``gastrorad evaluate`` computes on every cohort (cut-offs come locked from training)."""
+
+    reference: str | None = Field("clinical", description="Model every other is compared with (DeLong P, NRI/IDI, "
+                                                          "C-index difference); null: the first model.")
+    signatures: bool = Field(True, description="Evaluate each image signature as a model of its own (DL signature).")
+    bootstrap: int = Field(200, ge=0, description="Resamples for ROC bands and decision-curve bands (0 = none).")
+    horizons: list[float] = Field(default_factory=list, description="Survival: horizons of time-dependent AUC, "
+                                  "calibration and decision curves (default: fusion.horizon, else 12).")
+    nri_categories: list[float] | None = Field(None, description="Risk cut-points of a categorical NRI "
+                                               "(null: category-free NRI).")
+    calibration_groups: int = Field(10, ge=2, description="Groups of the calibration curve and Hosmer-Lemeshow test.")
+    subgroups: list[str] = Field(default_factory=list, description="Clinical columns whose levels get their own "
+                                 "AUC / C-index per cohort (S2: chemotherapy).")
+
+
+class ReportConfig(Strict):
+    """The HTML report (``gastrorad report``)."""
+
+    title: str | None = Field(None, description="Report title (default: the study name).")
+    gradcam: int = Field(6, ge=0, description="Grad-CAM overlays per cohort in the gallery (0 = no explain stage).")
+    readers: dict[str, dict[str, float]] = Field(default_factory=dict, description=(
+        "Clinicians' operating points drawn on the ROC (S4): name -> {sensitivity, specificity}."))
+
+
 class StudyConfig(Strict):
     name: str = "study"
     seed: int = Field(42, description="Seed of every random step (splits, training, bootstrap).")
@@ -349,8 +374,11 @@ class StudyConfig(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     signature: SignatureConfig = Field(default_factory=SignatureConfig)
     fusion: FusionConfig = Field(default_factory=FusionConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     output: Path = Field(Path("runs/study"), description="Run folder.")
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the study file (set by load_study).")
+    profile: str | None = Field(None, exclude=True, description="Profile applied by load_study (e.g. 'fast').")
 
     def resolve(self, path: Path | None) -> Path | None:
         if path is None:
@@ -374,8 +402,21 @@ class StudyConfig(Strict):
         return self.resolve(self.preprocess.cache_dir) or self.output_dir / "cache" / "patches"
 
 
-def load_study(path: str | Path) -> StudyConfig:
-    """Load and validate a study file; raise :class:`InputError` listing every problem."""
+def deep_merge(base: dict, patch: dict) -> dict:
+    """``patch`` laid over ``base``: mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for k, v in patch.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_study(path: str | Path, *, profile: str | None = None, overrides: dict | None = None) -> StudyConfig:
+    """Load and validate a study file; raise :class:`InputError` listing every problem.
+
+    A study file may carry ``profiles:`` (name -> a partial study file); ``profile`` lays
+    that one over the rest (e.g. the ``fast`` CPU profile of a recipe). ``overrides`` (a
+    partial study file, e.g. ``{"data": {...}, "output": ...}``) is laid over last.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(Problem(str(path), "study file does not exist"))
@@ -385,10 +426,21 @@ def load_study(path: str | Path) -> StudyConfig:
         raise InputError(Problem(str(path), f"not valid YAML: {exc}")) from exc
     if not isinstance(raw, dict):
         raise InputError(Problem(str(path), "a study file must be a mapping of sections"))
-    if "base_dir" in raw:
-        raise InputError(Problem(str(path), "unknown key", column="base_dir"))
+    for key in ("base_dir", "profile"):
+        if key in raw:
+            raise InputError(Problem(str(path), "unknown key", column=key))
+    profiles = raw.pop("profiles", None) or {}
+    if not isinstance(profiles, dict):
+        raise InputError(Problem(str(path), "profiles must map a name to a partial study file", column="profiles"))
+    if profile is not None:
+        if profile not in profiles:
+            raise InputError(Problem(str(path), f"no profile '{profile}' (defined: {sorted(profiles) or 'none'})",
+                                     column="profiles"))
+        raw = deep_merge(raw, profiles[profile] or {})
+    if overrides:
+        raw = deep_merge(raw, overrides)
     try:
-        cfg = StudyConfig.model_validate({**raw, "base_dir": path.resolve().parent})
+        cfg = StudyConfig.model_validate({**raw, "base_dir": path.resolve().parent, "profile": profile})
     except ValidationError as exc:
         raise InputError([Problem(str(path), _reason(err), column=".".join(str(p) for p in err["loc"]))
                           for err in exc.errors()]) from exc

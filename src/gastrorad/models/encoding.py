@@ -100,6 +100,23 @@ class ClinicalEncoder:
             raise InputError(problems)
         return pd.DataFrame(out, index=df.index)[keep]
 
+    def to_dict(self) -> dict:
+        """The fitted state as plain JSON types (for the model bundle)."""
+        def plain(v):
+            return v.item() if isinstance(v, np.generic) else v
+        return {"variables": list(self.variables), "categorical": list(self.categorical),
+                "ordinal": {k: [plain(x) for x in v] for k, v in self.ordinal.items()},
+                "groups": self.groups, "reference": self.reference, "missing": self.missing,
+                "levels": {k: [plain(x) for x in v] for k, v in self.levels_.items()},
+                "impute": {k: plain(v) for k, v in self.impute_.items()}, "terms": self.terms_}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClinicalEncoder":
+        enc = cls(d["variables"], categorical=d["categorical"], ordinal=d["ordinal"], groups=d["groups"],
+                  reference=d["reference"], missing=d["missing"])
+        enc.levels_, enc.impute_, enc.terms_ = dict(d["levels"]), dict(d["impute"]), dict(d["terms"])
+        return enc
+
     def report(self) -> pd.DataFrame:
         """What was fitted: reference levels, ordinal orders, imputation values."""
         rows = []

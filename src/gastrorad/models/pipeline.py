@@ -142,7 +142,7 @@ def fit_models(cfg: StudyConfig) -> FitResult:
                               "selected": sorted(kept)}
         terms = {t: cs for t, cs in terms.items() if kept & set(cs)}  # a term stays whole if any column is kept
     selection["clinical_terms"] = list(terms)
-    preds, coefs, cutoffs = [], {}, {}
+    preds, coefs, cutoffs, specs = [], {}, {}, {}
     nomo_png = None
     for name, ingredients in cfg.fusion.models.items():
         cols = []
@@ -166,6 +166,8 @@ def fit_models(cfg: StudyConfig) -> FitResult:
             cut = lock_cutoff(m.predict(tr), y=tr[cfg.outcome.label], method=cfg.fusion.cutoff,
                               value=cfg.fusion.cutoff_value)
             intercept, slopes = m.coef[0], dict(zip(cols, m.coef[1:]))
+            specs[name] = {"kind": "logistic", "columns": cols, "intercept": float(m.coef[0]),
+                           "coef": [float(b) for b in m.coef[1:]], "cutoff": float(cut)}
         else:
             res, zph = fit_cox_model(tr, cfg.outcome.time, cfg.outcome.event, cols)
             lp = res.linear_predictor(data)
@@ -178,6 +180,10 @@ def fit_models(cfg: StudyConfig) -> FitResult:
             cut = lock_cutoff(res.linear_predictor(tr), time=tr[cfg.outcome.time], event=tr[cfg.outcome.event],
                               method=cfg.fusion.cutoff, horizon=cfg.fusion.horizon, value=cfg.fusion.cutoff_value)
             intercept, slopes = 0.0, dict(zip(cols, res.coef))
+            horizons = sorted({*cfg.fusion.nomogram_horizons, *evaluation_horizons(cfg)})
+            specs[name] = {"kind": "cox", "columns": cols, "intercept": 0.0, "coef": [float(b) for b in res.coef],
+                           "cutoff": float(cut),
+                           "baseline_survival": {str(t): s for t, s in _cox_baseline(res, horizons).items()}}
         cutoffs[name] = cut
         preds.append(pd.DataFrame({"patient_id": data.patient_id, "cohort": data.cohort, "model": name,
                                    "score": score, "lp": lp,
@@ -195,13 +201,35 @@ def fit_models(cfg: StudyConfig) -> FitResult:
             png, _ = save_figure(plot_nomogram(nomo, title=f"Nomogram: {name}",
                                                  time_unit=cfg.outcome.time_unit), out / "figures" / f"nomogram_{name}")
             nomo_png = str(png)
+            specs[name]["nomogram"] = {"axes": [{"name": a.name, "values": [_plain(v) for v in a.values],
+                                                 "xbeta": [float(x) for x in a.xbeta], "categorical": a.categorical,
+                                                 "coef": ({str(k): float(v) for k, v in a.coef.items()}
+                                                          if a.categorical else float(a.coef))} for a in nomo.axes],
+                                       "intercept": float(nomo.intercept), "sc": float(nomo.sc)}
             atomic_write_text(out / "models" / f"nomogram_{name}_points.csv", nomo.points_table().to_csv(index=False))
     predictions = pd.concat(preds, ignore_index=True)
     atomic_write_text(out / "predictions.csv", predictions.to_csv(index=False))
-    atomic_write_text(out / "models" / "fit.json", json.dumps({"selection": selection, "cutoffs": cutoffs,
-                                                               "encoding": enc.report().to_dict("records")},
-                                                              indent=2, default=str))
+    atomic_write_text(out / "models" / "fit.json", json.dumps({
+        "kind": kind, "selection": selection, "cutoffs": cutoffs, "encoding": enc.report().to_dict("records"),
+        "encoder": enc.to_dict(), "signature_columns": sig_cols, "models": specs,
+        "nomogram_model": cfg.fusion.nomogram if cfg.fusion.nomogram in specs else None}, indent=2, default=_plain))
     return FitResult(predictions, coefs, selection, cutoffs, nomo_png)
+
+
+def _plain(v):
+    """JSON-safe value (numpy scalars to Python)."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    return str(v)
+
+
+def evaluation_horizons(cfg: StudyConfig) -> list[float]:
+    """Survival horizons of evaluation: evaluation.horizons, else fusion.horizon, else 12."""
+    if cfg.evaluation.horizons:
+        return list(cfg.evaluation.horizons)
+    return [cfg.fusion.horizon if cfg.fusion.horizon is not None else 12.0]
 
 
 def _nomogram_terms(slopes: dict, enc) -> dict:

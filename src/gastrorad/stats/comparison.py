@@ -40,14 +40,14 @@ def performance_table(predictions: pd.DataFrame, *, reference: str, kind: str = 
                 nri, idi = [], []
                 for m in models:
                     if m == reference:
-                        nri.append((np.nan,) * 3)
-                        idi.append((np.nan,) * 3)
+                        nri.append((np.nan,) * 4)
+                        idi.append((np.nan,) * 4)
                         continue
                     r = nri_idi(y, wide[reference].to_numpy(float), wide[m].to_numpy(float), level=level).table
-                    nri.append(tuple(r.loc["nri", ["estimate", "lower", "p"]]))
-                    idi.append(tuple(r.loc["idi", ["estimate", "lower", "p"]]))
-                t["nri"], t["nri_lower"], t["nri_p"] = zip(*nri)
-                t["idi"], t["idi_lower"], t["idi_p"] = zip(*idi)
+                    nri.append(tuple(r.loc["nri", ["estimate", "lower", "upper", "p"]]))
+                    idi.append(tuple(r.loc["idi", ["estimate", "lower", "upper", "p"]]))
+                t["nri"], t["nri_lower"], t["nri_upper"], t["nri_p"] = zip(*nri)
+                t["idi"], t["idi_lower"], t["idi_upper"], t["idi_p"] = zip(*idi)
         else:
             t = compare_c(first[time].to_numpy(float), first[event].to_numpy(int),
                           {m: wide[m].to_numpy(float) for m in models}, reference=reference, level=level)

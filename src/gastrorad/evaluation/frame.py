@@ -1,0 +1,89 @@
+"""The long table every evaluation reads: one row per patient x model, with its cohort,
+outcome, score, the probability (binary) and the risk group at the cut-off locked on training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from gastrorad.config.study import StudyConfig
+from gastrorad.errors import InputError, Problem
+from gastrorad.models.fusion import lock_cutoff
+from gastrorad.models.pipeline import _clinical_with_cohorts
+
+SIGNATURE_NAMES = {"dl_score": "DL signature"}
+
+
+@dataclass
+class EvaluationFrame:
+    long: pd.DataFrame  # patient_id, cohort, model, score, prob (binary), group, + outcome columns
+    models: list[str]  # in display order: signatures first, then the fusion models
+    cutoffs: dict[str, float]
+    kind: str  # binary / survival
+    primary: str  # the model shown alone (KM, nomogram): fusion.nomogram, else the last fusion model
+    clinical: pd.DataFrame  # clinical table with cohorts
+
+
+def signature_display(col: str) -> str:
+    return SIGNATURE_NAMES.get(col, col)
+
+
+def load_evaluation_frame(cfg: StudyConfig) -> EvaluationFrame:
+    out = cfg.output_dir
+    path = out / "predictions.csv"
+    if not path.exists():
+        raise InputError(Problem(str(path), "no predictions: run `gastrorad fit` first"))
+    fit = json.loads((out / "models" / "fit.json").read_text())
+    preds = pd.read_csv(path, dtype={"patient_id": str})
+    clinical = _clinical_with_cohorts(cfg)
+    kind = cfg.outcome.kind
+    outcome_cols = cfg.outcome.columns
+    parts, cutoffs, models = [], {}, []
+    sig_path = out / "signatures.csv"
+    if cfg.evaluation.signatures and sig_path.exists():
+        sigs = pd.read_csv(sig_path, dtype={"patient_id": str})
+        for col in [c for c in sigs.columns if c not in ("patient_id", "cohort")]:
+            name = signature_display(col)
+            d = sigs[["patient_id", "cohort", col]].dropna().rename(columns={col: "score"})
+            d = d.merge(clinical[["patient_id", *outcome_cols]], on="patient_id")
+            tr = d[d.cohort == "training"]
+            # the study's rule; a fixed value belongs to the fusion model's scale, so signatures then use
+            # Youden (binary) or the training median (survival)
+            method = cfg.fusion.cutoff if cfg.fusion.cutoff != "fixed" else ("youden" if kind == "binary" else "median")
+            if kind == "binary":
+                cut = lock_cutoff(tr.score, y=tr[cfg.outcome.label], method=method)
+            else:
+                if method == "youden" and cfg.fusion.horizon is None:
+                    method = "median"
+                cut = lock_cutoff(tr.score, time=tr[cfg.outcome.time], event=tr[cfg.outcome.event], method=method,
+                                  horizon=cfg.fusion.horizon)
+            cutoffs[name] = float(cut)
+            parts.append(d[["patient_id", "cohort", "score"]].assign(model=name))
+            models.append(name)
+    fusion_models = list(dict.fromkeys(preds.model))
+    for name in fusion_models:
+        cutoffs[name] = float(fit["cutoffs"][name])
+    parts.append(preds[["patient_id", "cohort", "model", "score"]])
+    models += fusion_models
+    long = pd.concat(parts, ignore_index=True).merge(clinical[["patient_id", *outcome_cols]], on="patient_id")
+    long = long.dropna(subset=["score"])
+    if kind == "binary":
+        s = long.score.to_numpy(float)
+        outside = long.groupby("model").score.transform(lambda v: (v.min() < 0) | (v.max() > 1)).to_numpy(bool)
+        long["prob"] = np.where(outside, 1 / (1 + np.exp(-s)), s)  # LASSO signatures are logits
+    long["group"] = np.where(long.score.to_numpy(float) >= long.model.map(cutoffs).to_numpy(float), "high", "low")
+    primary = cfg.fusion.nomogram if cfg.fusion.nomogram in fusion_models else (fusion_models[-1] if fusion_models
+                                                                                 else models[-1])
+    return EvaluationFrame(long, models, cutoffs, kind, primary, clinical)
+
+
+def wide_scores(long: pd.DataFrame, cohort: str, models: list[str], value: str = "score") -> pd.DataFrame:
+    """Patients of one cohort x models (only patients every model scored), outcome columns kept."""
+    d = long[long.cohort == cohort]
+    wide = d.pivot_table(index="patient_id", columns="model", values=value, aggfunc="first")
+    wide = wide[[m for m in models if m in wide.columns]].dropna()
+    return wide

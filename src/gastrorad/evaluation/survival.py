@@ -1,0 +1,114 @@
+"""Survival outcome, per cohort: Harrell's C with CI and its difference from the reference
+(survival::concordance), HR of high vs low risk at the cut-off locked on training with the
+log-rank test, time-dependent AUC at the horizons (IPCW, as timeROC), t-year calibration
+(observed Kaplan-Meier vs predicted survival, with a Hosmer-Lemeshow test on the t-year
+status as S3 reports it) and survival net benefit (as dcurves) for Cox fusion models.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from gastrorad.evaluation.frame import EvaluationFrame, wide_scores
+from gastrorad.models.pipeline import evaluation_horizons
+from gastrorad.stats import hosmer_lemeshow, performance_table
+from gastrorad.stats.survival import (observed_expected, risk_groups, survival_calibration, survival_net_benefit,
+                                      time_dependent_auc)
+
+
+def predicted_survival(cfg, model: str, lp: np.ndarray, horizon: float) -> np.ndarray | None:
+    """S(t | x) = S0(t) ^ exp(lp) of a fitted Cox fusion model (None for other models)."""
+    fit = json.loads((cfg.output_dir / "models" / "fit.json").read_text())
+    spec = fit.get("models", {}).get(model)
+    if not spec or spec["kind"] != "cox" or str(float(horizon)) not in spec.get("baseline_survival", {}):
+        return None
+    return spec["baseline_survival"][str(float(horizon))] ** np.exp(np.asarray(lp, float))
+
+
+def survival_tables(ev: EvaluationFrame, cfg, cohorts: list[str]) -> dict[str, pd.DataFrame]:
+    o = cfg.outcome
+    e = cfg.evaluation
+    ref = e.reference if e.reference in ev.models else ev.models[0]
+    horizons = evaluation_horizons(cfg)
+    clin = ev.clinical.set_index("patient_id")
+    perf, groups, tauc, cal, hl, dca = [], [], [], [], [], []
+    for c in cohorts:
+        wide = wide_scores(ev.long, c, ev.models)
+        if len(wide) < 4:
+            continue
+        t = clin.loc[wide.index, o.time].to_numpy(float)
+        d = clin.loc[wide.index, o.event].to_numpy(int)
+        if d.sum() == 0:
+            continue
+        lp = wide.reset_index().melt(id_vars="patient_id", var_name="model", value_name="score")
+        lp["time"], lp["event"] = lp.patient_id.map(dict(zip(wide.index, t))), lp.patient_id.map(dict(zip(wide.index, d)))
+        lp["cohort"] = c
+        perf.append(performance_table(lp, reference=ref, kind="survival"))
+        for m in wide.columns:
+            s = wide[m].to_numpy(float)
+            try:
+                rg = risk_groups(t, d, s, ev.cutoffs[m])
+                groups.append({"cohort": c, "model": m, "n": len(t), "events": int(d.sum()),
+                               "n_high": int((rg.group == "high").sum()), **rg.summary().iloc[0].to_dict()})
+            except ValueError:
+                groups.append({"cohort": c, "model": m, "n": len(t), "events": int(d.sum()),
+                               "n_high": int((s >= ev.cutoffs[m]).sum()), "cutoff": ev.cutoffs[m]})
+            tauc.append(time_dependent_auc(t, d, s, horizons).assign(cohort=c, model=m))
+            for h in horizons:
+                surv = predicted_survival(cfg, m, s, h)
+                if surv is None:
+                    continue
+                table = survival_calibration(t, d, surv, h, groups=min(e.calibration_groups, max(2, len(t) // 5)))
+                cal.append(table.assign(cohort=c, model=m, horizon=h))
+                status = np.where(t > h, 0, np.where(d == 1, 1, -1))
+                known = status >= 0
+                row = {"cohort": c, "model": m, "horizon": h, "observed_expected": observed_expected(t, d, surv, h)}
+                if known.sum() >= 2 * e.calibration_groups and 0 < status[known].sum() < known.sum():
+                    r = hosmer_lemeshow(status[known], 1 - surv[known], g=e.calibration_groups)
+                    row.update(hl_chisq=r.statistic, hl_df=r.df, hl_p=r.p_value, hl_n=int(known.sum()))
+                hl.append(row)
+                nb = survival_net_benefit(t, d, 1 - surv, h, np.round(np.arange(0.01, 0.96, 0.01), 2))
+                nb["model"] = nb.model.replace({"model": m})
+                dca.append(nb.assign(cohort=c, horizon=h))
+    return {"performance": pd.concat(perf, ignore_index=True) if perf else pd.DataFrame(),
+            "risk_groups": pd.DataFrame(groups),
+            "time_auc": pd.concat(tauc, ignore_index=True) if tauc else pd.DataFrame(),
+            "calibration_groups": pd.concat(cal, ignore_index=True) if cal else pd.DataFrame(),
+            "calibration": pd.DataFrame(hl),
+            "decision_curve": (pd.concat(dca, ignore_index=True).drop_duplicates(["cohort", "horizon", "model",
+                                                                                   "threshold"])
+                               if dca else pd.DataFrame())}
+
+
+def survival_figures(ev: EvaluationFrame, cfg, cohorts: list[str], fig_dir) -> dict[str, list[str]]:
+    """Kaplan-Meier of the primary model's risk groups (HR, log-rank) and time-dependent
+    AUC per cohort. Returns kind -> PNG paths."""
+    from gastrorad.figures import plot_kaplan_meier, plot_time_auc, save_figure
+    o = cfg.outcome
+    clin = ev.clinical.set_index("patient_id")
+    figs: dict[str, list[str]] = {"km": [], "time_auc": []}
+    for c in cohorts:
+        wide = wide_scores(ev.long, c, ev.models)
+        if len(wide) < 4:
+            continue
+        t = clin.loc[wide.index, o.time].to_numpy(float)
+        d = clin.loc[wide.index, o.event].to_numpy(int)
+        if d.sum() == 0:
+            continue
+        unit = f"Time ({o.time_unit})"
+        s = wide[ev.primary].to_numpy(float) if ev.primary in wide else wide.iloc[:, -1].to_numpy(float)
+        group = np.where(s >= ev.cutoffs[ev.primary], "high", "low")
+        if len(set(group)) == 2:
+            rg = risk_groups(t, d, s, ev.cutoffs[ev.primary])
+            figs["km"].append(str(save_figure(plot_kaplan_meier(t, d, group, hr=(rg.hr, rg.hr_lower, rg.hr_upper),
+                                                                title=f"{ev.primary}, {c}", time_label=unit),
+                                              fig_dir / f"km_{c}")[0]))
+        hmax = np.quantile(t, 0.9)
+        grid = np.unique(np.round(np.linspace(max(t.min(), 1e-6), hmax, 8), 2))
+        figs["time_auc"].append(str(save_figure(plot_time_auc(t, d, {m: wide[m].to_numpy(float) for m in wide},
+                                                              grid, title=c, time_label=unit),
+                                                fig_dir / f"time_auc_{c}")[0]))
+    return figs
