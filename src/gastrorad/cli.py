@@ -47,10 +47,19 @@ def _fail(exc: InputError, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _load(study: Path):
+def _load(study: Path, profile: str | None = None, *, data: Path | None = None, output: Path | None = None):
+    """The study file with an optional profile; ``data`` points manifest/clinical/truth at a
+    folder (e.g. a `gastrorad synth` output), ``output`` moves the run folder."""
     from gastrorad.config import load_study
+    overrides: dict = {}
+    if data is not None:
+        data = data.resolve()
+        overrides["data"] = {"manifest": str(data / "manifest.csv"), "clinical": str(data / "clinical.csv"),
+                             "truth": str(data / "truth.csv") if (data / "truth.csv").exists() else None}
+    if output is not None:
+        overrides["output"] = str(output.resolve())
     try:
-        return load_study(study)
+        return load_study(study, profile=profile, overrides=overrides)
     except InputError as exc:
         _fail(exc)
 
@@ -358,25 +367,125 @@ def fit(study: Path = typer.Argument(..., help="Study file (YAML).")) -> None:
         console.print(f"nomogram -> {res.nomogram_png}")
 
 
-_PLANNED = {
-    "evaluate": "metrics on every cohort",
-    "report": "the HTML report",
-    "run": "every stage from one file",
-    "predict": "apply a locked model bundle",
-}
+@app.command()
+def evaluate(study: Path = typer.Argument(..., help="Study file (YAML)."),
+             profile: Optional[str] = typer.Option(None, help="Profile of the study file to apply (e.g. fast).")
+             ) -> None:
+    """Every model on every cohort, cut-offs locked on training: metrics JSON/CSV and figures.
+
+    Python: gastrorad.evaluation.evaluate_study.
+    """
+    from gastrorad.evaluation import evaluate_study
+    cfg = _load(study, profile)
+    try:
+        res = evaluate_study(cfg)
+    except InputError as exc:
+        _fail(exc)
+    _print_headline(res.tables["headline"], cfg.outcome.kind)
+    console.print(f"metrics -> {cfg.output_dir / 'metrics' / 'metrics.json'} ({res.seconds:.1f} s)")
 
 
-def _planned(name: str, what: str):
-    def command(args: Optional[list[str]] = typer.Argument(None, hidden=True)) -> None:
-        err.print(f"gastrorad {name}: not built yet ({what}). Built so far: synth, validate, preprocess, train, score, extract-features, explain, signature, fit.")
-        raise typer.Exit(3)
-    command.__doc__ = f"Not built yet: {what}."
-    return command
+@app.command()
+def report(study: Path = typer.Argument(..., help="Study file (YAML)."),
+           profile: Optional[str] = typer.Option(None, help="Profile of the study file to apply.")) -> None:
+    """The self-contained HTML report of a run.
+
+    Python: gastrorad.report.build_report.
+    """
+    from gastrorad.report import build_report
+    cfg = _load(study, profile)
+    try:
+        path = build_report(cfg)
+    except InputError as exc:
+        _fail(exc)
+    console.print(f"report -> {path.resolve()}")
 
 
-for _name, _what in _PLANNED.items():
-    app.command(name=_name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
-        _planned(_name, _what))
+@app.command()
+def run(study: Path = typer.Argument(..., help="Study file (YAML) or recipe."),
+        profile: Optional[str] = typer.Option(None, help="Profile of the study file to apply (e.g. fast)."),
+        data: Optional[Path] = typer.Option(None, help="Folder with manifest.csv, clinical.csv (and truth.csv) "
+                                            "replacing the study file's data paths (e.g. a `gastrorad synth` folder)."),
+        output: Optional[Path] = typer.Option(None, help="Run folder (default: the study file's output)."),
+        from_stage: Optional[str] = typer.Option(None, "--from", help="Rerun from this stage on."),
+        only: Optional[str] = typer.Option(None, help="Run only these stages (comma-separated)."),
+        force: bool = typer.Option(False, help="Ignore the cache: rerun every stage."),
+        ) -> None:
+    """Every stage of a study from one file, cached and resumable.
+
+    Stages: validate, preprocess, train, score, extract-features, signature, fit, evaluate,
+    explain, report, bundle. A rerun redoes only what changed; a killed run resumes.
+    Python: gastrorad.runner.run_study.
+    """
+    from gastrorad.runner import run_study
+    cfg = _load(study, profile, data=data, output=output)
+    t0 = time.perf_counter()
+    console.print(f"[bold]gastrorad run[/bold] {cfg.name}" + (f" (profile {cfg.profile})" if cfg.profile else "")
+                  + f" -> {cfg.output_dir.resolve()}")
+    try:
+        run_study(cfg, start=from_stage, only=[s.strip() for s in only.split(",")] if only else None, force=force,
+                  log=lambda msg: console.print(msg, highlight=False))
+    except InputError as exc:
+        _fail(exc)
+    _run_summary(cfg, time.perf_counter() - t0)
+
+
+def _run_summary(cfg, seconds: float) -> None:
+    import pandas as pd
+    head = cfg.output_dir / "metrics" / "headline.csv"
+    if head.exists() and head.stat().st_size > 1:
+        _print_headline(pd.read_csv(head), cfg.outcome.kind)
+    console.print(f"\nDone in {seconds:.0f} s.")
+    for label, rel in (("report", "report.html"), ("metrics", "metrics/metrics.json"), ("bundle", "bundle")):
+        p = cfg.output_dir / rel
+        if p.exists():
+            console.print(f"  {label:<8}: {p.resolve()}")
+
+
+def _print_headline(h, kind: str) -> None:
+    """Cohort x model table of AUC / C-index (95% CI) next to the oracle."""
+    import pandas as pd
+
+    from gastrorad.stats.table1 import cohort_order
+    if h is None or h.empty:
+        return
+    stat = "AUC" if kind == "binary" else "C-index"
+    models = list(dict.fromkeys(h.model))
+    table = Table(title=f"Headline: {stat} (95% CI) per cohort" + ("; oracle = the planted true risk"
+                                                                  if "oracle" in h.columns else ""))
+    for col in ["cohort", "n", *models] + (["oracle"] if "oracle" in h.columns else []):
+        table.add_column(str(col))
+    for cohort in sorted(pd.unique(h.cohort), key=cohort_order):
+        d = h[h.cohort == cohort].set_index("model")
+        cells = [f"{d.loc[m, 'auc_or_c']:.3f} ({d.loc[m, 'lower']:.3f}-{d.loc[m, 'upper']:.3f})" if m in d.index
+                 else "-" for m in models]
+        extra = [f"{d['oracle'].iloc[0]:.3f}"] if "oracle" in h.columns and pd.notna(d["oracle"].iloc[0]) else (
+            ["-"] if "oracle" in h.columns else [])
+        table.add_row(str(cohort), str(int(d["n"].iloc[0])), *cells, *extra)
+    console.print(table)
+
+
+@app.command()
+def predict(bundle: Path = typer.Argument(..., help="Model bundle folder (<run>/bundle)."),
+            patients: Path = typer.Argument(..., help="New patients: manifest columns (patient_id, image, mask or "
+                                                      "bbox, phase, ...) plus per-patient clinical columns."),
+            out: Path = typer.Option(Path("predictions"), help="Output folder."),
+            clinical: Optional[Path] = typer.Option(None, help="Clinical table of the new patients (instead of "
+                                                    "clinical columns in the patients file)."),
+            gradcam: bool = typer.Option(True, help="Draw Grad-CAM overlays."),
+            workers: int = typer.Option(1, help="Worker processes for patch cutting.")) -> None:
+    """Apply a locked model bundle to new patients: scores, risk groups, nomogram points, Grad-CAM.
+
+    Python: gastrorad.bundle.predict_patients.
+    """
+    from gastrorad.bundle import predict_patients
+    try:
+        res = predict_patients(bundle, patients, out, clinical=clinical, gradcam=gradcam, workers=workers)
+    except InputError as exc:
+        _fail(exc)
+    p = res.predictions
+    console.print(f"{p.patient_id.nunique()} patients scored with {p.model.nunique()} model(s) -> "
+                  f"{(res.folder / 'predictions.csv').resolve()}")
 
 
 def main() -> None:

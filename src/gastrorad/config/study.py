@@ -105,6 +105,8 @@ class CohortConfig(Strict):
                                      description="Centre -> cohort name for centres outside the split; "
                                                  "unlisted centres become 'external'.")
     prospective: ProspectiveRule | None = Field(None, description="Patients set apart as a prospective cohort.")
+    require_training: bool = Field(True, description="A study needs training patients; false only when a locked "
+                                                     "model is applied (gastrorad predict).")
 
     @model_validator(mode="after")
     def _column_or_rule(self) -> "CohortConfig":

@@ -86,7 +86,7 @@ def assign_cohorts(clinical: pd.DataFrame, cfg: StudyConfig, source: str = "clin
         for c in sorted(set(rules.external) - set(df["center"].dropna())):
             problems.append(Problem(source, f"centre '{c}' named by cohorts.external has no patient", column="center"))
     out = pd.Series(cohort.to_numpy(), index=df["patient_id"].to_numpy(), name="cohort")
-    if not (out == "training").any():
+    if rules.require_training and not (out == "training").any():
         problems.append(Problem(source, "no patient is in the training cohort", column=rules.column))
     return out, problems
 

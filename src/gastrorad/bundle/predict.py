@@ -1,0 +1,202 @@
+"""``gastrorad predict BUNDLE patients.csv``: apply a locked model to new patients.
+
+``patients.csv`` has one row per image instance, in the manifest's columns (``patient_id``,
+``image``, ``mask`` or ``bbox``, ``phase``, ...). Any other column is a per-patient
+clinical value (constant within a patient); a separate ``--clinical`` table may give them
+instead. Nothing is refitted: patches are cut with the bundle's parameters, the bundle's
+weights score them, the locked signature, encoder, fusion coefficients and cut-offs turn
+them into scores, risk groups and nomogram points, and Grad-CAM overlays are drawn.
+
+Inputs that do not match the bundle are refused with the file, row and column: a missing
+phase, a patch whose channel count differs from training, a missing clinical variable,
+a clinical level never seen in training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gastrorad.bundle.export import load_bundle
+from gastrorad.data.tables import MANIFEST_OPTIONAL, MANIFEST_REQUIRED, read_table, sheet_row
+from gastrorad.errors import InputError, Problem
+from gastrorad.io.atomic import atomic_write_text
+
+
+@dataclass
+class PredictResult:
+    predictions: pd.DataFrame
+    folder: Path
+
+
+def _split_inputs(patients: Path, clinical: Path | None, manifest_info: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    table = read_table(patients)
+    manifest_cols = set(MANIFEST_REQUIRED) | set(MANIFEST_OPTIONAL) | {"cohort"}
+    problems = [Problem(str(patients), "required column is missing", column=c) for c in MANIFEST_REQUIRED
+                if c not in table.columns]
+    if problems:
+        raise InputError(problems)
+    manifest = table[[c for c in table.columns if c in manifest_cols]].copy()
+    extra = [c for c in table.columns if c not in manifest_cols]
+    # paths resolve against the patients file's folder, as a manifest's do
+    base = patients.resolve().parent
+    for col in ("image", "mask"):
+        if col in manifest:
+            manifest[col] = [_absolute(base, v) for v in manifest[col]]
+    if clinical is not None:
+        clin = read_table(clinical)
+        if "patient_id" not in clin.columns:
+            raise InputError(Problem(str(clinical), "required column is missing", column="patient_id"))
+        source = str(clinical)
+    else:
+        rows = []
+        for pid, g in table.groupby("patient_id", sort=False):
+            row = {"patient_id": pid}
+            for c in extra:
+                vals = pd.unique(g[c].dropna())
+                if len(vals) > 1:
+                    raise InputError(Problem(str(patients), f"clinical column differs between rows of patient {pid}",
+                                             row=sheet_row(g.index[1]), column=c))
+                row[c] = vals[0] if len(vals) else np.nan
+            rows.append(row)
+        clin = pd.DataFrame(rows, columns=["patient_id", *extra])
+        source = str(patients)
+    missing = [v for v in manifest_info["clinical_required"] if v not in clin.columns]
+    if missing:
+        raise InputError([Problem(source, "clinical variable used by the locked model is missing", column=v)
+                          for v in missing])
+    return manifest, clin
+
+
+def _absolute(base: Path, ref) -> str:
+    if ref is None or (isinstance(ref, float) and np.isnan(ref)) or str(ref).strip() == "":
+        return ""
+    head, sep, tail = str(ref).strip().partition("#")
+    p = Path(head)
+    return str(p if p.is_absolute() else base / p) + (sep + tail if sep else "")
+
+
+def _check_phases(manifest: pd.DataFrame, info: dict, source: str) -> None:
+    phases = manifest["phase"].fillna("venous").replace("", "venous") if "phase" in manifest else \
+        pd.Series("venous", index=manifest.index)
+    problems = []
+    for pid, g in manifest.assign(phase=phases).groupby("patient_id", sort=False):
+        have = set(g.phase)
+        for ph in info["phases"]:
+            if ph not in have:
+                problems.append(Problem(source, f"patient {pid} has no '{ph}' image; the locked model needs phases "
+                                        f"{info['phases']}", row=sheet_row(g.index[0]), column="phase"))
+    if problems:
+        raise InputError(problems)
+
+
+def _nomogram_points(spec: dict, design: pd.DataFrame, grouped: pd.DataFrame) -> pd.DataFrame:
+    nomo = spec["nomogram"]
+    out = pd.DataFrame(index=design.index)
+    for a in nomo["axes"]:
+        xb_min = min(a["xbeta"])
+        if a["categorical"]:
+            contrib = grouped[a["name"]].map(lambda v: a["coef"].get(str(v), 0.0)).astype(float)
+        else:
+            contrib = design[a["name"]].astype(float) * a["coef"]
+        out[f"points_{a['name']}"] = (contrib - xb_min) * nomo["sc"]
+    out["points_total"] = out.sum(axis=1)
+    return out
+
+
+def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, *, clinical: str | Path | None = None,
+                     gradcam: bool = True, workers: int = 1, progress=None) -> PredictResult:
+    """Score new patients with a locked bundle; writes ``<out>/predictions.csv`` (and Grad-CAM)."""
+    from gastrorad.config.study import CohortConfig
+    from gastrorad.dl.train import load_checkpoint, score_study
+    from gastrorad.models.encoding import ClinicalEncoder
+    from gastrorad.preprocess import preprocess_study
+
+    info, cfg = load_bundle(bundle)
+    bundle = Path(bundle)
+    folder = bundle if bundle.is_dir() else bundle.parent
+    patients, out = Path(patients), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest, clin = _split_inputs(patients, Path(clinical) if clinical else None, info)
+    _check_phases(manifest, info, str(patients))
+    # the working study: the bundle's parameters on the new patients, as one "prospective" cohort
+    inputs = out / "inputs"
+    clin = clin.copy()
+    if "center" not in clin.columns:
+        clin["center"] = "new"
+    clin["cohort"] = "prospective"  # new patients: a cohort name the study schema knows
+    o = cfg.outcome
+    for col in ([o.label] if o.kind == "binary" else [o.time, o.event]):
+        if col not in clin.columns:
+            clin[col] = np.nan
+    known = set(clin.patient_id.astype(str))
+    orphans = [i for i, pid in enumerate(manifest.patient_id.astype(str)) if pid not in known]
+    if orphans:
+        raise InputError([Problem(str(clinical or patients), f"patient {manifest.patient_id.iloc[i]} has images but "
+                                  "no clinical row", row=sheet_row(i), column="patient_id") for i in orphans[:20]])
+    atomic_write_text(inputs / "manifest.csv", manifest.to_csv(index=False))
+    atomic_write_text(inputs / "clinical.csv", clin.to_csv(index=False))
+    cfg.data.manifest, cfg.data.clinical, cfg.data.truth = inputs / "manifest.csv", inputs / "clinical.csv", None
+    cfg.cohorts = CohortConfig(column="cohort", require_training=False)
+    cfg.output = out
+    cfg.preprocess.workers = workers
+    cfg.preprocess.cache_dir = out / "cache" / "patches"
+    pre = preprocess_study(cfg, validate=False, progress=progress)
+    if pre.problems:
+        raise InputError(pre.problems)
+    from gastrorad.dl.data import load_sample_table
+    for phase in info["phases"]:
+        s = load_sample_table(cfg, phase)
+        want = info["inputs"][phase]
+        if (s.channels, s.spatial_dims) != (want["channels"], want["spatial_dims"]):
+            raise InputError(Problem(str(patients), f"phase '{phase}': patches have {s.channels} channel(s) in "
+                                     f"{s.spatial_dims}D, the locked model was trained on {want['channels']} in "
+                                     f"{want['spatial_dims']}D", column="phase"))
+    weights = [folder / w for w in info["weights"]]
+    fit = json.loads((folder / "fit.json").read_text())
+    if info["signature"] == "dl_probability":
+        sig = score_study(cfg, checkpoints=weights)[["patient_id", "score"]].rename(columns={"score": "dl_score"})
+    else:
+        from gastrorad.dl.features import extract_features
+        net = load_checkpoint(weights[0])
+        sinfo = json.loads((folder / "signatures.json").read_text())
+        sig = None
+        for phase, ph in sinfo["phases"].items():
+            f = extract_features(cfg, net, phase=phase)
+            col = f"rad_{phase}"
+            lp = ph["intercept"] + sum(f[c].to_numpy(float) * b for c, b in ph["coefficients"].items())
+            t = pd.DataFrame({"patient_id": f.patient_id.astype(str), col: lp})
+            sig = t if sig is None else sig.merge(t, on="patient_id", how="outer")
+    enc = ClinicalEncoder.from_dict(fit["encoder"])
+    X = enc.transform(clin, str(clinical or patients))
+    design = clin.loc[X.index, ["patient_id"]].join(X).merge(sig, on="patient_id", how="left").set_index("patient_id")
+    grouped = enc._grouped(clin.set_index("patient_id"))
+    for var in enc.categorical:
+        grouped[var] = grouped[var].fillna(enc.impute_[var])
+    rows = []
+    for name, spec in fit["models"].items():
+        cols = spec["columns"]
+        lp = spec["intercept"] + design[cols].to_numpy(float) @ np.asarray(spec["coef"], float)
+        score = 1 / (1 + np.exp(-lp)) if spec["kind"] == "logistic" else lp
+        d = pd.DataFrame({"patient_id": design.index, "model": name, "score": score, "lp": lp,
+                          "cutoff": spec["cutoff"],
+                          "risk_group": np.where(score >= spec["cutoff"], "high", "low")})
+        d.loc[~np.isfinite(score), "risk_group"] = ""
+        for t, s0 in spec.get("baseline_survival", {}).items():
+            d[f"survival_at_{float(t):g}"] = s0 ** np.exp(lp)
+        if "nomogram" in spec:
+            pts = _nomogram_points(spec, design, grouped.loc[design.index])
+            d = d.join(pts.reset_index(drop=True))
+        rows.append(d)
+    preds = pd.concat(rows, ignore_index=True)
+    sig_out = sig.rename(columns={"dl_score": "DL signature"})
+    preds = preds.merge(sig_out, on="patient_id", how="left")
+    atomic_write_text(out / "predictions.csv", preds.to_csv(index=False))
+    if gradcam and info["signature"] == "dl_probability":
+        from gastrorad.dl.explain import explain_study
+        explain_study(cfg, checkpoint=weights[0], limit=10 ** 6)
+    return PredictResult(preds, out)
