@@ -51,6 +51,7 @@ def _load(study: Path, profile: str | None = None, *, data: Path | None = None, 
     """The study file with an optional profile; ``data`` points manifest/clinical/truth at a
     folder (e.g. a `gastrorad synth` output), ``output`` moves the run folder."""
     from gastrorad.config import load_study
+    from gastrorad.recipes import find_study_file
     overrides: dict = {}
     if data is not None:
         data = data.resolve()
@@ -59,7 +60,7 @@ def _load(study: Path, profile: str | None = None, *, data: Path | None = None, 
     if output is not None:
         overrides["output"] = str(output.resolve())
     try:
-        return load_study(study, profile=profile, overrides=overrides)
+        return load_study(find_study_file(study), profile=profile, overrides=overrides)
     except InputError as exc:
         _fail(exc)
 
@@ -164,91 +165,38 @@ def preprocess(
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("demo"), help="Folder for the demo study and its run."),
-    n: int = typer.Option(120, "--n", help="Patients in the synthetic S1 cohort."),
+    out: Path = typer.Option(Path("demo"), help="Folder for the synthetic cohort and its run."),
+    n: int = typer.Option(200, "--n", help="Patients in the synthetic three-centre S1 cohort."),
     seed: int = typer.Option(0),
+    profile: str = typer.Option("fast", help="Profile of the recipe ('fast' on a CPU; 'none' = the paper's)."),
 ) -> None:
-    """Quick-start demo on a synthetic S1 study.
+    """Quick-start demo: a synthetic three-centre S1 cohort through the s1_nact_resistance recipe.
 
-    Generates a three-centre S1 cohort and runs every built stage with a fast profile
-    (tiny CNN): validate, preprocess, train, score, signature, fit; prints the AUCs next
-    to the oracle.
+    Generates the cohort (reused when it already exists with the same size and seed), runs
+    every stage with the recipe's fast profile (validate ... report, bundle), then prints the
+    headline table (each model's AUC next to the oracle) and where the report is.
     """
-    import yaml
+    import json
 
-    from gastrorad.config import load_study
-    from gastrorad.data import validate_study
-    from gastrorad.dl.train import score_study, train_model
-    from gastrorad.models.pipeline import build_signatures, fit_models
-    from gastrorad.preprocess import preprocess_study
+    from gastrorad.runner import run_study
     from gastrorad.synth import synthesize
     t0 = time.perf_counter()
     cohort = out / "s1_cohort"
-    with _progress() as prog:
-        task = prog.add_task("synth s1", total=n)
-        res = synthesize("s1", cohort, n=n, seed=seed, workers=2, progress=lambda d: prog.update(task, completed=d))
-    # The fast profile: the paper's preprocessing at 112 px and a tiny CNN, so the demo runs in minutes on a CPU.
-    raw = yaml.safe_load(res.study_file.read_text())
-    raw["preprocess"]["patch"]["size"] = [112, 112]
-    raw["model"] = {"backbone": "tiny"}
-    raw["augment"] = {"flip": True, "rot90": True}
-    raw["training"] = {"epochs": 15, "batch_size": 16, "lr": 1e-3, "early_stopping": {"monitor": "val_auc", "patience": 15}}
-    fast = res.folder / "study_fast.yaml"
-    from gastrorad.io.atomic import atomic_write_text
-    atomic_write_text(fast, "# The demo's fast profile of study.yaml (112 px, tiny CNN).\n" + yaml.safe_dump(raw, sort_keys=False))
-    cfg = load_study(fast)
-    report = validate_study(cfg)
-    if not report.ok:
-        _print_problems(report.problems)
-        raise typer.Exit(1)
-    console.print(report.summary["outcome"].to_string())
-    with _progress() as prog:
-        task = prog.add_task("preprocess", total=None)
-        pre = preprocess_study(cfg, progress=lambda d, t: prog.update(task, completed=d, total=t))
-    if pre.problems:
-        _print_problems(pre.problems)
-        raise typer.Exit(1)
-    with err.status("training the deep model on the training cohort ..."):
-        train_model(cfg)
-    score_study(cfg)
-    build_signatures(cfg)
-    fitted = fit_models(cfg)
-    _headline(cfg, fitted.predictions, res.folder / "truth.csv")
-    console.print(f"\nDemo done in {time.perf_counter() - t0:.0f} s.")
-    console.print(f"  synthetic study : {res.folder.resolve()} (study.yaml, study_fast.yaml, manifest, clinical, truth)")
-    console.print(f"  run folder      : {cfg.output_dir.resolve()} (patches, models, dl_scores.csv, predictions.csv)")
-    if fitted.nomogram_png:
-        console.print(f"  nomogram        : {Path(fitted.nomogram_png).resolve()}")
-    console.print("  report          : not built yet (evaluate and report are the next stages)")
-
-
-def _headline(cfg, predictions, truth_path: Path) -> None:
-    """AUC (DeLong 95% CI) of each model per cohort, next to the oracle AUC of the same patients."""
-    import pandas as pd
-
-    from gastrorad.data.tables import read_table
-    from gastrorad.stats import auc, delong_compare
-    from gastrorad.stats.table1 import cohort_order
-    y = read_table(cfg.clinical_path).set_index("patient_id")[cfg.outcome.label]
-    truth = pd.read_csv(truth_path, dtype={"patient_id": str}).set_index("patient_id")["true_risk"]
-    dl = pd.read_csv(cfg.output_dir / "dl_scores.csv", dtype={"patient_id": str})
-    table = Table(title="Headline: AUC (DeLong 95% CI) per cohort; oracle = the planted true risk")
-    for col in ("cohort", "n", "DL signature", "clinical", "integrated", "oracle"):
-        table.add_column(col)
-    for cohort in sorted(pd.unique(predictions.cohort), key=cohort_order):
-        p = predictions[predictions.cohort == cohort]
-        wide = p.pivot(index="patient_id", columns="model", values="score")
-        wide["DL signature"] = wide.index.map(dl.set_index("patient_id")["score"])
-        wide = wide.dropna()
-        yy = y.loc[wide.index].to_numpy().astype(int)
-        if len(wide) < 4 or yy.min() == yy.max():
-            continue
-        cols = [c for c in ("DL signature", "clinical", "integrated") if c in wide.columns]
-        res = delong_compare(yy, {c: wide[c].to_numpy() for c in cols}).set_index("model")
-        cells = [f"{res.loc[c, 'auc']:.3f} ({res.loc[c, 'lower']:.3f}-{res.loc[c, 'upper']:.3f})" if c in res.index
-                 else "-" for c in ("DL signature", "clinical", "integrated")]
-        table.add_row(str(cohort), str(len(wide)), *cells, f"{auc(yy, truth.loc[wide.index].to_numpy()):.3f}")
-    console.print(table)
+    stamp = cohort / "synth.json"
+    previous = json.loads(stamp.read_text()) if stamp.exists() else {}
+    if previous.get("n") == n and previous.get("seed") == seed and previous.get("kind") == "s1":
+        console.print(f"synthetic cohort: reusing {cohort.resolve()}")
+    else:
+        with _progress() as prog:
+            task = prog.add_task(f"synthesising {n} S1 patients", total=n)
+            synthesize("s1", cohort, n=n, seed=seed, workers=2, progress=lambda d: prog.update(task, completed=d))
+    cfg = _load(Path("s1_nact_resistance"), None if profile == "none" else profile, data=cohort, output=out / "run")
+    console.print(f"[bold]gastrorad run s1_nact_resistance[/bold] (profile {cfg.profile}) -> {cfg.output_dir.resolve()}")
+    try:
+        run_study(cfg, log=lambda msg: console.print(msg, highlight=False))
+    except InputError as exc:
+        _fail(exc)
+    _run_summary(cfg, time.perf_counter() - t0)
 
 
 @app.command()

@@ -79,8 +79,9 @@ def _images_fingerprint(cfg: StudyConfig) -> str:
 
 
 def stage_key(stage: Stage, cfg: StudyConfig) -> str:
+    from gastrorad import __version__
     h = hashlib.sha256()
-    h.update(stage.name.encode())
+    h.update(f"{stage.name}|gastrorad {__version__}".encode())
     h.update(json.dumps({s: _section(cfg, s) for s in stage.sections}, sort_keys=True, default=str).encode())
     for p in stage.inputs(cfg):
         h.update(str(p.name).encode())
@@ -243,7 +244,8 @@ STAGES: list[Stage] = [
           _out("explain/gradcam.csv"), lambda c: _dl(c) and c.report.gradcam > 0),
     Stage("report", _report, ("report", "name"),
           lambda c: [c.output_dir / "metrics" / "metrics.json", c.output_dir / "models" / "fit.json"]
-          + ([c.output_dir / "explain" / "gradcam.csv"] if _dl(c) and c.report.gradcam > 0 else []),
+          + ([c.output_dir / "explain" / "gradcam.csv"] if _dl(c) and c.report.gradcam > 0 else [])
+          + sorted((c.output_dir / "figures").glob("*.png")) + sorted((c.output_dir / "explain").rglob("*.png")),
           _out("report.html")),
     Stage("bundle", _bundle, ("preprocess", "model", "training", "signature", "fusion", "outcome", "clinical"),
           lambda c: [c.output_dir / "models" / "fit.json", c.output_dir / "signatures.json"]
@@ -294,31 +296,35 @@ def run_study(cfg: StudyConfig, *, start: str | None = None, only: list[str] | N
     times: dict[str, float] = {}
     forced_from = STAGE_NAMES.index(start) if start else len(STAGE_NAMES)
     t_all = time.perf_counter()
-    for i, stage in enumerate(STAGES):
-        if only and stage.name not in only:
-            continue
-        if not stage.enabled(cfg):
-            status[stage.name] = "skipped"
-            continue
-        key = stage_key(stage, cfg)
-        forced = force or bool(only) or i >= forced_from
-        if not forced and is_fresh(stage, cfg, key):
-            status[stage.name] = "cached"
-            log(f"  {stage.name:<17} cached")
-            continue
-        log(f"  {stage.name:<17} running ...")
-        t0 = time.perf_counter()
-        stage.run(cfg)
-        seconds = time.perf_counter() - t0
-        _write_stamp(cfg, stage, key, seconds)
-        status[stage.name] = "ran"
-        times[stage.name] = round(seconds, 2)
-        log(f"  {stage.name:<17} done in {seconds:.1f} s")
-    run_json = cfg.output_dir / "run.json"
-    previous = json.loads(run_json.read_text()) if run_json.exists() else {}
-    history = previous.get("history", []) + [{"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": status,
-                                              "seconds": times, "total_seconds": round(time.perf_counter() - t_all, 2)}]
-    atomic_write_text(run_json, json.dumps({"study": cfg.name, "seed": cfg.seed, "profile": cfg.profile,
-                                            "stages": STAGE_NAMES, "history": history}, indent=2))
+    try:
+        for i, stage in enumerate(STAGES):
+            if only and stage.name not in only:
+                continue
+            if not stage.enabled(cfg):
+                status[stage.name] = "skipped"
+                continue
+            key = stage_key(stage, cfg)
+            forced = force or bool(only) or i >= forced_from
+            if not forced and is_fresh(stage, cfg, key):
+                status[stage.name] = "cached"
+                log(f"  {stage.name:<17} cached")
+                continue
+            log(f"  {stage.name:<17} running ...")
+            status[stage.name] = "failed"
+            t0 = time.perf_counter()
+            stage.run(cfg)
+            seconds = time.perf_counter() - t0
+            _write_stamp(cfg, stage, key, seconds)
+            status[stage.name] = "ran"
+            times[stage.name] = round(seconds, 2)
+            log(f"  {stage.name:<17} done in {seconds:.1f} s")
+    finally:
+        run_json = cfg.output_dir / "run.json"
+        previous = json.loads(run_json.read_text()) if run_json.exists() else {}
+        history = previous.get("history", []) + [{"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": status,
+                                                  "seconds": times,
+                                                  "total_seconds": round(time.perf_counter() - t_all, 2)}]
+        atomic_write_text(run_json, json.dumps({"study": cfg.name, "seed": cfg.seed, "profile": cfg.profile,
+                                                "stages": STAGE_NAMES, "history": history}, indent=2))
     return status
 

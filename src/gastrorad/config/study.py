@@ -317,6 +317,7 @@ class SignatureConfig(Strict):
                                       "by outcome) on each phase's deep features, score = linear predictor (S5).")
     lambda_rule: Literal["min", "1se"] = "min"
     nfolds: int = Field(10, ge=3)
+    nlambda: int = Field(100, ge=5, description="Length of the lambda path (glmnet's nlambda).")
     icc_features: dict[str, Path] = Field(default_factory=dict, description=(
         "Phase -> CSV of deep features of re-segmented ROIs (patient_id, reader, f0000...), e.g. the same "
         "reader one month later (S5); features with ICC <= icc_threshold are dropped before LASSO."))

@@ -41,6 +41,8 @@ def load_sample_table(cfg: StudyConfig, phase: str | None = None) -> SampleTable
     index = pd.read_csv(index_path, dtype={"patient_id": str}, keep_default_na=False)
     phase = phase or cfg.preprocess.phases[0]
     index = index[index.phase == phase]
+    if "reader" in index.columns:  # re-segmentations (a named reader) feed the ICC filter, not the model
+        index = index[index.reader.astype(str) == ""]
     clinical = read_table(cfg.clinical_path)
     cohorts, problems = assign_cohorts(clinical, cfg, str(cfg.clinical_path))
     if problems:

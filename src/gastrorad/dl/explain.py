@@ -70,7 +70,7 @@ def save_overlay(image: np.ndarray, cam: np.ndarray, path: str | Path, *, mask: 
         ax.axis("off")
         return fig
 
-    png, svg = save_figure(draw(), Path(path).with_suffix(""))
+    png, svg = save_figure(draw(), Path(path).with_suffix(""), dpi=150)
     svg.unlink()
     return png
 

@@ -54,12 +54,16 @@ def binary_tables(ev: EvaluationFrame, cfg, cohorts: list[str]) -> dict[str, pd.
             cm = confusion_matrix(y, score.to_numpy(float), cut).to_numpy()
             conf.append({"cohort": c, "model": m, "cutoff": cut, "tn": int(cm[0, 0]), "fp": int(cm[0, 1]),
                          "fn": int(cm[1, 0]), "tp": int(cm[1, 1])})
-            st = calibration_statistics(y, np.clip(p, 1e-12, 1 - 1e-12))
+            row = {"cohort": c, "model": m, "brier": float(np.mean((p - y) ** 2))}
+            try:
+                st = calibration_statistics(y, np.clip(p, 1e-12, 1 - 1e-12))
+                row.update(intercept=st.intercept, slope=st.slope, spiegelhalter_z=st.spiegelhalter_z,
+                           spiegelhalter_p=st.spiegelhalter_p, emax=st.emax, eavg=st.eavg)
+            except (np.linalg.LinAlgError, ValueError) as exc:  # e.g. separation in a small cohort
+                row["note"] = f"calibration slope not estimable: {exc}"
             hl = hosmer_lemeshow(y, p, g=e.calibration_groups)
-            cal.append({"cohort": c, "model": m, "intercept": st.intercept, "slope": st.slope, "brier": st.brier,
-                        "spiegelhalter_z": st.spiegelhalter_z, "spiegelhalter_p": st.spiegelhalter_p,
-                        "emax": st.emax, "eavg": st.eavg, "hl_chisq": hl.statistic, "hl_df": hl.df,
-                        "hl_p": hl.p_value})
+            row.update(hl_chisq=hl.statistic, hl_df=hl.df, hl_p=hl.p_value)
+            cal.append(row)
             _, ap = precision_recall(y, p)
             pr.append({"cohort": c, "model": m, "average_precision": ap, "prevalence": float(y.mean())})
         d = decision_curve(y, {m: wide[m].to_numpy(float) for m in wide.columns})

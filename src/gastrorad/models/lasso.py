@@ -123,13 +123,14 @@ def _cv_choice(raw: np.ndarray, w: np.ndarray, lambdas: np.ndarray):
     return cvm, cvsd, i_min, i_1se
 
 
-def cv_lasso_logistic(X: pd.DataFrame, y, *, lambdas=None, foldid=None, nfolds: int = 10, seed: int = 0) -> LassoCV:
+def cv_lasso_logistic(X: pd.DataFrame, y, *, lambdas=None, foldid=None, nfolds: int = 10, seed: int = 0,
+                      nlambda: int = 100) -> LassoCV:
     """``cv.glmnet(X, y, family = "binomial", type.measure = "deviance")``; folds from
     ``foldid`` (1-based, as R) or drawn with ``seed``."""
     cols = list(X.columns)
     Xa, y = X.to_numpy(float), np.asarray(y).astype(int)
     n = len(y)
-    lambdas = lambda_sequence(Xa, y) if lambdas is None else np.asarray(lambdas, float)
+    lambdas = lambda_sequence(Xa, y, nlambda=nlambda) if lambdas is None else np.asarray(lambdas, float)
     foldid = _fold_ids(n, foldid, nfolds, seed)
     folds = np.unique(foldid)
     means, sizes = [], []
@@ -161,7 +162,8 @@ def coxnet_deviance(X: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np
     return float(2 * (sat - ll))
 
 
-def cv_lasso_cox(X: pd.DataFrame, time, event, *, lambdas=None, foldid=None, nfolds: int = 10, seed: int = 0) -> LassoCV:
+def cv_lasso_cox(X: pd.DataFrame, time, event, *, lambdas=None, foldid=None, nfolds: int = 10, seed: int = 0,
+                 nlambda: int = 100) -> LassoCV:
     """``cv.glmnet(X, Surv(time, event), family = "cox")``: the grouped partial-likelihood
     deviance (Verweij and van Houwelingen): fold k scores dev(all data) - dev(data without
     k) at the coefficients fitted without k, divided by the fold's events; folds weighted
@@ -175,12 +177,15 @@ def cv_lasso_cox(X: pd.DataFrame, time, event, *, lambdas=None, foldid=None, nfo
     Xa = X.to_numpy(float)
     time, event = np.asarray(time, float), np.asarray(event).astype(int)
     n = len(time)
-    lambdas = lambda_sequence(Xa, kind="cox", time=time, event=event) if lambdas is None else np.asarray(lambdas)
+    lambdas = (lambda_sequence(Xa, kind="cox", time=time, event=event, nlambda=nlambda) if lambdas is None
+               else np.asarray(lambdas))
     foldid = _fold_ids(n, foldid, nfolds, seed)
     folds = np.unique(foldid)
     raw, w = [], []
     for k in folds:
         test = foldid == k
+        if event[test].sum() == 0:  # its deviance per event is undefined: cv.glmnet drops it (na.rm = TRUE)
+            continue
         row = []
         for lam in lambdas:
             _, b = lasso_fit(Xa[~test], lam=lam, kind="cox", time=time[~test], event=event[~test])

@@ -64,10 +64,11 @@ def build_signatures(cfg: StudyConfig) -> pd.DataFrame:
                                              f"{cfg.signature.icc_threshold}"))
             X = tr[feats]
             if cfg.outcome.kind == "binary":
-                cv = cv_lasso_logistic(X, tr[cfg.outcome.label].to_numpy(), nfolds=cfg.signature.nfolds, seed=cfg.seed)
+                cv = cv_lasso_logistic(X, tr[cfg.outcome.label].to_numpy(), nfolds=cfg.signature.nfolds, seed=cfg.seed,
+                                       nlambda=cfg.signature.nlambda)
             else:
                 cv = cv_lasso_cox(X, tr[cfg.outcome.time], tr[cfg.outcome.event], nfolds=cfg.signature.nfolds,
-                                  seed=cfg.seed)
+                                  seed=cfg.seed, nlambda=cfg.signature.nlambda)
             coef = cv.coef_min if cfg.signature.lambda_rule == "min" else cv.coef_1se
             name = f"rad_{phase}"
             d[name] = coef[0] + d[feats].to_numpy(float) @ coef[1:]
@@ -156,7 +157,12 @@ def fit_models(cfg: StudyConfig) -> FitResult:
             else:
                 raise InputError(Problem("study file", f"fusion model '{name}': unknown ingredient '{ing}'",
                                          column=f"fusion.models.{name}"))
+        constant = [c for c in cols if tr[c].nunique(dropna=True) <= 1]
+        if constant:  # e.g. a LASSO signature that selected no feature: no information, and singular in a fit
+            selection.setdefault("constant_dropped", {})[name] = constant
+            cols = [c for c in cols if c not in constant]
         if not cols:
+            selection.setdefault("skipped_models", {})[name] = "no ingredient left (e.g. no clinical term selected)"
             continue
         if kind == "logistic":
             m = fit_logistic(tr, cfg.outcome.label, cols)

@@ -251,6 +251,8 @@ class _Report:
             body.append(f"<p>Clinical terms kept: <b>{html.escape(', '.join(sel.get('clinical_terms', [])) or 'none')}"
                         f"</b> (screen P &lt; {self.cfg.clinical.selection.screen_p}, then "
                         f"{self.cfg.clinical.selection.method}).</p>")
+            for name, why in sel.get("skipped_models", {}).items():
+                body.append(f"<p class='todo'>Model <b>{html.escape(name)}</b> was not fitted: {html.escape(why)}.</p>")
             if sel.get("screen"):
                 body.append(_table(pd.DataFrame(sel["screen"]), "Univariable screen (training)"))
         for name in self.fit.get("models", {}):
@@ -314,7 +316,11 @@ class _Report:
                  f"by gastrorad {software_versions().get('gastrorad', '')}.</p><nav>{nav}</nav>"]
         for anchor, t, body in self.sections:
             parts.append(f"<section id='{anchor}'><h2>{html.escape(t)}</h2>{body}</section>")
-        parts.append("</main></body></html>")
+        # a self-check a reader or a test can read: how many figures loaded, how many are broken
+        parts.append("</main><script>window.addEventListener('load',function(){var n=0,b=0;"
+                     "document.querySelectorAll('img').forEach(function(i){n++;if(!i.complete||i.naturalWidth===0)"
+                     "{b++;}});document.body.setAttribute('data-images',n);"
+                     "document.body.setAttribute('data-broken-images',b);});</script></body></html>")
         return "".join(parts)
 
 

@@ -1,0 +1,254 @@
+"""The study runner end to end: every recipe on a tiny synthetic cohort, the numbers agreeing
+across artefacts (report = metrics JSON = CSV), the report opening in headless Chromium,
+resume after a killed run, and the model bundle reproducing the run's own scores."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from gastrorad.config.study import deep_merge, load_study
+from gastrorad.errors import InputError
+from gastrorad.recipes import find_study_file, list_recipes
+from gastrorad.runner import run_study
+
+# What makes a recipe's fast profile tiny enough for a test: small patches, two epochs.
+TINY = {
+    "s1_nact_resistance": {"preprocess": {"patch": {"mode": "stack25d", "size": [32, 32]}},
+                           "training": {"epochs": 2}, "evaluation": {"bootstrap": 20}, "report": {"gradcam": 2}},
+    "s2_recurrence": {"preprocess": {"patch": {"mode": "volume3d", "size": [32, 32]}},
+                      "training": {"epochs": 2, "folds": 2}, "evaluation": {"bootstrap": 20},
+                      "report": {"gradcam": 2}},
+    "s4_progressive_distill": {"preprocess": {"patch": {"mode": "slices", "size": [40, 40]}},
+                               "augment": {"random_crop": [32, 32]}, "training": {"epochs": 2},
+                               "evaluation": {"bootstrap": 20}, "report": {"gradcam": 2}},
+    "s5_gnen_survival": {"preprocess": {"patch": {"mode": "slice2d", "size": [32, 32]}},
+                         "model": {"backbone": "tiny"}, "signature": {"nlambda": 10, "nfolds": 3},
+                         "evaluation": {"bootstrap": 20}},
+}
+KIND = {"s1_nact_resistance": ("s1", 60), "s2_recurrence": ("s2", 40), "s4_progressive_distill": ("s4", 24),
+        "s5_gnen_survival": ("s5", 40)}
+
+
+@pytest.fixture(scope="module")
+def cohorts(tmp_path_factory):
+    """Synthetic cohorts of each recipe's kind, made once per test module (small matrices)."""
+    from gastrorad.synth import synthesize
+    root = tmp_path_factory.mktemp("cohorts")
+    made = {}
+
+    def get(recipe: str) -> Path:
+        if recipe not in made:
+            kind, n = KIND[recipe]
+            made[recipe] = synthesize(kind, root / kind, n=n, seed=5, workers=2, matrix_scale=0.5).folder
+        return made[recipe]
+    return get
+
+
+def tiny_study(recipe: str, data: Path, out: Path, extra: dict | None = None) -> Path:
+    """The recipe with its fast profile and the test's tiny settings, written as one study file."""
+    raw = yaml.safe_load(find_study_file(recipe).read_text())
+    profiles = raw.pop("profiles")
+    raw = deep_merge(deep_merge(raw, profiles["fast"]), TINY[recipe])
+    raw = deep_merge(raw, extra or {})
+    raw["data"] = {"manifest": str(data / "manifest.csv"), "clinical": str(data / "clinical.csv"),
+                   "truth": str(data / "truth.csv")}
+    raw["output"] = str(out)
+    path = out.parent / f"{recipe}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def check_consistency(out: Path) -> dict:
+    """Every artefact exists and the report, metrics JSON and CSV carry the same numbers."""
+    for rel in ("config.resolved.yaml", "versions.json", "run.json", "patches.csv", "signatures.csv",
+                "predictions.csv", "models/fit.json", "metrics/metrics.json", "metrics/performance.csv",
+                "metrics/headline.csv", "report.html", "bundle/bundle.json"):
+        assert (out / rel).is_file(), rel
+    m = json.loads((out / "metrics" / "metrics.json").read_text())
+    perf_csv = pd.read_csv(out / "metrics" / "performance.csv")
+    perf_json = pd.DataFrame(m["tables"]["performance"])
+    assert len(perf_json) == len(perf_csv) > 0
+    np.testing.assert_allclose(perf_json.auc_or_c.to_numpy(float), perf_csv.auc_or_c.to_numpy(float), rtol=0,
+                               atol=1e-12)
+    html = (out / "report.html").read_text()
+    shown = dict(re.findall(r'data-metric="performance\|([^"]+)\|auc_or_c">([0-9.]+)<', html))
+    assert len(shown) == len(perf_json)
+    for r in m["tables"]["performance"]:
+        assert shown[f"{r['cohort']}|{r['model']}"] == f"{r['auc_or_c']:.3f}"
+    oracle = {r["cohort"]: r["oracle"] for r in m["tables"]["oracle"]}
+    assert oracle, "a synthetic study must report the oracle"
+    for cohort, value in re.findall(r'data-metric="oracle\|([^|]+)\|\|oracle">([0-9.]+)<', html):
+        assert value == f"{oracle[cohort]:.3f}"
+    for kind, paths in m["figures"].items():
+        for rel in paths:
+            assert (out / rel).is_file() and (out / rel).with_suffix(".svg").is_file(), rel
+    assert "<img" in html and 'src="data:image/png;base64,' in html and "file://" not in html
+    return m
+
+
+def test_recipes_are_listed_and_load_with_their_fast_profile():
+    recipes = list_recipes()
+    assert set(KIND) <= set(recipes)
+    for name in KIND:
+        full = load_study(recipes[name])
+        fast = load_study(recipes[name], profile="fast")
+        assert fast.profile == "fast" and full.profile is None
+        assert full.preprocess.window.bounds == fast.preprocess.window.bounds  # the profile keeps the paper's window
+    with pytest.raises(InputError, match="no profile 'nope'"):
+        load_study(recipes["s1_nact_resistance"], profile="nope")
+    s1 = load_study(recipes["s1_nact_resistance"])
+    assert (s1.preprocess.window.bounds, s1.preprocess.patch.mode, s1.model.backbone) == ((-350, 450), "stack25d",
+                                                                                          "resnet50")
+    assert s1.preprocess.patch.context_slices == 5 and s1.preprocess.patch.mask_channel
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["s2_recurrence", "s4_progressive_distill", "s5_gnen_survival"])
+def test_recipe_end_to_end(recipe, cohorts, tmp_path):
+    study = tiny_study(recipe, cohorts(recipe), tmp_path / "run")
+    cfg = load_study(study)
+    status = run_study(cfg, log=lambda m: None)
+    assert all(v in ("ran", "skipped") for v in status.values())
+    m = check_consistency(cfg.output_dir)
+    assert m["outcome"] == cfg.outcome.kind
+    if recipe == "s5_gnen_survival":
+        assert {"rad_arterial", "rad_venous", "combined"} <= set(m["models"])
+        assert m["tables"]["time_auc"] and m["tables"]["risk_groups"]
+        assert status["train"] == "skipped" and status["extract-features"] == "ran"
+    if recipe == "s2_recurrence":
+        assert "DLFS" in m["models"]
+        assert m["tables"]["subgroups"], "S2 reports AUCs with and without chemotherapy"
+    # a second run finds everything in the cache
+    again = run_study(cfg, log=lambda m: None)
+    assert all(v in ("cached", "skipped") for v in again.values()), again
+
+
+@pytest.mark.slow
+def test_s1_run_report_bundle_and_predict(cohorts, tmp_path):
+    data = cohorts("s1_nact_resistance")
+    study = tiny_study("s1_nact_resistance", data, tmp_path / "run")
+    cfg = load_study(study)
+    run_study(cfg, log=lambda m: None)
+    out = cfg.output_dir
+    m = check_consistency(out)
+    fit = json.loads((out / "models" / "fit.json").read_text())
+    expected = {"DL signature", "integrated"} | ({"clinical"} if fit["selection"]["clinical_terms"] else set())
+    assert set(m["models"]) == expected
+    assert set(fit["selection"].get("skipped_models", {})) == {"clinical"} - expected
+    assert m["tables"]["classification"] and m["tables"]["calibration"] and m["tables"]["confusion"]
+    assert (out / "explain" / "gradcam.csv").exists()
+
+    # the report opens offline in headless Chromium with no broken image
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium); the rest of this test passed")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+                          "--dump-dom", (out / "report.html").as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    body = re.search(r"<body([^>]*)>", dom).group(1)
+    images = int(re.search(r'data-images="(\d+)"', body).group(1))
+    assert images >= len(m["figures"]["roc"]) + 1
+    assert re.search(r'data-broken-images="0"', body), body
+
+
+@pytest.mark.slow
+def test_predict_reproduces_the_run_and_refuses_mismatched_inputs(cohorts, tmp_path):
+    from gastrorad.bundle import predict_patients
+    data = cohorts("s1_nact_resistance")
+    cfg = load_study(tiny_study("s1_nact_resistance", data, tmp_path / "run", {"report": {"gradcam": 0}}))
+    run_study(cfg, log=lambda m: None)
+    bundle = cfg.output_dir / "bundle"
+    res = predict_patients(bundle, data / "manifest.csv", tmp_path / "pred", clinical=data / "clinical.csv")
+    run_preds = pd.read_csv(cfg.output_dir / "predictions.csv", dtype={"patient_id": str})
+    both = run_preds.merge(res.predictions, on=["patient_id", "model"], suffixes=("_run", "_new"))
+    assert len(both) == len(run_preds)
+    np.testing.assert_allclose(both.score_new, both.score_run, rtol=0, atol=1e-9)
+    assert (both.risk_group_new == both.risk_group_run).all()
+    # nomogram points map back to the model's own linear predictor
+    fit = json.loads((bundle / "fit.json").read_text())
+    spec = fit["models"][fit["nomogram_model"]]
+    nomo = res.predictions[res.predictions.model == fit["nomogram_model"]]
+    lp = spec["intercept"] + sum(min(a["xbeta"]) for a in spec["nomogram"]["axes"]) \
+        + nomo.points_total / spec["nomogram"]["sc"]
+    np.testing.assert_allclose(lp, nomo.lp, atol=1e-9)
+    assert list((tmp_path / "pred" / "explain").rglob("*.png")), "Grad-CAM overlays for the new patients"
+
+    # a missing phase, a missing clinical variable, a changed weights file: refused with the reason
+    manifest = pd.read_csv(data / "manifest.csv", dtype={"patient_id": str})
+    manifest["image"] = [str((data / p).resolve()) for p in manifest.image]
+    manifest["mask"] = [str((data / p).resolve()) for p in manifest["mask"]]
+    wrong = manifest.assign(phase="arterial")
+    wrong.to_csv(tmp_path / "arterial.csv", index=False)
+    with pytest.raises(InputError, match="has no 'venous' image"):
+        predict_patients(bundle, tmp_path / "arterial.csv", tmp_path / "p2", clinical=data / "clinical.csv")
+    clinical = pd.read_csv(data / "clinical.csv", dtype={"patient_id": str})
+    needed = json.loads((bundle / "bundle.json").read_text())["clinical_required"]
+    if needed:
+        clinical.drop(columns=[needed[0]]).to_csv(tmp_path / "clin.csv", index=False)
+        with pytest.raises(InputError) as exc:
+            predict_patients(bundle, data / "manifest.csv", tmp_path / "p3", clinical=tmp_path / "clin.csv")
+        assert exc.value.problems[0].column == needed[0]
+    # clinical values given as columns of the patients file work the same way
+    combined = manifest.merge(clinical, on="patient_id").drop(columns=["label"])
+    combined.to_csv(tmp_path / "combined.csv", index=False)
+    res2 = predict_patients(bundle, tmp_path / "combined.csv", tmp_path / "p4", gradcam=False)
+    np.testing.assert_allclose(res2.predictions.sort_values(["model", "patient_id"]).score.to_numpy(),
+                               res.predictions.sort_values(["model", "patient_id"]).score.to_numpy(), atol=1e-9)
+    weights = bundle / "weights" / "model0.pt"
+    weights.write_bytes(weights.read_bytes() + b"\0")
+    with pytest.raises(InputError, match="changed since export"):
+        predict_patients(bundle, data / "manifest.csv", tmp_path / "p5", clinical=data / "clinical.csv")
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_without_recomputing(cohorts, tmp_path):
+    data = cohorts("s1_nact_resistance")
+    # enough epochs that training is still running when the run is killed
+    study = tiny_study("s1_nact_resistance", data, tmp_path / "run", {"training": {"epochs": 400, "early_stopping":
+                                                                                    None}, "report": {"gradcam": 0}})
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "gastrorad.cli", "run", str(study)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    stamp = out / ".run" / "preprocess.json"
+    deadline = time.time() + 300
+    while not stamp.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert stamp.exists(), "the run never finished preprocessing"
+    time.sleep(2.0)  # now inside training
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / ".run" / "train.json").exists()
+    patches_before = {p: p.stat().st_mtime_ns for p in (out / "cache").rglob("*.npz")}
+    assert patches_before
+    # resume (with fewer epochs, as a user would after changing their mind): validate and preprocess are reused
+    raw = yaml.safe_load(study.read_text())
+    raw["training"]["epochs"] = 2
+    study.write_text(yaml.safe_dump(raw))
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    for stage, word in (("validate", "cached"), ("preprocess", "cached"), ("train", "running"), ("report", "done")):
+        assert re.search(rf"^\s*{stage}\s+{word}", res.stdout, re.M), (stage, res.stdout[-2000:])
+    assert {p: p.stat().st_mtime_ns for p in (out / "cache").rglob("*.npz")} == patches_before
+    check_consistency(out)
+    history = json.loads((out / "run.json").read_text())["history"]
+    assert history[-1]["status"]["preprocess"] == "cached" and history[-1]["status"]["train"] == "ran"
+    # --from reruns from a stage on; a changed evaluation setting reruns evaluate and report only
+    raw["evaluation"]["bootstrap"] = 10
+    study.write_text(yaml.safe_dump(raw))
+    status = run_study(load_study(study), log=lambda m: None)
+    assert status["fit"] == "cached" and status["evaluate"] == "ran" and status["report"] == "ran"
+    status = run_study(load_study(study), start="fit", log=lambda m: None)
+    assert status["signature"] == "cached" and status["fit"] == "ran"
