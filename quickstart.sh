@@ -32,6 +32,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sig" ] || ! python -c "import g
   echo "$sig" > "$stamp"
 fi
 
+# The report test opens report.html in headless Chromium (Debian's package). Installed when
+# missing and this user may (root with apt-get); without it that one check is skipped, saying why.
+if [ "$what" = test ] && ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "[gastrorad] installing chromium for the report test (apt-get)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+    || echo "[gastrorad] could not install chromium: the browser check of the report will be skipped"
+fi
+
 case "$what" in
   setup) echo "[gastrorad] ready: . $VENV/bin/activate && gastrorad --help" ;;
   demo) exec gastrorad demo ;;

@@ -18,10 +18,10 @@ def test_help_lists_every_stage():
         assert f" {stage} " in out, stage
 
 
-def test_unbuilt_stage_says_so_and_fails():
-    res = runner.invoke(app, ["evaluate", "study.yaml"])
-    assert res.exit_code == 3
-    assert "not built yet" in res.output
+def test_a_missing_study_file_or_recipe_is_a_clear_error(tmp_path):
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "nope.yaml")], terminal_width=200)
+    assert res.exit_code == 1
+    assert "no recipe of that name" in res.output and "s1_nact_resistance" in res.output
 
 
 def test_validate_exit_codes(s1_copy):
@@ -55,7 +55,7 @@ def test_demo_runs_every_built_stage(tmp_path):
     res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--n", "40"], terminal_width=200)
     assert res.exit_code == 0, (res.output, res.exception)
     assert "Headline" in res.output and "oracle" in res.output
-    run = tmp_path / "demo" / "s1_cohort" / "run"
+    run = tmp_path / "demo" / "run"
     for f in ("patches.csv", "dl_scores.csv", "signatures.csv", "predictions.csv", "models/models.json",
-              "figures/nomogram_integrated.png"):
+              "metrics/metrics.json", "report.html", "bundle/bundle.json", "config.resolved.yaml"):
         assert (run / f).exists(), f

@@ -1,0 +1,127 @@
+"""The two-level attention framework of S3 (seed 002, He et al. 2024): LDLM and TDLM.
+
+A patient is a set of objects (lesions, or tumour markers) each followed over time points::
+
+    x: (B, L objects, T time points, ...)   mask: (B, L, T) True where observed
+
+1. an extractor turns every observed item into a vector (LDLM: a CNN such as ResNet-18 on
+   each ROI patch; TDLM: a linear embedding of the marker's normalised value);
+2. the TH-former (temporal heterogeneity transformer) runs over the time points of each
+   object, with a learnable temporal position embedding (baseline, 1st follow-up, ...) and a
+   learnable temporal token whose output summarises the object;
+3. the OH-former (object heterogeneity transformer) runs over the objects of a patient with
+   a learnable aggregation token (missing objects masked out), whose output is the patient's
+   descriptor, whatever the number of lesions;
+4. an MLP maps it to one number: the log-risk (the logit of OS > horizon is its negative),
+   trained with cross-entropy on OS > 12 months plus the Cox partial likelihood.
+
+Attention weights of the last layer of each former are kept (``last_attention``) for the
+read-outs of the paper's Fig. 6: over time points per lesion, and over lesions per patient.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class AttentionBlock(nn.Module):
+    """Pre-norm transformer block that also returns its attention weights (heads averaged)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.1):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(int(dim * mlp_ratio), dim))
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None):
+        h = self.norm1(x)
+        out, weights = self.attn(h, h, h, key_padding_mask=pad, need_weights=True, average_attn_weights=True)
+        x = x + out
+        x = x + self.mlp(self.norm2(x))
+        return x, weights
+
+
+class Former(nn.Module):
+    """A stack of attention blocks with a learnable summary token in front of the sequence."""
+
+    def __init__(self, dim: int, heads: int, layers: int, dropout: float = 0.1):
+        super().__init__()
+        self.token = nn.Parameter(torch.zeros(1, 1, dim))
+        nn.init.trunc_normal_(self.token, std=0.02)
+        self.blocks = nn.ModuleList([AttentionBlock(dim, heads, dropout=dropout) for _ in range(layers)])
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, seq: torch.Tensor, observed: torch.Tensor):
+        """seq (N, S, D), observed (N, S) bool -> summary (N, D) and the token's attention over the S items."""
+        n = seq.shape[0]
+        x = torch.cat([self.token.expand(n, -1, -1), seq], dim=1)
+        pad = torch.cat([torch.zeros(n, 1, dtype=torch.bool, device=seq.device), ~observed], dim=1)
+        weights = None
+        for blk in self.blocks:
+            x, weights = blk(x, pad)
+        return self.norm(x[:, 0]), weights[:, 0, 1:]
+
+
+class TwoLevelSurvivalModel(nn.Module):
+    """TH-former over time per object, OH-former over objects, MLP head (one log-risk)."""
+
+    def __init__(self, extractor: nn.Module, feature_dim: int, *, dim: int = 128, heads: int = 4, layers: int = 1,
+                 max_timepoints: int = 5, dropout: float = 0.1):
+        super().__init__()
+        self.extractor = extractor
+        self.project = nn.Linear(feature_dim, dim)
+        self.time_embedding = nn.Embedding(max_timepoints, dim)
+        self.th_former = Former(dim, heads, layers, dropout)
+        self.oh_former = Former(dim, heads, layers, dropout)
+        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim // 2), nn.GELU(), nn.Dropout(dropout),
+                                  nn.Linear(dim // 2, 1))
+        self.last_attention: dict[str, torch.Tensor] = {}
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        x, mask = batch["x"], batch["mask"].bool()
+        b, n_obj, n_t = mask.shape
+        feats = torch.zeros(b, n_obj, n_t, self.project.in_features, device=mask.device,
+                            dtype=self.project.weight.dtype)
+        if mask.any():
+            feats[mask] = self.extractor(x[mask]).to(feats.dtype)  # only observed items go through the extractor
+        h = self.project(feats) + self.time_embedding(torch.arange(n_t, device=mask.device))[None, None]
+        obj_observed = mask.any(dim=2)  # (B, L)
+        flat_h, flat_m = h.reshape(b * n_obj, n_t, -1), mask.reshape(b * n_obj, n_t)
+        # an object with no observed time point gets one dummy key so attention is defined; it is masked later
+        safe = flat_m.clone()
+        safe[~flat_m.any(dim=1), 0] = True
+        obj, t_att = self.th_former(flat_h, safe)
+        obj = obj.reshape(b, n_obj, -1)
+        t_att = (t_att * flat_m).reshape(b, n_obj, n_t)
+        safe_obj = obj_observed.clone()
+        safe_obj[~obj_observed.any(dim=1), 0] = True
+        patient, o_att = self.oh_former(obj, safe_obj)
+        self.last_attention = {"time": t_att.detach(), "object": (o_att * obj_observed).detach()}
+        return self.head(patient).reshape(-1)
+
+
+class MarkerEmbedding(nn.Module):
+    """TDLM's extractor: a scalar (normalised marker value) -> a vector, one embedding per marker."""
+
+    def __init__(self, n_markers: int, dim: int):
+        super().__init__()
+        self.value = nn.Sequential(nn.Linear(2, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.n_markers = n_markers
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        """items (N, 2): normalised value and the marker's index / n_markers."""
+        return self.value(items)
+
+
+class CNNExtractor(nn.Module):
+    """LDLM's extractor: a registered 2D backbone's pooled features of each ROI patch."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return self.backbone.embed(patches, "avg")
