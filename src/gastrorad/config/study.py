@@ -364,6 +364,24 @@ class ReportConfig(Strict):
         "Clinicians' operating points drawn on the ROC (S4): name -> {sensitivity, specificity}."))
 
 
+class LongitudinalConfig(Strict):
+    """S3's two-level attention models over lesions x time points (LDLM) and serial markers (TDLM)."""
+
+    max_lesions: int = Field(6, ge=1, description="Primary tumour + up to 5 RECIST target lesions.")
+    max_timepoints: int = Field(5, ge=1, description="Baseline + up to 4 follow-ups.")
+    train_followups: int = Field(4, ge=0, description="Follow-ups the model sees in training.")
+    apply_followups: dict[str, int] = Field(default_factory=lambda: {"BS": 0, "1F": 1, "2F": 2},
+                                            description="Score name -> follow-ups used when applying the model.")
+    dim: int = Field(128, ge=8, description="Width of the TH-former and OH-former.")
+    heads: int = Field(4, ge=1)
+    layers: int = Field(1, ge=1, description="Blocks per former.")
+    dropout: float = Field(0.1, ge=0, lt=1)
+    markers: list[str] = Field(default_factory=list, description="TDLM: clinical columns <marker>_t<k> "
+                                                                 "(e.g. cea, ca199, ca724); empty = no TDLM.")
+    seeds: list[int] = Field(default_factory=lambda: [0], description="Training seeds; more than one gives the "
+                                                                      "reproducibility table (mean and SD).")
+
+
 class StudyConfig(Strict):
     name: str = "study"
     seed: int = Field(42, description="Seed of every random step (splits, training, bootstrap).")
@@ -377,6 +395,7 @@ class StudyConfig(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     signature: SignatureConfig = Field(default_factory=SignatureConfig)
     fusion: FusionConfig = Field(default_factory=FusionConfig)
+    longitudinal: LongitudinalConfig | None = Field(None, description="S3: LDLM / TDLM over lesions x time points.")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     output: Path = Field(Path("runs/study"), description="Run folder.")

@@ -55,14 +55,16 @@ class Former(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, seq: torch.Tensor, observed: torch.Tensor):
-        """seq (N, S, D), observed (N, S) bool -> summary (N, D) and the token's attention over the S items."""
+        """seq (N, S, D), observed (N, S) bool -> summary (N, D) and the token's attention over the S items
+        (last block, heads averaged, renormalised over the items)."""
         n = seq.shape[0]
         x = torch.cat([self.token.expand(n, -1, -1), seq], dim=1)
         pad = torch.cat([torch.zeros(n, 1, dtype=torch.bool, device=seq.device), ~observed], dim=1)
         weights = None
         for blk in self.blocks:
             x, weights = blk(x, pad)
-        return self.norm(x[:, 0]), weights[:, 0, 1:]
+        share = weights[:, 0, 1:]  # the token's attention over the items (its attention to itself left out)
+        return self.norm(x[:, 0]), share / share.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 class TwoLevelSurvivalModel(nn.Module):

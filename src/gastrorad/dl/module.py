@@ -55,7 +55,8 @@ class GastroModule(L.LightningModule):
         if self.teacher is not None:
             self.teacher.eval()
         loss = self._loss(self(x), target, x)
-        self.log("train_loss", loss, prog_bar=True, on_epoch=True, on_step=False, batch_size=len(x))
+        n = len(next(iter(target.values())))  # x may be a dict (S3 models)
+        self.log("train_loss", loss, prog_bar=True, on_epoch=True, on_step=False, batch_size=n)
         return loss
 
     def validation_step(self, batch, batch_idx):
