@@ -34,11 +34,15 @@ TINY = {
     "s4_progressive_distill": {"preprocess": {"patch": {"mode": "slices", "size": [40, 40]}},
                                "augment": {"random_crop": [32, 32]}, "training": {"epochs": 2},
                                "evaluation": {"bootstrap": 20}, "report": {"gradcam": 2}},
+    "s3_her2_longitudinal": {"preprocess": {"patch": {"mode": "bbox", "size": [32, 32]}},
+                             "training": {"epochs": 2}, "longitudinal": {"dim": 16, "seeds": [0, 1]},
+                             "evaluation": {"bootstrap": 20}},
     "s5_gnen_survival": {"preprocess": {"patch": {"mode": "slice2d", "size": [32, 32]}},
                          "model": {"backbone": "tiny"}, "signature": {"nlambda": 10, "nfolds": 3},
                          "evaluation": {"bootstrap": 20}},
 }
 KIND = {"s1_nact_resistance": ("s1", 60), "s2_recurrence": ("s2", 40), "s4_progressive_distill": ("s4", 24),
+        "s3_her2_longitudinal": ("s3", 30),
         "s5_gnen_survival": ("s5", 40)}
 
 
@@ -71,11 +75,11 @@ def tiny_study(recipe: str, data: Path, out: Path, extra: dict | None = None) ->
     return path
 
 
-def check_consistency(out: Path) -> dict:
+def check_consistency(out: Path, bundle: bool = True) -> dict:
     """Every artefact exists and the report, metrics JSON and CSV carry the same numbers."""
     for rel in ("config.resolved.yaml", "versions.json", "run.json", "patches.csv", "signatures.csv",
                 "predictions.csv", "models/fit.json", "metrics/metrics.json", "metrics/performance.csv",
-                "metrics/headline.csv", "report.html", "bundle/bundle.json"):
+                "metrics/headline.csv", "report.html") + (("bundle/bundle.json",) if bundle else ()):
         assert (out / rel).is_file(), rel
     m = json.loads((out / "metrics" / "metrics.json").read_text())
     perf_csv = pd.read_csv(out / "metrics" / "performance.csv")
@@ -116,18 +120,28 @@ def test_recipes_are_listed_and_load_with_their_fast_profile():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["s2_recurrence", "s4_progressive_distill", "s5_gnen_survival"])
+@pytest.mark.parametrize("recipe", ["s2_recurrence", "s3_her2_longitudinal", "s4_progressive_distill",
+                                    "s5_gnen_survival"])
 def test_recipe_end_to_end(recipe, cohorts, tmp_path):
     study = tiny_study(recipe, cohorts(recipe), tmp_path / "run")
     cfg = load_study(study)
     status = run_study(cfg, log=lambda m: None)
     assert all(v in ("ran", "skipped") for v in status.values())
-    m = check_consistency(cfg.output_dir)
+    m = check_consistency(cfg.output_dir, bundle=recipe != "s3_her2_longitudinal")  # S3 bundle: not yet
     assert m["outcome"] == cfg.outcome.kind
     if recipe == "s5_gnen_survival":
         assert {"rad_arterial", "rad_venous", "combined"} <= set(m["models"])
         assert m["tables"]["time_auc"] and m["tables"]["risk_groups"]
         assert status["train"] == "skipped" and status["extract-features"] == "ran"
+    if recipe == "s3_her2_longitudinal":
+        assert {"Nomo-LDLM-2F", "Nomo-w/o-TDLM-2F", "RECIST-2F", "TB-delta-2F"} <= set(m["models"])
+        scores = pd.read_csv(cfg.output_dir / "dl_scores.csv")
+        assert {"ldlm_BS", "ldlm_1F", "ldlm_2F", "tdlm_BS", "tdlm_2F"} <= set(scores.columns)
+        rep = pd.DataFrame(m["tables"]["reproducibility"])
+        assert set(rep.seeds) == {2} and rep.c_sd.notna().all()
+        sites = pd.DataFrame(m["tables"]["attention_sites"])
+        assert {"stomach"} <= set(sites.site) and set(sites.risk_group) <= {"high", "low"}
+        assert status["bundle"] == "skipped"
     if recipe == "s2_recurrence":
         assert "DLFS" in m["models"]
         assert m["tables"]["subgroups"], "S2 reports AUCs with and without chemotherapy"

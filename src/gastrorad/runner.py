@@ -121,18 +121,25 @@ def _write_stamp(cfg: StudyConfig, stage: Stage, key: str, seconds: float) -> No
 
 # -- the stages ------------------------------------------------------------------------------------------------
 def _dl(cfg: StudyConfig) -> bool:
-    return cfg.signature.method == "dl_probability"
+    return cfg.signature.method == "dl_probability" or cfg.longitudinal is not None
+
+
+def _longitudinal(cfg: StudyConfig) -> bool:
+    return cfg.longitudinal is not None
 
 
 def _models_json(cfg):
-    return cfg.output_dir / "models" / "models.json"
+    return cfg.output_dir / "models" / ("longitudinal.json" if _longitudinal(cfg) else "models.json")
 
 
 def _checkpoints(cfg: StudyConfig) -> list[Path]:
     p = _models_json(cfg)
     if not p.exists():
         return []
-    return [Path(c) for c in json.loads(p.read_text())["checkpoints"]]
+    meta = json.loads(p.read_text())
+    if _longitudinal(cfg):
+        return [Path(c) for paths in meta.values() for c in paths]
+    return [Path(c) for c in meta["checkpoints"]]
 
 
 def _validate(cfg):
@@ -151,11 +158,19 @@ def _preprocess(cfg):
 
 
 def _train(cfg):
+    if _longitudinal(cfg):
+        from gastrorad.dl.longitudinal_train import train_longitudinal
+        train_longitudinal(cfg)
+        return
     from gastrorad.dl.train import train_model
     train_model(cfg, progress=False)
 
 
 def _score(cfg):
+    if _longitudinal(cfg):
+        from gastrorad.dl.longitudinal_train import score_longitudinal
+        score_longitudinal(cfg)
+        return
     from gastrorad.dl.train import score_study
     score_study(cfg)
 
@@ -212,24 +227,25 @@ def _out(*names):
 _DATA = ("data", "outcome", "cohorts", "clinical.variables", "clinical.categorical", "preprocess.phases", "seed")
 _PRE = ("preprocess.spacing", "preprocess.interpolation", "preprocess.window", "preprocess.windows_by_site",
         "preprocess.normalize", "preprocess.patch", "preprocess.phases", "preprocess.cache_dir")
-_MODEL = ("model", "augment", "training", "seed", "outcome", "cohorts")
+_MODEL = ("model", "augment", "training", "seed", "outcome", "cohorts", "longitudinal")
 
 STAGES: list[Stage] = [
     Stage("validate", _validate, _DATA, lambda c: [c.manifest_path, c.clinical_path], _out("validation.json")),
     Stage("preprocess", _preprocess, _PRE, lambda c: [c.manifest_path], _out("patches.csv")),
     Stage("train", _train, _MODEL, lambda c: [c.output_dir / "patches.csv", c.clinical_path],
           lambda c: [_models_json(c), *_checkpoints(c)], _dl),
-    Stage("score", _score, ("training.aggregate", "training.top_k", "augment"),
+    Stage("score", _score, ("training.aggregate", "training.top_k", "augment", "longitudinal"),
           lambda c: [c.output_dir / "patches.csv", c.clinical_path, _models_json(c), *_checkpoints(c)],
           _out("dl_scores.csv"), _dl),
     Stage("extract-features", _features, ("model", "training.pooling", "seed"),
           lambda c: [c.output_dir / "patches.csv", c.clinical_path],
           lambda c: [c.output_dir / f"features_{p}.csv" for p in c.preprocess.phases]
           + [c.output_dir / "models" / "feature_extractor.pt"], lambda c: not _dl(c)),
-    Stage("signature", _signature, ("signature", "seed", "outcome", "cohorts"),
+    Stage("signature", _signature, ("signature", "seed", "outcome", "cohorts", "longitudinal"),
           lambda c: ([c.output_dir / "dl_scores.csv"] if _dl(c) else
                      [c.output_dir / f"features_{p}.csv" for p in c.preprocess.phases]
-                     + [c.resolve(v) for v in c.signature.icc_features.values()]) + [c.clinical_path],
+                     + [c.resolve(v) for v in c.signature.icc_features.values()]) + [c.clinical_path]
+          + ([c.manifest_path] if _longitudinal(c) else []),
           _out("signatures.csv", "signatures.json")),
     Stage("fit", _fit, ("clinical", "fusion", "outcome", "cohorts", "seed", "evaluation.horizons"),
           lambda c: [c.output_dir / "signatures.csv", c.clinical_path],
@@ -241,16 +257,17 @@ STAGES: list[Stage] = [
           _out("metrics/metrics.json", "metrics/performance.csv", "metrics/headline.csv")),
     Stage("explain", _explain, ("report.gradcam",), lambda c: [_models_json(c), *_checkpoints(c),
                                                                c.output_dir / "patches.csv"],
-          _out("explain/gradcam.csv"), lambda c: _dl(c) and c.report.gradcam > 0),
+          _out("explain/gradcam.csv"), lambda c: _dl(c) and not _longitudinal(c) and c.report.gradcam > 0),
     Stage("report", _report, ("report", "name"),
           lambda c: [c.output_dir / "metrics" / "metrics.json", c.output_dir / "models" / "fit.json"]
-          + ([c.output_dir / "explain" / "gradcam.csv"] if _dl(c) and c.report.gradcam > 0 else [])
+          + ([c.output_dir / "explain" / "gradcam.csv"] if _dl(c) and not _longitudinal(c) and c.report.gradcam > 0
+             else [])
           + sorted((c.output_dir / "figures").glob("*.png")) + sorted((c.output_dir / "explain").rglob("*.png")),
           _out("report.html")),
     Stage("bundle", _bundle, ("preprocess", "model", "training", "signature", "fusion", "outcome", "clinical"),
           lambda c: [c.output_dir / "models" / "fit.json", c.output_dir / "signatures.json"]
           + (_checkpoints(c) if _dl(c) else [c.output_dir / "models" / "feature_extractor.pt"]),
-          _out("bundle/bundle.json")),
+          _out("bundle/bundle.json"), lambda c: not _longitudinal(c)),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 

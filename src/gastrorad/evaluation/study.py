@@ -115,6 +115,10 @@ def evaluate_study(cfg: StudyConfig, *, figures: bool = True) -> EvaluationResul
     else:
         from gastrorad.evaluation.survival import survival_figures, survival_tables
         tables = survival_tables(ev, cfg, cohorts)
+    if cfg.longitudinal is not None:
+        from gastrorad.evaluation.longitudinal import attention_summary, reproducibility
+        tables["reproducibility"] = reproducibility(cfg, ev, cohorts)
+        tables["attention_sites"], tables["attention_time"] = attention_summary(cfg, ev)
     tables["oracle"] = oracle_table(cfg, ev, cohorts)
     tables["cohorts"] = cohort_summary(cfg, ev)
     tables["headline"] = headline(tables["performance"], tables["oracle"])

@@ -31,7 +31,9 @@ def build_signatures(cfg: StudyConfig) -> pd.DataFrame:
     out = cfg.output_dir
     clinical = _clinical_with_cohorts(cfg)
     base = clinical[["patient_id", "cohort"]]
-    if cfg.signature.method == "dl_probability":
+    if cfg.longitudinal is not None:
+        table, info = _longitudinal_signatures(cfg, clinical, base)
+    elif cfg.signature.method == "dl_probability":
         path = out / "dl_scores.csv"
         if not path.exists():
             raise InputError(Problem(str(path), "no DL scores: run `gastrorad score` first"))
@@ -82,6 +84,42 @@ def build_signatures(cfg: StudyConfig) -> pd.DataFrame:
     return table
 
 
+RECIST_SCORE = {"CR": 0, "PR": 1, "SD": 2, "PD": 3}
+
+
+def _longitudinal_signatures(cfg: StudyConfig, clinical: pd.DataFrame, base: pd.DataFrame):
+    """S3: the LDLM/TDLM scores of every follow-up setting, plus the RECIST 1.1 response (scored
+    CR 0, PR 1, SD 2, PD 3) and TB-delta (% change of the summed target-lesion area, area taken
+    as pi/4 x diameter^2) between baseline and the last follow-up the setting allows."""
+    from gastrorad.data.tables import load_manifest
+    from gastrorad.models.recist import recist_table
+    path = cfg.output_dir / "dl_scores.csv"
+    if not path.exists():
+        raise InputError(Problem(str(path), "no LDLM/TDLM scores: run `gastrorad score` first"))
+    scores = pd.read_csv(path, dtype={"patient_id": str}).drop(columns=["cohort"], errors="ignore")
+    table = base.merge(scores, on="patient_id", how="left")
+    manifest, problems = load_manifest(cfg.manifest_path, cfg.manifest_path.parent)
+    if problems:
+        raise InputError(problems)
+    m = manifest[(manifest.phase == cfg.preprocess.phases[0]) & (manifest.reader == "")].copy()
+    m["diameter_mm"] = pd.to_numeric(m.diameter_mm, errors="coerce")
+    m = m.dropna(subset=["diameter_mm"])
+    info = {"method": "longitudinal", "columns": [c for c in scores.columns if c != "patient_id"]}
+    if not m.empty:
+        m["area_mm2"] = np.pi / 4 * m.diameter_mm ** 2
+        rec = recist_table(m, area="area_mm2")
+        for name, k in cfg.longitudinal.apply_followups.items():
+            if k < 1:
+                continue
+            last = rec[rec.timepoint <= k].sort_values("timepoint").groupby("patient_id").tail(1)
+            last = last.set_index("patient_id")
+            table[f"recist_{name}"] = table.patient_id.map(last.recist.map(RECIST_SCORE))
+            table[f"tbdelta_{name}"] = table.patient_id.map(last.tb_delta_pct)
+            info["columns"] += [f"recist_{name}", f"tbdelta_{name}"]
+        info["recist_scores"] = RECIST_SCORE
+    return table, info
+
+
 @dataclass
 class FitResult:
     predictions: pd.DataFrame  # patient_id, cohort, model, score, lp, risk_group
@@ -117,7 +155,8 @@ def fit_models(cfg: StudyConfig) -> FitResult:
     if sigs is not None:
         sig_cols = [c for c in sigs.columns if c != "patient_id"]
         data = data.merge(sigs, on="patient_id", how="left")
-    tr = data[data.cohort == "training"].dropna(subset=sig_cols)
+    tr_all = data[data.cohort == "training"]
+    tr = tr_all.dropna(subset=sig_cols) if cfg.longitudinal is None else tr_all
     y_kw = ({"outcome": cfg.outcome.label} if kind == "logistic" else
             {"time": cfg.outcome.time, "event": cfg.outcome.event})
     terms = dict(enc.terms_)
@@ -154,10 +193,13 @@ def fit_models(cfg: StudyConfig) -> FitResult:
                 cols += sig_cols
             elif ing in data.columns:
                 cols.append(ing)
+            elif ing in enc.terms_:  # a clinical variable by name: all its design columns (e.g. sex -> sexmale)
+                cols += enc.terms_[ing]
             else:
                 raise InputError(Problem("study file", f"fusion model '{name}': unknown ingredient '{ing}'",
                                          column=f"fusion.models.{name}"))
-        constant = [c for c in cols if tr[c].nunique(dropna=True) <= 1]
+        trm = tr_all.dropna(subset=cols)  # each model on the training patients that have its ingredients
+        constant = [c for c in cols if trm[c].nunique(dropna=True) <= 1]
         if constant:  # e.g. a LASSO signature that selected no feature: no information, and singular in a fit
             selection.setdefault("constant_dropped", {})[name] = constant
             cols = [c for c in cols if c not in constant]
@@ -165,17 +207,17 @@ def fit_models(cfg: StudyConfig) -> FitResult:
             selection.setdefault("skipped_models", {})[name] = "no ingredient left (e.g. no clinical term selected)"
             continue
         if kind == "logistic":
-            m = fit_logistic(tr, cfg.outcome.label, cols)
+            m = fit_logistic(trm, cfg.outcome.label, cols)
             lp = m.linear_predictor(data)
             score = 1 / (1 + np.exp(-lp))
             coefs[name] = m.table
-            cut = lock_cutoff(m.predict(tr), y=tr[cfg.outcome.label], method=cfg.fusion.cutoff,
+            cut = lock_cutoff(m.predict(trm), y=trm[cfg.outcome.label], method=cfg.fusion.cutoff,
                               value=cfg.fusion.cutoff_value)
             intercept, slopes = m.coef[0], dict(zip(cols, m.coef[1:]))
             specs[name] = {"kind": "logistic", "columns": cols, "intercept": float(m.coef[0]),
                            "coef": [float(b) for b in m.coef[1:]], "cutoff": float(cut)}
         else:
-            res, zph = fit_cox_model(tr, cfg.outcome.time, cfg.outcome.event, cols)
+            res, zph = fit_cox_model(trm, cfg.outcome.time, cfg.outcome.event, cols)
             lp = res.linear_predictor(data)
             score = lp
             coefs[name] = res.table.merge(zph.rename(columns={"chisq": "zph_chisq", "p": "zph_p"})[
@@ -183,7 +225,7 @@ def fit_models(cfg: StudyConfig) -> FitResult:
             if cfg.fusion.cutoff == "youden" and cfg.fusion.horizon is None:
                 raise InputError(Problem("study file", "a Youden cut-off on a survival outcome needs fusion.horizon "
                                          "(or use cutoff: median / fixed)", column="fusion.horizon"))
-            cut = lock_cutoff(res.linear_predictor(tr), time=tr[cfg.outcome.time], event=tr[cfg.outcome.event],
+            cut = lock_cutoff(res.linear_predictor(trm), time=trm[cfg.outcome.time], event=trm[cfg.outcome.event],
                               method=cfg.fusion.cutoff, horizon=cfg.fusion.horizon, value=cfg.fusion.cutoff_value)
             intercept, slopes = 0.0, dict(zip(cols, res.coef))
             horizons = sorted({*cfg.fusion.nomogram_horizons, *evaluation_horizons(cfg)})
@@ -193,14 +235,15 @@ def fit_models(cfg: StudyConfig) -> FitResult:
         cutoffs[name] = cut
         preds.append(pd.DataFrame({"patient_id": data.patient_id, "cohort": data.cohort, "model": name,
                                    "score": score, "lp": lp,
-                                   "risk_group": np.where(np.asarray(score) >= cut, "high", "low")}))
+                                   "risk_group": np.where(np.isnan(np.asarray(score, float)), "",
+                                                          np.where(np.asarray(score) >= cut, "high", "low"))}))
         atomic_write_text(out / "models" / f"{name}_coefficients.csv", coefs[name].to_csv(index=False))
         if name == cfg.fusion.nomogram:
             nomo_terms = _nomogram_terms(slopes, enc)
             baseline = _cox_baseline(res, cfg.fusion.nomogram_horizons) if kind == "cox" else {}
             # axes over the training data: encoded columns, plus the (grouped) levels of categorical variables
-            src = tr.copy()
-            grouped = enc._grouped(clinical.set_index("patient_id").loc[tr.patient_id])
+            src = trm.copy()
+            grouped = enc._grouped(clinical.set_index("patient_id").loc[trm.patient_id])
             for var in enc.categorical:
                 src[var] = grouped[var].fillna(enc.impute_[var]).to_numpy()
             nomo = build_nomogram(nomo_terms, src, intercept=intercept, kind=kind, baseline_survival=baseline)

@@ -244,6 +244,16 @@ class _Report:
                              "before t left out)")
                  + _table(self.csv("calibration_groups"), "Observed (Kaplan-Meier) vs predicted survival by group"))
 
+    def longitudinal(self) -> None:
+        rep = self.table("reproducibility")
+        body = _table(rep, "C-index over training seeds (mean and SD)") if not rep.empty else ""
+        sites, times = self.table("attention_sites"), self.table("attention_time")
+        if not sites.empty:
+            body += _table(sites, "Attention over lesion sites (OH-former), mean weight by risk group")
+        if not times.empty:
+            body += _table(times, "Attention over time points (TH-former), mean weight by risk group")
+        self.add("longitudinal", "Longitudinal models: reproducibility and attention", body)
+
     def fitted_models(self) -> None:
         body = []
         sel = self.fit.get("selection", {})
@@ -335,6 +345,7 @@ def build_report(cfg: StudyConfig) -> Path:
         r.binary_figures()
     else:
         r.survival_figures()
+    r.longitudinal()
     r.fitted_models()
     r.cutoffs()
     r.explain()
