@@ -206,6 +206,10 @@ def _evaluate(cfg):
 
 
 def _explain(cfg):
+    if _longitudinal(cfg):
+        from gastrorad.dl.longitudinal_explain import explain_longitudinal
+        explain_longitudinal(cfg, limit=cfg.report.gradcam)
+        return
     from gastrorad.dl.explain import explain_study
     explain_study(cfg, limit=cfg.report.gradcam)
 
@@ -257,11 +261,10 @@ STAGES: list[Stage] = [
           _out("metrics/metrics.json", "metrics/performance.csv", "metrics/headline.csv")),
     Stage("explain", _explain, ("report.gradcam",), lambda c: [_models_json(c), *_checkpoints(c),
                                                                c.output_dir / "patches.csv"],
-          _out("explain/gradcam.csv"), lambda c: _dl(c) and not _longitudinal(c) and c.report.gradcam > 0),
+          _out("explain/gradcam.csv"), lambda c: _dl(c) and c.report.gradcam > 0),
     Stage("report", _report, ("report", "name"),
           lambda c: [c.output_dir / "metrics" / "metrics.json", c.output_dir / "models" / "fit.json"]
-          + ([c.output_dir / "explain" / "gradcam.csv"] if _dl(c) and not _longitudinal(c) and c.report.gradcam > 0
-             else [])
+          + ([c.output_dir / "explain" / "gradcam.csv"] if _dl(c) and c.report.gradcam > 0 else [])
           + sorted((c.output_dir / "figures").glob("*.png")) + sorted((c.output_dir / "explain").rglob("*.png")),
           _out("report.html")),
     Stage("bundle", _bundle, ("preprocess", "model", "training", "signature", "fusion", "outcome", "clinical"),

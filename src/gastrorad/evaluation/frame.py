@@ -85,5 +85,6 @@ def wide_scores(long: pd.DataFrame, cohort: str, models: list[str], value: str =
     """Patients of one cohort x models (only patients every model scored), outcome columns kept."""
     d = long[long.cohort == cohort]
     wide = d.pivot_table(index="patient_id", columns="model", values=value, aggfunc="first")
-    wide = wide[[m for m in models if m in wide.columns]].dropna()
-    return wide
+    wide = wide[[m for m in models if m in wide.columns]]
+    wide = wide.loc[:, wide.notna().any()]  # a model without scores in this cohort (e.g. no markers) is left out
+    return wide.dropna()

@@ -28,6 +28,25 @@ def predicted_survival(cfg, model: str, lp: np.ndarray, horizon: float) -> np.nd
     return spec["baseline_survival"][str(float(horizon))] ** np.exp(np.asarray(lp, float))
 
 
+def _time_auc_ci(t, d, s, horizons, n_boot: int, seed: int) -> pd.DataFrame:
+    """AUC(t) at each horizon with a percentile bootstrap 95% CI (patients resampled)."""
+    res = time_dependent_auc(t, d, s, horizons)
+    if n_boot:
+        rng = np.random.default_rng(seed)
+        reps = []
+        for _ in range(n_boot):
+            i = rng.integers(0, len(t), len(t))
+            if d[i].sum() == 0:
+                continue
+            reps.append(time_dependent_auc(t[i], d[i], s[i], horizons).auc.to_numpy(float))
+        if reps:
+            reps = np.array(reps)
+            with np.errstate(all="ignore"):
+                res["lower"] = np.nanquantile(reps, 0.025, axis=0)
+                res["upper"] = np.nanquantile(reps, 0.975, axis=0)
+    return res
+
+
 def survival_tables(ev: EvaluationFrame, cfg, cohorts: list[str]) -> dict[str, pd.DataFrame]:
     o = cfg.outcome
     e = cfg.evaluation
@@ -56,7 +75,7 @@ def survival_tables(ev: EvaluationFrame, cfg, cohorts: list[str]) -> dict[str, p
             except ValueError:
                 groups.append({"cohort": c, "model": m, "n": len(t), "events": int(d.sum()),
                                "n_high": int((s >= ev.cutoffs[m]).sum()), "cutoff": ev.cutoffs[m]})
-            tauc.append(time_dependent_auc(t, d, s, horizons).assign(cohort=c, model=m))
+            tauc.append(_time_auc_ci(t, d, s, horizons, e.bootstrap, cfg.seed).assign(cohort=c, model=m))
             for h in horizons:
                 surv = predicted_survival(cfg, m, s, h)
                 if surv is None:

@@ -281,12 +281,14 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
 
 def _add_markers_and_dates(clinical, truth, plans, rng) -> None:
     """S3: serial tumour markers per time point (wide columns) and an enrolment date."""
+    # as in seed 002, serial markers were recorded at centre 1 (A) only
+    has_markers = (clinical["center"] == "A").to_numpy()
     for marker, median in (("cea", 5.0), ("ca199", 30.0), ("ca724", 6.0)):
         base = np.exp(rng.normal(np.log(median), 1.0, len(clinical)))
         for t in range(5):
             vals = []
             for i, plan in enumerate(plans):
-                if t in plan["timepoints"]:
+                if t in plan["timepoints"] and has_markers[i]:
                     vals.append(round(float(base[i] * plan["scales"][t] ** 1.2 * np.exp(rng.normal(0, 0.15))), 2))
                 else:
                     vals.append(np.nan)
