@@ -131,6 +131,17 @@ def evaluate_study(cfg: StudyConfig, *, figures: bool = True) -> EvaluationResul
     if figures:
         fig_dir = cfg.output_dir / "figures"
         figs = (binary_figures if ev.kind == "binary" else survival_figures)(ev, cfg, cohorts, fig_dir)
+    if figures and cfg.longitudinal is not None and not tables["attention_sites"].empty:
+        from gastrorad.figures import save_figure
+        from gastrorad.figures.attention import plot_attention
+        figs["attention"] = []
+        for (model, setting), d in tables["attention_sites"].groupby(["model", "setting"]):
+            t = tables["attention_time"]
+            t = t[(t.model == model) & (t.setting == setting)]
+            png = save_figure(plot_attention(d, t, title=f"{model.upper()} attention ({setting}), by risk group of "
+                                                         f"{ev.primary}"),
+                              cfg.output_dir / "figures" / f"attention_{model}_{setting}")[0]
+            figs["attention"].append(str(png))
     metrics = {"study": cfg.name, "outcome": ev.kind, "models": ev.models, "primary_model": ev.primary,
                "reference_model": cfg.evaluation.reference if cfg.evaluation.reference in ev.models else ev.models[0],
                "cohorts": cohorts, "cutoffs": ev.cutoffs,

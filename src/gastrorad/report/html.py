@@ -247,6 +247,7 @@ class _Report:
     def longitudinal(self) -> None:
         rep = self.table("reproducibility")
         body = _table(rep, "C-index over training seeds (mean and SD)") if not rep.empty else ""
+        body += self.figs("attention", "Attention", css="figs wide")
         sites, times = self.table("attention_sites"), self.table("attention_time")
         if not sites.empty:
             body += _table(sites, "Attention over lesion sites (OH-former), mean weight by risk group")
