@@ -36,7 +36,7 @@ TINY = {
                                "evaluation": {"bootstrap": 20}, "report": {"gradcam": 2}},
     "s3_her2_longitudinal": {"preprocess": {"patch": {"mode": "bbox", "size": [32, 32]}},
                              "training": {"epochs": 2}, "longitudinal": {"dim": 16, "seeds": [0, 1]},
-                             "evaluation": {"bootstrap": 20}},
+                             "evaluation": {"bootstrap": 20}, "report": {"gradcam": 2}},
     "s5_gnen_survival": {"preprocess": {"patch": {"mode": "slice2d", "size": [32, 32]}},
                          "model": {"backbone": "tiny"}, "signature": {"nlambda": 10, "nfolds": 3},
                          "evaluation": {"bootstrap": 20}},
@@ -142,6 +142,9 @@ def test_recipe_end_to_end(recipe, cohorts, tmp_path):
         sites = pd.DataFrame(m["tables"]["attention_sites"])
         assert {"stomach"} <= set(sites.site) and set(sites.risk_group) <= {"high", "low"}
         assert status["bundle"] == "skipped"
+        assert m["figures"]["attention"] and (cfg.output_dir / "explain" / "gradcam.csv").exists()
+        tauc = pd.DataFrame(m["tables"]["time_auc"])
+        assert {"lower", "upper"} <= set(tauc.columns) and (tauc.horizon == 12).all()
     if recipe == "s2_recurrence":
         assert "DLFS" in m["models"]
         assert m["tables"]["subgroups"], "S2 reports AUCs with and without chemotherapy"
