@@ -143,6 +143,9 @@ def test_recipe_end_to_end(recipe, cohorts, tmp_path):
         assert {"stomach"} <= set(sites.site) and set(sites.risk_group) <= {"high", "low"}
         assert status["bundle"] == "skipped"
         assert m["figures"]["attention"] and (cfg.output_dir / "explain" / "gradcam.csv").exists()
+        for stem in ("Nomo-LDLM-2F", "Nomo-w_o-TDLM-2F"):  # the nomogram and its variant without TDLM
+            assert (cfg.output_dir / "figures" / f"nomogram_{stem}.png").is_file()
+            assert (cfg.output_dir / "models" / f"{stem}_coefficients.csv").is_file()
         tauc = pd.DataFrame(m["tables"]["time_auc"])
         assert {"lower", "upper"} <= set(tauc.columns) and (tauc.horizon == 12).all()
     if recipe == "s2_recurrence":

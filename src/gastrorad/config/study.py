@@ -335,7 +335,10 @@ class FusionConfig(Strict):
     cutoff: Literal["youden", "median", "fixed"] = "youden"
     cutoff_value: float | None = None
     horizon: float | None = Field(None, description="Survival: horizon of the Youden cut-off (outcome time units).")
-    nomogram: str | None = Field("integrated", description="Model drawn as a nomogram.")
+    nomogram: str | None = Field("integrated", description="Model drawn as a nomogram (the primary model of the "
+                                                            "report).")
+    extra_nomograms: list[str] = Field(default_factory=list, description="Further models drawn as nomograms "
+                                       "(S3: the variant without TDLM).")
     nomogram_horizons: list[float] = Field(default_factory=list, description="Cox nomogram: survival horizons.")
 
 

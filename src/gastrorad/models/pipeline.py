@@ -237,8 +237,8 @@ def fit_models(cfg: StudyConfig) -> FitResult:
                                    "score": score, "lp": lp,
                                    "risk_group": np.where(np.isnan(np.asarray(score, float)), "",
                                                           np.where(np.asarray(score) >= cut, "high", "low"))}))
-        atomic_write_text(out / "models" / f"{name}_coefficients.csv", coefs[name].to_csv(index=False))
-        if name == cfg.fusion.nomogram:
+        atomic_write_text(out / "models" / f"{file_stem(name)}_coefficients.csv", coefs[name].to_csv(index=False))
+        if name == cfg.fusion.nomogram or name in cfg.fusion.extra_nomograms:
             nomo_terms = _nomogram_terms(slopes, enc)
             baseline = _cox_baseline(res, cfg.fusion.nomogram_horizons) if kind == "cox" else {}
             # axes over the training data: encoded columns, plus the (grouped) levels of categorical variables
@@ -248,14 +248,16 @@ def fit_models(cfg: StudyConfig) -> FitResult:
                 src[var] = grouped[var].fillna(enc.impute_[var]).to_numpy()
             nomo = build_nomogram(nomo_terms, src, intercept=intercept, kind=kind, baseline_survival=baseline)
             png, _ = save_figure(plot_nomogram(nomo, title=f"Nomogram: {name}",
-                                                 time_unit=cfg.outcome.time_unit), out / "figures" / f"nomogram_{name}")
-            nomo_png = str(png)
+                                                 time_unit=cfg.outcome.time_unit),
+                                 out / "figures" / f"nomogram_{file_stem(name)}")
+            nomo_png = nomo_png if name != cfg.fusion.nomogram and nomo_png else str(png)
             specs[name]["nomogram"] = {"axes": [{"name": a.name, "values": [_plain(v) for v in a.values],
                                                  "xbeta": [float(x) for x in a.xbeta], "categorical": a.categorical,
                                                  "coef": ({str(k): float(v) for k, v in a.coef.items()}
                                                           if a.categorical else float(a.coef))} for a in nomo.axes],
                                        "intercept": float(nomo.intercept), "sc": float(nomo.sc)}
-            atomic_write_text(out / "models" / f"nomogram_{name}_points.csv", nomo.points_table().to_csv(index=False))
+            atomic_write_text(out / "models" / f"nomogram_{file_stem(name)}_points.csv",
+                              nomo.points_table().to_csv(index=False))
     predictions = pd.concat(preds, ignore_index=True)
     atomic_write_text(out / "predictions.csv", predictions.to_csv(index=False))
     atomic_write_text(out / "models" / "fit.json", json.dumps({
@@ -263,6 +265,11 @@ def fit_models(cfg: StudyConfig) -> FitResult:
         "encoder": enc.to_dict(), "signature_columns": sig_cols, "models": specs,
         "nomogram_model": cfg.fusion.nomogram if cfg.fusion.nomogram in specs else None}, indent=2, default=_plain))
     return FitResult(predictions, coefs, selection, cutoffs, nomo_png)
+
+
+def file_stem(name: str) -> str:
+    """A model name as a file name part (``Nomo-w/o-TDLM`` -> ``Nomo-w_o-TDLM``)."""
+    return "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in str(name))
 
 
 def _plain(v):

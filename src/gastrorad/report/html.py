@@ -20,6 +20,7 @@ import pandas as pd
 from gastrorad.config.study import StudyConfig
 from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write_text
+from gastrorad.models.pipeline import file_stem
 from gastrorad.report.tripod import tripod_checklist
 from gastrorad.report.versions import software_versions
 
@@ -267,14 +268,15 @@ class _Report:
             if sel.get("screen"):
                 body.append(_table(pd.DataFrame(sel["screen"]), "Univariable screen (training)"))
         for name in self.fit.get("models", {}):
-            p = self.out / "models" / f"{name}_coefficients.csv"
+            p = self.out / "models" / f"{file_stem(name)}_coefficients.csv"
             if p.exists():
                 body.append(_table(pd.read_csv(p), f"{name}: coefficients (fitted on training)", digits=4))
         self.add("fit", "Fitted models and clinical selection", "".join(body))
-        nomo = self.fit.get("nomogram_model")
-        if nomo:
-            p = self.out / "figures" / f"nomogram_{nomo}.png"
-            self.add("nomogram", "Nomogram", f'<div class="figs wide">{_figure(p, f"Nomogram of {nomo}")}</div>')
+        drawn = [n for n, spec in self.fit.get("models", {}).items() if "nomogram" in spec]
+        figs = "".join(_figure(self.out / "figures" / f"nomogram_{file_stem(n)}.png", f"Nomogram of {n}")
+                       for n in drawn)
+        if figs:
+            self.add("nomogram", "Nomogram" + ("s" if len(drawn) > 1 else ""), f'<div class="figs wide">{figs}</div>')
 
     def cutoffs(self) -> None:
         self.add("cutoffs", "Locked cut-offs", _table(self.table("cutoffs"), "Cut-offs fitted on training, applied "
