@@ -38,7 +38,9 @@ TINY = {
                              "training": {"epochs": 2}, "longitudinal": {"dim": 16, "seeds": [0, 1]},
                              "evaluation": {"bootstrap": 20}, "report": {"gradcam": 2}},
     "s5_gnen_survival": {"preprocess": {"patch": {"mode": "slice2d", "size": [32, 32]}},
-                         "model": {"backbone": "tiny"}, "signature": {"nlambda": 10, "nfolds": 3},
+                         "model": {"backbone": "tiny"},
+                         # a tiny random network at 32 px barely separates patients: a lower ICC bar for the test
+                         "signature": {"nlambda": 10, "nfolds": 3, "icc_threshold": 0.3},
                          "evaluation": {"bootstrap": 20}},
 }
 KIND = {"s1_nact_resistance": ("s1", 60), "s2_recurrence": ("s2", 40), "s4_progressive_distill": ("s4", 24),
@@ -133,6 +135,12 @@ def test_recipe_end_to_end(recipe, cohorts, tmp_path):
         assert {"rad_arterial", "rad_venous", "combined"} <= set(m["models"])
         assert m["tables"]["time_auc"] and m["tables"]["risk_groups"]
         assert status["train"] == "skipped" and status["extract-features"] == "ran"
+        sig = json.loads((cfg.output_dir / "signatures.json").read_text())
+        # the manifest's re-segmented ROIs (reader r2) feed the ICC filter of every phase
+        assert set(sig["icc"]) == {"arterial", "venous"}
+        assert all(0 < v["kept"] <= v["of"] for v in sig["icc"].values())
+        readers = pd.read_csv(cfg.output_dir / "features_venous_readers.csv")
+        assert set(readers.reader) == {"r1", "r2"}
     if recipe == "s3_her2_longitudinal":
         assert {"Nomo-LDLM-2F", "Nomo-w/o-TDLM-2F", "RECIST-2F", "TB-delta-2F"} <= set(m["models"])
         scores = pd.read_csv(cfg.output_dir / "dl_scores.csv")

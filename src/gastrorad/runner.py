@@ -186,8 +186,10 @@ def _features(cfg):
     # the extractor is saved so the bundle applies exactly these weights to new patients
     save_checkpoint(cfg.output_dir / "models" / "feature_extractor.pt", net, channels=s.channels,
                     spatial_dims=s.spatial_dims, cfg=cfg, history=[])
+    from gastrorad.dl.features import extract_reader_features
     for phase in cfg.preprocess.phases:
         extract_features(cfg, net, phase=phase)
+        extract_reader_features(cfg, net, phase=phase)  # re-segmentations, for the ICC filter
 
 
 def _signature(cfg):
@@ -247,7 +249,7 @@ STAGES: list[Stage] = [
           + [c.output_dir / "models" / "feature_extractor.pt"], lambda c: not _dl(c)),
     Stage("signature", _signature, ("signature", "seed", "outcome", "cohorts", "longitudinal"),
           lambda c: ([c.output_dir / "dl_scores.csv"] if _dl(c) else
-                     [c.output_dir / f"features_{p}.csv" for p in c.preprocess.phases]
+                     [c.output_dir / f"features_{p}{r}.csv" for p in c.preprocess.phases for r in ("", "_readers")]
                      + [c.resolve(v) for v in c.signature.icc_features.values()]) + [c.clinical_path]
           + ([c.manifest_path] if _longitudinal(c) else []),
           _out("signatures.csv", "signatures.json")),

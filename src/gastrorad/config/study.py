@@ -321,6 +321,8 @@ class SignatureConfig(Strict):
     icc_features: dict[str, Path] = Field(default_factory=dict, description=(
         "Phase -> CSV of deep features of re-segmented ROIs (patient_id, reader, f0000...), e.g. the same "
         "reader one month later (S5); features with ICC <= icc_threshold are dropped before LASSO."))
+    icc_from_readers: bool = Field(True, description="Without icc_features: use the re-segmented ROIs of the "
+                                   "manifest (rows with a reader), whose deep features extract-features writes.")
     icc_threshold: float = Field(0.8, ge=-1, le=1)
     icc_form: Literal["A,1", "C,1", "1"] = "A,1"
 

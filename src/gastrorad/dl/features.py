@@ -31,3 +31,31 @@ def extract_features(cfg: StudyConfig, net, *, phase: str, pooling: str | None =
     table = frame.groupby(["patient_id", "cohort"], sort=True)[cols].mean().reset_index()
     atomic_write_text(cfg.output_dir / f"features_{phase}.csv", table.to_csv(index=False))
     return table
+
+
+@torch.no_grad()
+def extract_reader_features(cfg: StudyConfig, net, *, phase: str, pooling: str | None = None,
+                            batch_size: int = 32) -> pd.DataFrame | None:
+    """Deep features of the re-segmented ROIs (manifest rows with a ``reader``) and of the main
+    reading of the same patients (reader ``r1``), for the ICC filter (S5: 30 training patients
+    re-segmented a month later). Written to ``<output>/features_<phase>_readers.csv``; None when
+    the manifest has no re-segmentation of this phase."""
+    pooling = pooling or cfg.training.pooling
+    index = pd.read_csv(cfg.output_dir / "patches.csv", dtype={"patient_id": str}, keep_default_na=False)
+    index = index[index.phase == phase]
+    again = index[index.reader.astype(str) != ""]
+    if again.empty:
+        return None
+    main = index[(index.reader.astype(str) == "") & index.patient_id.isin(set(again.patient_id))
+                 & index.lesion_id.isin(set(again.lesion_id))].assign(reader="r1")
+    rows = pd.concat([main, again], ignore_index=True)
+    frame = rows.assign(index=-1, label=0.0, time=1.0, event=0.0)
+    ds = PatchDataset(frame, cfg.outcome.kind, build_eval_transform(cfg.augment))
+    net.eval()
+    feats = np.concatenate([net.embed(x, pooling).float().cpu().numpy()
+                            for x, _ in DataLoader(ds, batch_size=batch_size, shuffle=False)])
+    cols = [f"f{i:04d}" for i in range(feats.shape[1])]
+    table = pd.concat([rows[["patient_id", "reader"]].reset_index(drop=True), pd.DataFrame(feats, columns=cols)],
+                      axis=1).groupby(["patient_id", "reader"], sort=True)[cols].mean().reset_index()
+    atomic_write_text(cfg.output_dir / f"features_{phase}_readers.csv", table.to_csv(index=False))
+    return table

@@ -54,6 +54,8 @@ def build_signatures(cfg: StudyConfig) -> pd.DataFrame:
             sd = tr[feats].std()
             feats = [c for c in feats if sd[c] > 0]
             icc_path = cfg.signature.icc_features.get(phase)
+            if icc_path is None and cfg.signature.icc_from_readers and (out / f"features_{phase}_readers.csv").exists():
+                icc_path = out / f"features_{phase}_readers.csv"  # re-segmentations listed in the manifest
             if icc_path is not None:
                 from gastrorad.models.icc import icc_filter
                 rep = read_table(cfg.resolve(icc_path))

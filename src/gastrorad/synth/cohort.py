@@ -190,10 +190,30 @@ def render_patient(task: dict) -> dict:
                         mask_rel = f"dicom/{stem}_seg.dcm"
                     record["mask"] = mask_rel
                     record["bbox"] = ""
+                    if task.get("resegment") and lesion_id == "primary":
+                        # S5: the same ROI drawn again a month later (reader "r2"): one voxel grown or
+                        # shrunk in-plane and nudged, as a second delineation differs
+                        rows.append({**record, "mask": _resegment(roi, canvas, row["center"], out, stem, lesion_id,
+                                                                  np.random.default_rng([task["seed"], 99])),
+                                     "reader": "r2"})
                 rows.append(record)
         if t == 0:
             extra["tumour_voxels"] = int(masks["primary"].sum())
     return {"rows": rows, "extra": extra}
+
+
+def _resegment(roi: np.ndarray, canvas, centre: str, out: Path, stem: str, lesion_id: str, rng) -> str:
+    from scipy import ndimage
+    grow = rng.random() < 0.5
+    struct = np.zeros((3, 3, 3), bool)
+    struct[1] = ndimage.generate_binary_structure(2, 1)  # in-plane only
+    m = ndimage.binary_dilation(roi, struct) if grow else ndimage.binary_erosion(roi, struct)
+    if not m.any():
+        m = roi
+    m = np.roll(m, shift=(0, int(rng.integers(-1, 2)), int(rng.integers(-1, 2))), axis=(0, 1, 2))
+    rel = f"masks/{stem}_{lesion_id}_r2.nii.gz"
+    write_image(_store(_to_image(m.astype(np.uint8), canvas, np.uint8), centre), out / rel)
+    return rel
 
 
 def _plan_s3(truth: pd.DataFrame, rng: np.random.Generator) -> list[dict]:
@@ -240,11 +260,13 @@ def synthesize(kind: str, folder: str | Path, *, n: int, seed: int = 0, dicom: b
     plans = _plan_s3(truth, plan_rng) if kind == "s3" else [{} for _ in range(n)]
     if kind == "s3":
         _add_markers_and_dates(clinical, truth, plans, table_rng)
+    # S5: 30 patients of the split centre re-segmented by a second reading (for the ICC filter)
+    resegment = set(np.flatnonzero(np.asarray(centres) == "A")[:30]) if kind == "s5" else set()
     tasks = []
     for i in range(n):
         tasks.append({"kind": kind, "patient_id": truth.loc[i, "patient_id"], "truth": truth.loc[i].to_dict(),
                       "bmi": float(clinical.loc[i, "bmi"]), "seed": patient_seeds[i], "folder": str(folder),
-                      "dicom": dicom, "matrix_scale": matrix_scale, **plans[i]})
+                      "dicom": dicom, "matrix_scale": matrix_scale, "resegment": i in resegment, **plans[i]})
     results = []
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
