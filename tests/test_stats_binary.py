@@ -226,3 +226,13 @@ def test_performance_table_binary_and_survival():
     assert row.auc_or_c == pytest.approx(S.auc(y, internal.integrated))
     assert row.p == pytest.approx(S.delong_test(y, internal.integrated, internal.clinical).p_value)
     assert row.nri == pytest.approx(S.nri_idi(y, internal.clinical, internal.integrated).table.loc["nri", "estimate"])
+
+
+def test_hosmer_lemeshow_refuses_a_single_predicted_value():
+    """R's cut() stops when every prediction is the same; so does gastrorad, with a reason."""
+    import numpy as np
+    import pytest
+
+    from gastrorad.stats import hosmer_lemeshow
+    with pytest.raises(ValueError, match="single value"):
+        hosmer_lemeshow(np.array([0, 1, 0, 1, 1, 0]), np.full(6, 0.4))

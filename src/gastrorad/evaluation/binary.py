@@ -61,8 +61,11 @@ def binary_tables(ev: EvaluationFrame, cfg, cohorts: list[str]) -> dict[str, pd.
                            spiegelhalter_p=st.spiegelhalter_p, emax=st.emax, eavg=st.eavg)
             except (np.linalg.LinAlgError, ValueError) as exc:  # e.g. separation in a small cohort
                 row["note"] = f"calibration slope not estimable: {exc}"
-            hl = hosmer_lemeshow(y, p, g=e.calibration_groups)
-            row.update(hl_chisq=hl.statistic, hl_df=hl.df, hl_p=hl.p_value)
+            try:
+                hl = hosmer_lemeshow(y, p, g=e.calibration_groups)
+                row.update(hl_chisq=hl.statistic, hl_df=hl.df, hl_p=hl.p_value)
+            except ValueError as exc:
+                row["note"] = str(exc)
             cal.append(row)
             _, ap = precision_recall(y, p)
             pr.append({"cohort": c, "model": m, "average_precision": ap, "prevalence": float(y.mean())})

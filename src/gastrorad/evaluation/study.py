@@ -56,7 +56,7 @@ def oracle_table(cfg: StudyConfig, ev, cohorts: list[str]) -> pd.DataFrame:
     clin = ev.clinical.set_index("patient_id")
     rows = []
     for c in cohorts:
-        ids = ev.long[(ev.long.cohort == c) & (ev.long.model == ev.primary)].patient_id
+        ids = pd.unique(ev.long[ev.long.cohort == c].patient_id)  # every evaluated patient of the cohort
         ids = [i for i in ids if i in truth.index]
         if len(ids) < 4:
             continue

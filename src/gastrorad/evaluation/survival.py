@@ -86,8 +86,11 @@ def survival_tables(ev: EvaluationFrame, cfg, cohorts: list[str]) -> dict[str, p
                 known = status >= 0
                 row = {"cohort": c, "model": m, "horizon": h, "observed_expected": observed_expected(t, d, surv, h)}
                 if known.sum() >= 2 * e.calibration_groups and 0 < status[known].sum() < known.sum():
-                    r = hosmer_lemeshow(status[known], 1 - surv[known], g=e.calibration_groups)
-                    row.update(hl_chisq=r.statistic, hl_df=r.df, hl_p=r.p_value, hl_n=int(known.sum()))
+                    try:
+                        r = hosmer_lemeshow(status[known], 1 - surv[known], g=e.calibration_groups)
+                        row.update(hl_chisq=r.statistic, hl_df=r.df, hl_p=r.p_value, hl_n=int(known.sum()))
+                    except ValueError as exc:  # e.g. one predicted value for everybody
+                        row["note"] = str(exc)
                 hl.append(row)
                 nb = survival_net_benefit(t, d, 1 - surv, h, np.round(np.arange(0.01, 0.96, 0.01), 2))
                 nb["model"] = nb.model.replace({"model": m})

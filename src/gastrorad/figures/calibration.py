@@ -19,13 +19,15 @@ def plot_calibration(y, models: dict[str, np.ndarray], *, bins: int = 10, title:
         ax.errorbar(b.predicted, b.observed, yerr=[b.observed - b.lower, b.upper - b.observed], fmt="o",
                     color=colour(i), markersize=3, linewidth=0.8, capsize=0)
         ax.plot(sm.predicted, sm.observed, color=colour(i), label=name)
-        hl = hosmer_lemeshow(y, p, g=bins)
+        try:
+            hl_p = f"{hosmer_lemeshow(y, p, g=bins).p_value:.2f}"
+        except ValueError:
+            hl_p = "n/a"
         try:
             st = calibration_statistics(y, np.clip(p, 1e-12, 1 - 1e-12))
-            notes.append(f"{name}: int {st.intercept:.2f}, slope {st.slope:.2f}, Brier {st.brier:.3f}, "
-                         f"HL P {hl.p_value:.2f}")
+            notes.append(f"{name}: int {st.intercept:.2f}, slope {st.slope:.2f}, Brier {st.brier:.3f}, HL P {hl_p}")
         except (np.linalg.LinAlgError, ValueError):  # separation: no slope to show
-            notes.append(f"{name}: slope not estimable, Brier {np.mean((p - y) ** 2):.3f}, HL P {hl.p_value:.2f}")
+            notes.append(f"{name}: slope not estimable, Brier {np.mean((p - y) ** 2):.3f}, HL P {hl_p}")
     ax.plot([0, 1], [0, 1], color=GREY, linestyle=":", linewidth=0.8, label="ideal")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="Predicted probability", ylabel="Observed proportion", title=title)
     ax.set_aspect("equal")

@@ -101,6 +101,8 @@ def hosmer_lemeshow(y, p, g: int = 10) -> HosmerLemeshow:
     y, (p,) = check_binary(y, p)
     breaks = np.quantile(p, np.linspace(0, 1, g + 1))
     breaks = np.unique(breaks)
+    if len(breaks) < 2:  # R's cut() stops too ("'breaks' are not unique")
+        raise ValueError("the predictions take a single value: no Hosmer-Lemeshow groups")
     # cut(..., include.lowest = TRUE): intervals (b_i, b_{i+1}], the first closed on the left
     group = np.clip(np.searchsorted(breaks, p, side="left") - 1, 0, len(breaks) - 2)
     rows = []
