@@ -190,13 +190,13 @@ def render_patient(task: dict) -> dict:
                         mask_rel = f"dicom/{stem}_seg.dcm"
                     record["mask"] = mask_rel
                     record["bbox"] = ""
-                    if task.get("resegment") and lesion_id == "primary":
-                        # S5: the same ROI drawn again a month later (reader "r2"): one voxel grown or
-                        # shrunk in-plane and nudged, as a second delineation differs
-                        rows.append({**record, "mask": _resegment(roi, canvas, row["center"], out, stem, lesion_id,
-                                                                  np.random.default_rng([task["seed"], 99])),
-                                     "reader": "r2"})
                 rows.append(record)
+                if ROI_OF[kind] != "box" and task.get("resegment") and lesion_id == "primary":
+                    # S5: the same ROI drawn again a month later (reader "r2"): one voxel grown or
+                    # shrunk in-plane and nudged, as a second delineation differs
+                    rows.append({**record, "mask": _resegment(roi, canvas, row["center"], out, stem, lesion_id,
+                                                              np.random.default_rng([task["seed"], 99])),
+                                 "reader": "r2"})
         if t == 0:
             extra["tumour_voxels"] = int(masks["primary"].sum())
     return {"rows": rows, "extra": extra}
