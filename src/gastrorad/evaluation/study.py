@@ -84,8 +84,7 @@ def cohort_summary(cfg: StudyConfig, ev) -> pd.DataFrame:
     for c in sorted(pd.unique(clin.cohort.dropna()), key=cohort_order):
         d = clin[clin.cohort == c]
         row = {"cohort": c, "patients": len(d), "centres": ", ".join(sorted(map(str, pd.unique(d.center))))
-               if "center" in d else "", "scored": int(ev.long[(ev.long.cohort == c) &
-                                                               (ev.long.model == ev.primary)].shape[0])}
+               if "center" in d else "", "scored": int(ev.long[ev.long.cohort == c].patient_id.nunique())}
         if cfg.outcome.kind == "binary":
             row["positive"] = int(pd.to_numeric(d[cfg.outcome.label], errors="coerce").sum())
         else:

@@ -121,12 +121,16 @@ def survival_figures(ev: EvaluationFrame, cfg, cohorts: list[str], fig_dir) -> d
         if d.sum() == 0:
             continue
         unit = f"Time ({o.time_unit})"
-        s = wide[ev.primary].to_numpy(float) if ev.primary in wide else wide.iloc[:, -1].to_numpy(float)
-        group = np.where(s >= ev.cutoffs[ev.primary], "high", "low")
+        # the primary model, or where it has no scores (S3's external centres without markers) the
+        # first of the other drawn nomograms, else the last model, each at its own locked cut-off
+        shown = next((m for m in [ev.primary, *cfg.fusion.extra_nomograms, *reversed(list(wide.columns))]
+                      if m in wide.columns), None)
+        s = wide[shown].to_numpy(float)
+        group = np.where(s >= ev.cutoffs[shown], "high", "low")
         if len(set(group)) == 2:
-            rg = risk_groups(t, d, s, ev.cutoffs[ev.primary])
+            rg = risk_groups(t, d, s, ev.cutoffs[shown])
             figs["km"].append(str(save_figure(plot_kaplan_meier(t, d, group, hr=(rg.hr, rg.hr_lower, rg.hr_upper),
-                                                                title=f"{ev.primary}, {c}", time_label=unit),
+                                                                title=f"{shown}, {c}", time_label=unit),
                                               fig_dir / f"km_{c}")[0]))
         hmax = np.quantile(t, 0.9)
         grid = np.unique(np.round(np.linspace(max(t.min(), 1e-6), hmax, 8), 2))

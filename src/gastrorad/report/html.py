@@ -234,7 +234,7 @@ class _Report:
 
     def survival_figures(self) -> None:
         rg = self.table("risk_groups")
-        self.add("km", "Kaplan-Meier by risk group", self.figs("km", "Kaplan-Meier of the primary model")
+        self.add("km", "Kaplan-Meier by risk group", self.figs("km", "Kaplan-Meier by the locked risk groups")
                  + _table(rg, "HR (high vs low risk, Cox Efron) and log-rank at the cut-off locked on training"))
         ta = self.table("time_auc")
         self.add("time_auc", "Time-dependent AUC", self.figs("time_auc", "Cumulative/dynamic AUC(t)")
