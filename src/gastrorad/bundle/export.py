@@ -24,7 +24,6 @@ import yaml
 
 from gastrorad.config.study import StudyConfig
 from gastrorad.errors import InputError, Problem
-from gastrorad.io.atomic import atomic_write_text
 
 BUNDLE_FORMAT = 1
 

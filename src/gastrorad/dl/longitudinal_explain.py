@@ -10,7 +10,6 @@ figure per patient: lesions in rows, time points in columns.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -78,7 +78,7 @@ def train_two_level(cfg: StudyConfig, which: str, *, seed: int, progress: bool =
 
     from gastrorad.dl.longitudinal_data import SequenceDataset
     from gastrorad.dl.module import GastroModule
-    from gastrorad.dl.train import _split_patients, _trainer
+    from gastrorad.dl.train import _split_patients, fit_and_keep_best
 
     L.seed_everything(seed, workers=True, verbose=False)
     lc, t = cfg.longitudinal, cfg.training
@@ -106,12 +106,7 @@ def train_two_level(cfg: StudyConfig, which: str, *, seed: int, progress: bool =
     out = cfg.output_dir / "models" / f"{which}_seed{seed}"
     out.mkdir(parents=True, exist_ok=True)
     monitor = "val_c" if val_dl is not None else None
-    trainer, ckpt = _trainer(cfg, out, monitor, progress)
-    trainer.fit(module, train_dl, val_dl)
-    if ckpt is not None and ckpt.best_model_path:
-        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
-        Path(ckpt.best_model_path).unlink()
+    _, ckpt = fit_and_keep_best(cfg, module, train_dl, val_dl, out, monitor, progress)
     path = out / "model.pt"
     payload = {"gastrorad_two_level": 1, "which": which, "item_shape": list(seq.item_shape),
                "state_dict": module.model.state_dict(), "marker_stats": seq.stats, "seed": seed,

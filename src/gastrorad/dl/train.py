@@ -128,6 +128,17 @@ def _trainer(cfg: StudyConfig, out: Path, monitor: str | None, progress: bool):
     return trainer, ckpt
 
 
+def fit_and_keep_best(cfg: StudyConfig, module, train_dl, val_dl, out: Path, monitor: str | None, progress: bool):
+    """Run the Lightning fit and load the best checkpoint (by ``monitor``) back into ``module``."""
+    trainer, ckpt = _trainer(cfg, out, monitor, progress)
+    trainer.fit(module, train_dl, val_dl)
+    if ckpt is not None and ckpt.best_model_path:
+        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+        Path(ckpt.best_model_path).unlink()
+    return trainer, ckpt
+
+
 def fit_one(cfg: StudyConfig, samples: SampleTable, fit_ids, val_ids, *, tag: str, seed: int, progress: bool = False,
             backbone: str | None = None, dropout: float | None = None, stochastic_depth: float | None = None,
             teacher: GastroNet | None = None) -> tuple[Path, list[dict]]:
@@ -165,12 +176,7 @@ def fit_one(cfg: StudyConfig, samples: SampleTable, fit_ids, val_ids, *, tag: st
     module = GastroModule(net, t, samples.kind, steps_per_epoch=len(train_dl), pos_weight=pos_weight, teacher=teacher)
     out = model_dir(cfg) / tag
     out.mkdir(parents=True, exist_ok=True)
-    trainer, ckpt = _trainer(cfg, out, monitor, progress)
-    trainer.fit(module, train_dl, val_dl)
-    if ckpt is not None and ckpt.best_model_path:
-        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
-        Path(ckpt.best_model_path).unlink()
+    trainer, ckpt = fit_and_keep_best(cfg, module, train_dl, val_dl, out, monitor, progress)
     history = [{"epoch": trainer.current_epoch, "best_score": float(ckpt.best_model_score) if ckpt and
                 ckpt.best_model_score is not None else None, "monitor": monitor, "stopped_epoch":
                 trainer.current_epoch}]

@@ -4,7 +4,6 @@ averaged within the primary model's risk groups (the paper's Fig. 6)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from gastrorad.stats.survival import harrell_c

@@ -47,21 +47,28 @@ def _time_auc_ci(t, d, s, horizons, n_boot: int, seed: int) -> pd.DataFrame:
     return res
 
 
+def _cohort_outcome(ev: EvaluationFrame, cfg, cohort: str):
+    """(scores of the cohort's patients x models, time, event), or None when the cohort has
+    fewer than 4 scored patients or no event."""
+    wide = wide_scores(ev.long, cohort, ev.models)
+    if len(wide) < 4:
+        return None
+    clin = ev.clinical.set_index("patient_id")
+    t = clin.loc[wide.index, cfg.outcome.time].to_numpy(float)
+    d = clin.loc[wide.index, cfg.outcome.event].to_numpy(int)
+    return None if d.sum() == 0 else (wide, t, d)
+
+
 def survival_tables(ev: EvaluationFrame, cfg, cohorts: list[str]) -> dict[str, pd.DataFrame]:
-    o = cfg.outcome
     e = cfg.evaluation
     ref = e.reference if e.reference in ev.models else ev.models[0]
     horizons = evaluation_horizons(cfg)
-    clin = ev.clinical.set_index("patient_id")
     perf, groups, tauc, cal, hl, dca = [], [], [], [], [], []
     for c in cohorts:
-        wide = wide_scores(ev.long, c, ev.models)
-        if len(wide) < 4:
+        got = _cohort_outcome(ev, cfg, c)
+        if got is None:
             continue
-        t = clin.loc[wide.index, o.time].to_numpy(float)
-        d = clin.loc[wide.index, o.event].to_numpy(int)
-        if d.sum() == 0:
-            continue
+        wide, t, d = got
         lp = wide.reset_index().melt(id_vars="patient_id", var_name="model", value_name="score")
         lp["time"], lp["event"] = lp.patient_id.map(dict(zip(wide.index, t))), lp.patient_id.map(dict(zip(wide.index, d)))
         lp["cohort"] = c
@@ -110,16 +117,12 @@ def survival_figures(ev: EvaluationFrame, cfg, cohorts: list[str], fig_dir) -> d
     AUC per cohort. Returns kind -> PNG paths."""
     from gastrorad.figures import plot_kaplan_meier, plot_time_auc, save_figure
     o = cfg.outcome
-    clin = ev.clinical.set_index("patient_id")
     figs: dict[str, list[str]] = {"km": [], "time_auc": []}
     for c in cohorts:
-        wide = wide_scores(ev.long, c, ev.models)
-        if len(wide) < 4:
+        got = _cohort_outcome(ev, cfg, c)
+        if got is None:
             continue
-        t = clin.loc[wide.index, o.time].to_numpy(float)
-        d = clin.loc[wide.index, o.event].to_numpy(int)
-        if d.sum() == 0:
-            continue
+        wide, t, d = got
         unit = f"Time ({o.time_unit})"
         # the primary model, or where it has no scores (S3's external centres without markers) the
         # first of the other drawn nomograms, else the last model, each at its own locked cut-off

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gastrorad.figures.style import colour, new_figure, styled
+from gastrorad.figures.style import colour, styled
 
 
 @styled
