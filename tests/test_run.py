@@ -129,7 +129,7 @@ def test_recipe_end_to_end(recipe, cohorts, tmp_path):
     cfg = load_study(study)
     status = run_study(cfg, log=lambda m: None)
     assert all(v in ("ran", "skipped") for v in status.values())
-    m = check_consistency(cfg.output_dir, bundle=recipe != "s3_her2_longitudinal")  # S3 bundle: not yet
+    m = check_consistency(cfg.output_dir)
     assert m["outcome"] == cfg.outcome.kind
     if recipe == "s5_gnen_survival":
         assert {"rad_arterial", "rad_venous", "combined"} <= set(m["models"])
@@ -149,7 +149,15 @@ def test_recipe_end_to_end(recipe, cohorts, tmp_path):
         assert set(rep.seeds) == {2} and rep.c_sd.notna().all()
         sites = pd.DataFrame(m["tables"]["attention_sites"])
         assert {"stomach"} <= set(sites.site) and set(sites.risk_group) <= {"high", "low"}
-        assert status["bundle"] == "skipped"
+        # the S3 bundle applied to the run's own patients gives the run's scores
+        from gastrorad.bundle import predict_patients
+        data = cohorts(recipe)
+        res = predict_patients(cfg.output_dir / "bundle", data / "manifest.csv", tmp_path / "pred",
+                               clinical=data / "clinical.csv", gradcam=False)
+        run_preds = pd.read_csv(cfg.output_dir / "predictions.csv", dtype={"patient_id": str}).dropna(subset=["score"])
+        both = run_preds.merge(res.predictions, on=["patient_id", "model"], suffixes=("_run", "_new"))
+        assert len(both) == len(run_preds)
+        np.testing.assert_allclose(both.score_new, both.score_run, rtol=0, atol=1e-6)
         assert m["figures"]["attention"] and (cfg.output_dir / "explain" / "gradcam.csv").exists()
         for stem in ("Nomo-LDLM-2F", "Nomo-w_o-TDLM-2F"):  # the nomogram and its variant without TDLM
             assert (cfg.output_dir / "figures" / f"nomogram_{stem}.png").is_file()

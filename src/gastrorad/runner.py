@@ -269,10 +269,11 @@ STAGES: list[Stage] = [
           + ([c.output_dir / "explain" / "gradcam.csv"] if _dl(c) and c.report.gradcam > 0 else [])
           + sorted((c.output_dir / "figures").glob("*.png")) + sorted((c.output_dir / "explain").rglob("*.png")),
           _out("report.html")),
-    Stage("bundle", _bundle, ("preprocess", "model", "training", "signature", "fusion", "outcome", "clinical"),
+    Stage("bundle", _bundle, ("preprocess", "model", "training", "signature", "fusion", "outcome", "clinical",
+                              "longitudinal"),
           lambda c: [c.output_dir / "models" / "fit.json", c.output_dir / "signatures.json"]
           + (_checkpoints(c) if _dl(c) else [c.output_dir / "models" / "feature_extractor.pt"]),
-          _out("bundle/bundle.json"), lambda c: not _longitudinal(c)),
+          _out("bundle/bundle.json")),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 

@@ -47,7 +47,14 @@ def export_bundle(cfg: StudyConfig, folder: Path | None = None) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     (tmp / "weights").mkdir(parents=True)
-    if cfg.signature.method == "dl_probability":
+    signature = "longitudinal" if cfg.longitudinal is not None else cfg.signature.method
+    if signature == "longitudinal":  # S3: the first seed's LDLM (and TDLM), whose scores the fusion models use
+        meta = json.loads((out / "models" / "longitudinal.json").read_text())
+        weights = []
+        for which, paths in meta.items():
+            shutil.copy2(paths[0], tmp / "weights" / f"{which}.pt")
+            weights.append(f"weights/{which}.pt")
+    elif signature == "dl_probability":
         meta = json.loads((out / "models" / "models.json").read_text())
         weights = []
         for i, ck in enumerate(meta["checkpoints"]):
@@ -63,10 +70,12 @@ def export_bundle(cfg: StudyConfig, folder: Path | None = None) -> Path:
     resolved = cfg.model_dump(mode="json")
     for key in ("data", "output"):
         resolved.pop(key, None)
+    if cfg.longitudinal is not None:
+        resolved["longitudinal"]["seeds"] = resolved["longitudinal"]["seeds"][:1]
     (tmp / "study.yaml").write_text("# Resolved study file of the locked model (data paths removed).\n"
                                     + yaml.safe_dump(resolved, sort_keys=False))
     channels = {}
-    for phase in cfg.preprocess.phases:
+    for phase in cfg.preprocess.phases[:1] if cfg.longitudinal is not None else cfg.preprocess.phases:
         s = load_sample_table(cfg, phase)
         channels[phase] = {"channels": s.channels, "spatial_dims": s.spatial_dims}
     enc = fit["encoder"]
@@ -76,7 +85,7 @@ def export_bundle(cfg: StudyConfig, folder: Path | None = None) -> Path:
     manifest = {
         "gastrorad_bundle": BUNDLE_FORMAT, "study": cfg.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "outcome": cfg.outcome.kind, "time_unit": cfg.outcome.time_unit, "phases": list(cfg.preprocess.phases),
-        "patch_mode": cfg.preprocess.patch.mode, "inputs": channels, "signature": cfg.signature.method,
+        "patch_mode": cfg.preprocess.patch.mode, "inputs": channels, "signature": signature,
         "signature_columns": fit["signature_columns"], "clinical_required": required,
         "models": {k: {"kind": v["kind"], "cutoff": v["cutoff"], "columns": v["columns"]} for k, v in
                    fit["models"].items()},

@@ -158,7 +158,15 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
                                      f"{want['spatial_dims']}D", column="phase"))
     weights = [folder / w for w in info["weights"]]
     fit = json.loads((folder / "fit.json").read_text())
-    if info["signature"] == "dl_probability":
+    if info["signature"] == "longitudinal":  # S3: LDLM/TDLM with BS/1F/2F, RECIST and TB-delta
+        from gastrorad.dl.longitudinal_train import score_longitudinal
+        from gastrorad.models.pipeline import _longitudinal_signatures
+        atomic_write_text(out / "models" / "longitudinal.json",
+                          json.dumps({Path(w).stem: [str(w)] for w in weights}, indent=2))
+        score_longitudinal(cfg)
+        sig, _ = _longitudinal_signatures(cfg, clin, clin[["patient_id", "cohort"]])
+        sig = sig.drop(columns=["cohort"])
+    elif info["signature"] == "dl_probability":
         sig = score_study(cfg, checkpoints=weights)[["patient_id", "score"]].rename(columns={"score": "dl_score"})
     else:
         from gastrorad.dl.features import extract_features
@@ -196,7 +204,10 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
     sig_out = sig.rename(columns={"dl_score": "DL signature"})
     preds = preds.merge(sig_out, on="patient_id", how="left")
     atomic_write_text(out / "predictions.csv", preds.to_csv(index=False))
-    if gradcam and info["signature"] == "dl_probability":
+    if gradcam and info["signature"] == "longitudinal":
+        from gastrorad.dl.longitudinal_explain import explain_longitudinal
+        explain_longitudinal(cfg, limit=10 ** 6)
+    elif gradcam and info["signature"] == "dl_probability":
         from gastrorad.dl.explain import explain_study
         explain_study(cfg, checkpoint=weights[0], limit=10 ** 6)
     return PredictResult(preds, out)
