@@ -51,10 +51,12 @@ def _split_inputs(patients: Path, clinical: Path | None, manifest_info: dict) ->
         clin = read_table(clinical)
         if "patient_id" not in clin.columns:
             raise InputError(Problem(str(clinical), "required column is missing", column="patient_id"))
+        clin = clin[clin.patient_id.isin(set(table.patient_id.astype(str)))]  # only the patients to score
         source = str(clinical)
     else:
-        rows = []
+        rows, first = [], []
         for pid, g in table.groupby("patient_id", sort=False):
+            first.append(g.index[0])  # the patient's first row in the patients file
             row = {"patient_id": pid}
             for c in extra:
                 vals = pd.unique(g[c].dropna())
@@ -63,7 +65,7 @@ def _split_inputs(patients: Path, clinical: Path | None, manifest_info: dict) ->
                                              row=sheet_row(g.index[1]), column=c))
                 row[c] = vals[0] if len(vals) else np.nan
             rows.append(row)
-        clin = pd.DataFrame(rows, columns=["patient_id", *extra])
+        clin = pd.DataFrame(rows, columns=["patient_id", *extra], index=first)
         source = str(patients)
     missing = [v for v in manifest_info["clinical_required"] if v not in clin.columns]
     if missing:
@@ -122,6 +124,7 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
     patients, out = Path(patients), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest, clin = _split_inputs(patients, Path(clinical) if clinical else None, info)
+    clin_rows = [sheet_row(i) for i in clin.index]  # spreadsheet rows of the clinical source
     _check_phases(manifest, info, str(patients))
     # the working study: the bundle's parameters on the new patients, as one "prospective" cohort
     inputs = out / "inputs"
@@ -180,7 +183,13 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
             t = pd.DataFrame({"patient_id": f.patient_id.astype(str), col: lp})
             sig = t if sig is None else sig.merge(t, on="patient_id", how="outer")
     enc = ClinicalEncoder.from_dict(fit["encoder"])
-    X = enc.transform(clin, str(clinical or patients))
+    try:
+        X = enc.transform(clin.reset_index(drop=True), str(clinical or patients))
+    except InputError as exc:  # report the rows of the file as given, not of the scored subset
+        origin = list(clin_rows)
+        raise InputError([Problem(p.file, p.reason, row=origin[p.row - 2] if p.row else None, column=p.column)
+                          for p in exc.problems]) from exc
+    X.index = clin.index[X.index]  # back to the clinical rows (a "drop" missing policy may leave some out)
     design = clin.loc[X.index, ["patient_id"]].join(X).merge(sig, on="patient_id", how="left").set_index("patient_id")
     grouped = enc._grouped(clin.set_index("patient_id"))
     for var in enc.categorical:
