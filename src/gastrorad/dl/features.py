@@ -14,21 +14,27 @@ from gastrorad.io.atomic import atomic_write_text
 
 
 @torch.no_grad()
+def _pooled_features(cfg: StudyConfig, net, frame: pd.DataFrame, kind: str, keys: list[str], pooling: str,
+                     batch_size: int) -> pd.DataFrame:
+    """Globally pooled features of every sample of ``frame``, averaged over the rows sharing ``keys``."""
+    ds = PatchDataset(frame, kind, build_eval_transform(cfg.augment))
+    net.eval()
+    feats = np.concatenate([net.embed(x, pooling).float().cpu().numpy()
+                            for x, _ in DataLoader(ds, batch_size=batch_size, shuffle=False)])
+    cols = [f"f{i:04d}" for i in range(feats.shape[1])]
+    out = pd.concat([frame[keys].reset_index(drop=True), pd.DataFrame(feats, columns=cols)], axis=1)
+    return out.groupby(keys, sort=True)[cols].mean().reset_index()
+
+
+@torch.no_grad()
 def extract_features(cfg: StudyConfig, net, *, phase: str, pooling: str | None = None,
                      batch_size: int = 32) -> pd.DataFrame:
     """Feature table of one phase: patient_id, cohort, f0000...; written to
     ``<output>/features_<phase>.csv``. ``net`` is a :class:`~gastrorad.dl.backbones.GastroNet`
     (trained, or pretrained from a local file with its head unused)."""
-    pooling = pooling or cfg.training.pooling
     samples = load_sample_table(cfg, phase)
-    ds = PatchDataset(samples.frame, samples.kind, build_eval_transform(cfg.augment))
-    net.eval()
-    feats = np.concatenate([net.embed(x, pooling).float().cpu().numpy()
-                            for x, _ in DataLoader(ds, batch_size=batch_size, shuffle=False)])
-    cols = [f"f{i:04d}" for i in range(feats.shape[1])]
-    frame = pd.concat([samples.frame[["patient_id", "cohort"]].reset_index(drop=True),
-                       pd.DataFrame(feats, columns=cols)], axis=1)
-    table = frame.groupby(["patient_id", "cohort"], sort=True)[cols].mean().reset_index()
+    table = _pooled_features(cfg, net, samples.frame, samples.kind, ["patient_id", "cohort"],
+                             pooling or cfg.training.pooling, batch_size)
     atomic_write_text(cfg.output_dir / f"features_{phase}.csv", table.to_csv(index=False))
     return table
 
@@ -50,12 +56,6 @@ def extract_reader_features(cfg: StudyConfig, net, *, phase: str, pooling: str |
                  & index.lesion_id.isin(set(again.lesion_id))].assign(reader="r1")
     rows = pd.concat([main, again], ignore_index=True)
     frame = rows.assign(index=-1, label=0.0, time=1.0, event=0.0)
-    ds = PatchDataset(frame, cfg.outcome.kind, build_eval_transform(cfg.augment))
-    net.eval()
-    feats = np.concatenate([net.embed(x, pooling).float().cpu().numpy()
-                            for x, _ in DataLoader(ds, batch_size=batch_size, shuffle=False)])
-    cols = [f"f{i:04d}" for i in range(feats.shape[1])]
-    table = pd.concat([rows[["patient_id", "reader"]].reset_index(drop=True), pd.DataFrame(feats, columns=cols)],
-                      axis=1).groupby(["patient_id", "reader"], sort=True)[cols].mean().reset_index()
+    table = _pooled_features(cfg, net, frame, cfg.outcome.kind, ["patient_id", "reader"], pooling, batch_size)
     atomic_write_text(cfg.output_dir / f"features_{phase}_readers.csv", table.to_csv(index=False))
     return table
