@@ -6,6 +6,7 @@ The package mirrors the pipeline of a study (see ``gastrorad --help``):
 - :mod:`gastrorad.data`       manifest and clinical tables, cohorts, input validation
 - :mod:`gastrorad.io`         reading CT images (NIfTI, NRRD, MHA, DICOM) and masks (label, SEG, RTSTRUCT)
 - :mod:`gastrorad.preprocess` ROI-first resampling, HU windows, normalisation and the patch modes
+- :mod:`gastrorad.radiomics`  handcrafted IBSI radiomics (PyRadiomics), the reference signature
 - :mod:`gastrorad.synth`      synthetic multi-centre CT cohorts with a known truth
 """
 

@@ -48,7 +48,6 @@ from gastrorad.io.geometry import Geometry, geometry_mismatch
 
 #: Feature classes extracted by default, in PyRadiomics' names.
 DEFAULT_CLASSES: tuple[str, ...] = ("firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
-_TEXTURE = ("glcm", "glrlm", "glszm", "gldm", "ngtdm")
 _INTERPOLATORS = {"bspline": "sitkBSpline", "linear": "sitkLinear", "nearest": "sitkNearestNeighbor"}
 _DISTRIBUTIONS = ("pyradiomics-bhklab", "pyradiomics")
 
