@@ -71,7 +71,8 @@ def test_to_astra_input_orientation_and_intensity():
     assert a[0, 0, 4, 3, 1] == pytest.approx((40 + 1000) / 2000)  # 0.5 of [-160, 240] is 40 HU
     assert a[0, 0, 0, 0, 0] == pytest.approx((-160 + 1000) / 2000)
     assert torch.equal(from_astra_layout(a), to_astra_input(p, window=(-160, 240)).flip(2, 3).permute(0, 1, 4, 3, 2))
-    hu = torch.tensor([-2000.0, -1000.0, 0.0, 1000.0, 3000.0]).reshape(1, 1, 5, 1, 1)  # along z, which keeps its direction
+    # along z, which keeps its direction
+    hu = torch.tensor([-2000.0, -1000.0, 0.0, 1000.0, 3000.0]).reshape(1, 1, 5, 1, 1)
     assert to_astra_input(hu, normalize="none").flatten().tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
     same = torch.rand(1, 1, 3, 4, 5)
     assert torch.equal(to_astra_input(same, normalize="minus_one_one", window=(-1, 1), model_window=(-1, 1)),
@@ -100,7 +101,8 @@ def test_merlin_file_loads_strictly_and_reports_what_it_ignored(tmp_path):
     assert rep.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     for k, v in dst.state_dict().items():
         assert v.dtype == src.state_dict()[k].dtype  # bf16 came back as fp32
-        assert torch.equal(v, src.state_dict()[k].bfloat16().to(v.dtype) if v.is_floating_point() else src.state_dict()[k])
+        ref = src.state_dict()[k]
+        assert torch.equal(v, ref.bfloat16().float() if v.is_floating_point() else ref)
 
 
 def test_key_mismatch_lists_missing_and_unexpected_keys(tmp_path):

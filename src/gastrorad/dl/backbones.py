@@ -238,8 +238,11 @@ class GastroNet(nn.Module):
         if stages not in ("last", "all"):
             raise ValueError("stages must be 'last' or 'all'")
         maps = self.backbone.forward_stages(x) if stages == "all" else [self.features(x)]
-        return torch.cat([f.amax(dim=tuple(range(2, f.ndim))) if pooling == "max" else f.mean(dim=tuple(range(2, f.ndim)))
-                          for f in maps], dim=1)
+        pooled = []
+        for f in maps:
+            dims = tuple(range(2, f.ndim))
+            pooled.append(f.amax(dim=dims) if pooling == "max" else f.mean(dim=dims))
+        return torch.cat(pooled, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x, "avg"))
