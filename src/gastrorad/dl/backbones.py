@@ -6,8 +6,8 @@ head's outputs. Backbones are created by name with the patch's channel count:
 
     net = create_model("resnet50", in_channels=12, spatial_dims=2)
 
-Pretrained weights come only from a local file (:func:`load_pretrained`); the first
-convolution is adapted to the channel count.
+Pretrained weights come from a local file or from the installed ``astra`` weights package
+(:func:`load_pretrained`); the first convolution is adapted to the channel count.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from gastrorad.dl.pretrained.contract import MERLIN_WINDOW, from_astra_layout, to_astra_input
+from gastrorad.dl.pretrained.i3resnet import RESNET152_LAYERS, I3ResNet
 from gastrorad.errors import InputError, Problem
 
 BACKBONES: dict[str, Callable[..., "Backbone"]] = {}
@@ -29,6 +31,10 @@ class Backbone(nn.Module):
     out_channels: int
     first_conv: str  # state-dict key of the first convolution's weight
     stage_names: list[str]  # ordered child names, for partial freezing
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps of every stage, shallow to deep; backbones without stages give the last only."""
+        return [self(x)]
 
 
 def register_backbone(name: str):
@@ -176,6 +182,36 @@ class _Tiny(Backbone):
 register_backbone("tiny")(lambda in_channels, spatial_dims, **kw: _Tiny(in_channels, spatial_dims))
 
 
+class _I3ResNet(I3ResNet, Backbone):
+    """Merlin/Astra's inflated ResNet-152 CT encoder fed with gastrorad patches.
+
+    Patches (``[B, C, D, H, W]`` LPS, or ``[B, C, H, W]`` slices with ``spatial_dims=2``,
+    experimental) are converted by :func:`~gastrorad.dl.pretrained.contract.to_astra_input`
+    using the window and normalisation they were made with; feature maps come back in
+    gastrorad's order. State-dict keys equal the published ones, so ``pretrained: astra``
+    loads with strict keys (:func:`gastrorad.dl.pretrained.registry.load_weights`).
+    """
+
+    def __init__(self, in_channels: int, spatial_dims: int, *, input_normalize: str = "zero_one",
+                 input_window: tuple[float, float] = MERLIN_WINDOW, model_window: tuple[float, float] = MERLIN_WINDOW,
+                 layers=RESNET152_LAYERS):
+        I3ResNet.__init__(self, layers=layers, in_channels=in_channels, spatial_dims=spatial_dims)
+        self.input_normalize, self.input_window, self.model_window = input_normalize, input_window, model_window
+        self.first_conv = "conv1.weight"
+        self.stage_names = ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"]
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = to_astra_input(x, normalize=self.input_normalize, window=self.input_window, model_window=self.model_window)
+        return [from_astra_layout(f) for f in self.forward_features(x)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_stages(x)[-1]
+
+
+register_backbone("i3resnet152")(lambda in_channels, spatial_dims, **kw: _I3ResNet(
+    in_channels, spatial_dims, **{k: v for k, v in kw.items() if k != "stochastic_depth"}))
+
+
 class GastroNet(nn.Module):
     """Backbone + global pooling + head. ``n_outputs`` = 1 (binary logit or Cox risk)."""
 
@@ -196,21 +232,34 @@ class GastroNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
 
-    def embed(self, x: torch.Tensor, pooling: str = "avg") -> torch.Tensor:
-        f = self.features(x)
-        dims = tuple(range(2, f.ndim))
-        return f.amax(dim=dims) if pooling == "max" else f.mean(dim=dims)
+    def embed(self, x: torch.Tensor, pooling: str = "avg", stages: str = "last") -> torch.Tensor:
+        """Globally pooled features: of the last stage, or with ``stages="all"`` of every stage
+        concatenated shallow to deep (``i3resnet152``: 64 + 256 + 512 + 1024 + 2048)."""
+        if stages not in ("last", "all"):
+            raise ValueError("stages must be 'last' or 'all'")
+        maps = self.backbone.forward_stages(x) if stages == "all" else [self.features(x)]
+        pooled = []
+        for f in maps:
+            dims = tuple(range(2, f.ndim))
+            pooled.append(f.amax(dim=dims) if pooling == "max" else f.mean(dim=dims))
+        return torch.cat(pooled, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x, "avg"))
 
 
 def create_model(backbone: str, *, in_channels: int, spatial_dims: int = 2, head: str = "linear", hidden: int = 256,
-                 dropout: float = 0.0, stochastic_depth: float = 0.0, n_outputs: int = 1) -> GastroNet:
-    """Build a registered backbone with ``in_channels`` inputs and a new head."""
+                 dropout: float = 0.0, stochastic_depth: float = 0.0, n_outputs: int = 1,
+                 backbone_options: dict | None = None) -> GastroNet:
+    """Build a registered backbone with ``in_channels`` inputs and a new head.
+
+    ``backbone_options`` go to the backbone's factory; ``i3resnet152`` takes
+    ``input_normalize`` and ``input_window`` (how the patches were made) and ``model_window``.
+    """
     if backbone not in BACKBONES:
         raise KeyError(f"unknown backbone '{backbone}'; known: {', '.join(sorted(BACKBONES))}")
-    bb = BACKBONES[backbone](in_channels=in_channels, spatial_dims=spatial_dims, stochastic_depth=stochastic_depth)
+    bb = BACKBONES[backbone](in_channels=in_channels, spatial_dims=spatial_dims, stochastic_depth=stochastic_depth,
+                             **(backbone_options or {}))
     return GastroNet(bb, head=head, hidden=hidden, dropout=dropout, n_outputs=n_outputs, spatial_dims=spatial_dims,
                      name=backbone)
 
@@ -227,14 +276,25 @@ def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
 
 
 
-def load_pretrained(model: GastroNet, path: str | Path, fmt: str = "torchvision") -> dict:
+def load_pretrained(model: GastroNet, path: str | Path | None, fmt: str = "torchvision") -> dict:
     """Load weights from a local file into ``model``'s backbone (the head stays new).
 
     ``fmt``: ``torchvision`` (ImageNet state dicts with torchvision key names), ``medicalnet``
-    (3D ResNets, keys prefixed ``module.``) or ``gastrorad`` (a checkpoint of this package).
+    (3D ResNets, keys prefixed ``module.``), ``gastrorad`` (a checkpoint of this package),
+    ``merlin`` (a Merlin checkpoint, backbone ``i3resnet152``, strict keys) or ``astra`` (the
+    installed ``gastrorad[astra]`` weights; ``path`` may be None or ``"astra"``).
     Returns ``{"loaded": n, "skipped": [...]}``; raises :class:`InputError` when the file is
     missing, unreadable or shares no tensor with the model.
     """
+    if fmt in ("astra", "merlin") or (path is not None and str(path) == "astra"):
+        fmt = "astra" if fmt not in ("astra", "merlin") else fmt
+        if not isinstance(model.backbone, I3ResNet):
+            raise InputError(Problem(str(path or fmt), f"'{fmt}' weights fit only the backbone i3resnet152, "
+                                     f"not '{model.name}'"))
+        from gastrorad.dl.pretrained.registry import load_weights
+        local = None if path is None or str(path) == "astra" else path
+        rep = load_weights(model.backbone, fmt, path=local)
+        return {"loaded": rep.n_tensors, "skipped": rep.ignored}
     path = Path(path)
     if not path.exists():
         raise InputError(Problem(str(path), "pretrained weights file does not exist; put the file there (weights "
