@@ -51,7 +51,7 @@ def test_backbone_takes_gastrorad_patches_and_pools_every_stage():
                        backbone_options={"layers": SMALL, "input_window": (-160, 240)}).eval()
     x = torch.rand(2, 1, 16, 32, 48)  # [B, C, D, H, W]: z keeps stride 1 in the stem
     with torch.no_grad():
-        stages = net.backbone.forward_stages(x)
+        stages = [f for _, f in net.backbone.stages(x)]
         emb = net.embed(x, "avg", stages="all")
         last = net.embed(x, "max")
         out = net(x)
@@ -244,7 +244,7 @@ def test_real_astra_weights_give_sane_features():
     assert info["loaded"] == 930
     x = torch.cat([_phantom(1), _phantom(2)])
     with torch.no_grad():
-        stages = net.backbone.forward_stages(x)
+        stages = [f for _, f in net.backbone.stages(x)]
         emb = net.embed(x, stages="all")
     assert [s.shape[1] for s in stages] == [64, 256, 512, 1024, 2048]
     assert emb.shape == (2, 3904) and torch.isfinite(emb).all()

@@ -188,7 +188,7 @@ def _features(cfg):
                     spatial_dims=s.spatial_dims, cfg=cfg, history=[])
     from gastrorad.dl.features import extract_reader_features
     for phase in cfg.preprocess.phases:
-        extract_features(cfg, net, phase=phase)
+        extract_features(cfg, net, phase=phase, progress=_progress_printer(f"features {phase}"))
         extract_reader_features(cfg, net, phase=phase)  # re-segmentations, for the ICC filter
 
 
@@ -243,7 +243,7 @@ STAGES: list[Stage] = [
     Stage("score", _score, ("training.aggregate", "training.top_k", "augment", "longitudinal"),
           lambda c: [c.output_dir / "patches.csv", c.clinical_path, _models_json(c), *_checkpoints(c)],
           _out("dl_scores.csv"), _dl),
-    Stage("extract-features", _features, ("model", "training.pooling", "seed"),
+    Stage("extract-features", _features, ("model", "training.pooling", "features", "seed"),
           lambda c: [c.output_dir / "patches.csv", c.clinical_path],
           lambda c: [c.output_dir / f"features_{p}.csv" for p in c.preprocess.phases]
           + [c.output_dir / "models" / "feature_extractor.pt"], lambda c: not _dl(c)),
@@ -269,7 +269,7 @@ STAGES: list[Stage] = [
           + ([c.output_dir / "explain" / "gradcam.csv"] if _dl(c) and c.report.gradcam > 0 else [])
           + sorted((c.output_dir / "figures").glob("*.png")) + sorted((c.output_dir / "explain").rglob("*.png")),
           _out("report.html")),
-    Stage("bundle", _bundle, ("preprocess", "model", "training", "signature", "fusion", "outcome", "clinical",
+    Stage("bundle", _bundle, ("preprocess", "model", "training", "features", "signature", "fusion", "outcome", "clinical",
                               "longitudinal"),
           lambda c: [c.output_dir / "models" / "fit.json", c.output_dir / "signatures.json"]
           + (_checkpoints(c) if _dl(c) else [c.output_dir / "models" / "feature_extractor.pt"]),

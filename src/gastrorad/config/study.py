@@ -309,6 +309,18 @@ class ClinicalConfig(Strict):
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
 
 
+class FeaturesConfig(Strict):
+    """Deep features (``gastrorad extract-features``, the frozen-feature path of S2/S5): which
+    stages of the backbone are pooled and how. Cached per patch, keyed by the weights."""
+
+    stages: Literal["last", "all"] = Field("last", description="'last' (the papers: the final feature maps) or "
+                                           "'all' (every stage, shallow to deep, concatenated).")
+    pooling: list[Literal["avg", "max", "roi_avg", "roi_std", "roi_max"]] | None = Field(
+        None, description="Poolings of each stage's maps: avg/max over the patch, or roi_avg/roi_std/roi_max "
+                          "inside the ROI mask (needs a 'mask' patch channel). Default: [training.pooling].")
+    batch_size: int = Field(32, ge=1, description="Patches per forward pass.")
+
+
 class SignatureConfig(Strict):
     """How image signatures are made (``gastrorad signature``)."""
 
@@ -398,6 +410,7 @@ class StudyConfig(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     signature: SignatureConfig = Field(default_factory=SignatureConfig)
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     longitudinal: LongitudinalConfig | None = Field(None, description="S3: LDLM / TDLM over lesions x time points.")

@@ -26,15 +26,17 @@ BACKBONES: dict[str, Callable[..., "Backbone"]] = {}
 
 
 class Backbone(nn.Module):
-    """Feature extractor part of a network: ``forward(x)`` returns feature maps (B, C, ...)."""
+    """Feature extractor part of a network: ``forward(x)`` returns feature maps (B, C, ...);
+    ``stages(x)`` returns the feature maps after every stage (name, map), shallow to deep,
+    the last one being ``forward(x)``. Deep-feature extraction pools every stage: on CT
+    texture tasks the intermediate stages often carry more than the last one."""
 
     out_channels: int
     first_conv: str  # state-dict key of the first convolution's weight
     stage_names: list[str]  # ordered child names, for partial freezing
 
-    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Feature maps of every stage, shallow to deep; backbones without stages give the last only."""
-        return [self(x)]
+    def stages(self, x) -> list[tuple[str, torch.Tensor]]:
+        return [("last", self(x))]
 
 
 def register_backbone(name: str):
@@ -58,6 +60,14 @@ class _MonaiResNet(Backbone):
     def forward(self, x):
         x = self.maxpool(self.act(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def stages(self, x):
+        x = self.maxpool(self.act(self.bn1(self.conv1(x))))
+        out = [("stem", x)]
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            x = getattr(self, name)(x)
+            out.append((name, x))
+        return out
 
 
 for _d in (10, 18, 34, 50, 101):
@@ -125,6 +135,13 @@ class _MonaiSEResNeXt(Backbone):
     def forward(self, x):
         return self.layer4(self.layer3(self.layer2(self.layer1(self.layer0(x)))))
 
+    def stages(self, x):
+        out = []
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
+            out.append((name, x))
+        return out
+
 
 register_backbone("seresnext50")(lambda in_channels, spatial_dims, **kw: _MonaiSEResNeXt(50, in_channels, spatial_dims))
 register_backbone("seresnext101")(lambda in_channels, spatial_dims, **kw: _MonaiSEResNeXt(101, in_channels, spatial_dims))
@@ -178,6 +195,11 @@ class _Tiny(Backbone):
     def forward(self, x):
         return self.body(self.conv1(x))
 
+    def stages(self, x):
+        x = self.body[:2](self.conv1(x))
+        y = self.body[2:5](x)
+        return [("block1", x), ("block2", y), ("block3", self.body[5:](y))]
+
 
 register_backbone("tiny")(lambda in_channels, spatial_dims, **kw: _Tiny(in_channels, spatial_dims))
 
@@ -200,12 +222,13 @@ class _I3ResNet(I3ResNet, Backbone):
         self.first_conv = "conv1.weight"
         self.stage_names = ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"]
 
-    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def stages(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
         x = to_astra_input(x, normalize=self.input_normalize, window=self.input_window, model_window=self.model_window)
-        return [from_astra_layout(f) for f in self.forward_features(x)]
+        names = ("stem", "layer1", "layer2", "layer3", "layer4")
+        return [(n, from_astra_layout(f)) for n, f in zip(names, self.forward_features(x))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_stages(x)[-1]
+        return self.stages(x)[-1][1]
 
 
 register_backbone("i3resnet152")(lambda in_channels, spatial_dims, **kw: _I3ResNet(
@@ -232,12 +255,17 @@ class GastroNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
 
+    def stage_features(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """Feature maps after every stage of the backbone (name, map), shallow to deep."""
+        return self.backbone.stages(x)
+
     def embed(self, x: torch.Tensor, pooling: str = "avg", stages: str = "last") -> torch.Tensor:
         """Globally pooled features: of the last stage, or with ``stages="all"`` of every stage
-        concatenated shallow to deep (``i3resnet152``: 64 + 256 + 512 + 1024 + 2048)."""
+        concatenated shallow to deep (``i3resnet152``: 64 + 256 + 512 + 1024 + 2048). ROI
+        poolings live in :mod:`gastrorad.dl.features`."""
         if stages not in ("last", "all"):
             raise ValueError("stages must be 'last' or 'all'")
-        maps = self.backbone.forward_stages(x) if stages == "all" else [self.features(x)]
+        maps = [f for _, f in self.stage_features(x)] if stages == "all" else [self.features(x)]
         pooled = []
         for f in maps:
             dims = tuple(range(2, f.ndim))

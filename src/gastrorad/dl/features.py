@@ -1,52 +1,219 @@
-"""Deep features (S5): the penultimate feature maps of a backbone, globally max- or
-average-pooled, one vector per patient and phase (mean over a patient's patches)."""
+"""Deep features (S2, S5 and the frozen-feature path): a backbone's feature maps, pooled from
+the last stage (the paper's setting) or from every stage, one vector per patient and phase
+(mean over a patient's patches).
+
+Poolings of one stage's maps ``f`` (B, C, ...):
+
+- ``avg`` / ``max``: global average / maximum over the whole patch (S5: max of the last stage);
+- ``roi_avg`` / ``roi_std`` / ``roi_max``: mean, standard deviation and maximum inside the ROI,
+  weighting each cell of the map by the fraction of it the ROI mask covers (the mask comes
+  from the patch's ``mask`` channel). ``roi_std`` is the deep analogue of a texture
+  heterogeneity feature: how much a filter's response varies across the tumour.
+
+Features are computed once per patch file and cached under ``<output>/cache/features``, keyed
+by a digest of the network's weights, the bytes of the patch and the pooling spec; a rerun with the same network reads the
+cache. Inference runs in ``torch.inference_mode`` in batches.
+"""
 
 from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+import torch.nn.functional as F
 
 from gastrorad.config.study import StudyConfig
-from gastrorad.dl.data import PatchDataset, build_eval_transform, load_sample_table
-from gastrorad.io.atomic import atomic_write_text
+from gastrorad.dl.data import build_eval_transform, load_sample_table
+from gastrorad.io.atomic import atomic_write, atomic_write_text
+from gastrorad.preprocess.cache import load_patches
+
+POOLINGS = ("avg", "max", "roi_avg", "roi_std", "roi_max")
+CACHE_VERSION = 1
 
 
-@torch.no_grad()
-def _pooled_features(cfg: StudyConfig, net, frame: pd.DataFrame, kind: str, keys: list[str], pooling: str,
-                     batch_size: int) -> pd.DataFrame:
-    """Globally pooled features of every sample of ``frame``, averaged over the rows sharing ``keys``."""
-    ds = PatchDataset(frame, kind, build_eval_transform(cfg.augment))
-    net.eval()
-    feats = np.concatenate([net.embed(x, pooling).float().cpu().numpy()
-                            for x, _ in DataLoader(ds, batch_size=batch_size, shuffle=False)])
-    cols = [f"f{i:04d}" for i in range(feats.shape[1])]
-    out = pd.concat([frame[keys].reset_index(drop=True), pd.DataFrame(feats, columns=cols)], axis=1)
+def weights_digest(net: torch.nn.Module) -> str:
+    """BLAKE2b of every tensor of the network's state (names, shapes, dtypes and bytes)."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, t in sorted(net.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def pool_stage(f: torch.Tensor, how: str, weight: torch.Tensor | None) -> torch.Tensor:
+    """Pool feature maps ``f`` (B, C, *S) to (B, C). ``weight`` (B, 1, *S) in [0, 1] is the ROI
+    coverage of each cell, needed by the ``roi_*`` poolings."""
+    dims = tuple(range(2, f.ndim))
+    if how == "avg":
+        return f.mean(dim=dims)
+    if how == "max":
+        return f.amax(dim=dims)
+    if weight is None:
+        raise ValueError(f"pooling '{how}' needs the ROI mask (a patch 'mask' channel)")
+    total = weight.sum(dim=dims).clamp_min(1e-8)
+    mean = (f * weight).sum(dim=dims) / total
+    if how == "roi_avg":
+        return mean
+    if how == "roi_std":
+        centred = f - mean.reshape(*mean.shape, *([1] * len(dims)))
+        return ((centred ** 2 * weight).sum(dim=dims) / total).clamp_min(0).sqrt()
+    if how == "roi_max":
+        return f.masked_fill(weight <= 0, float("-inf")).amax(dim=dims)
+    raise ValueError(f"unknown pooling '{how}'; choose from {POOLINGS}")
+
+
+def roi_weight(mask: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Fraction of each cell of a ``shape`` grid covered by the binary ``mask`` (B, 1, *S);
+    a sample whose mask is empty gets uniform weights (its ROI pooling = global pooling)."""
+    m = (mask > 0.5).float()
+    pool = F.adaptive_avg_pool2d if m.ndim == 4 else F.adaptive_avg_pool3d
+    w = pool(m, shape)
+    empty = w.flatten(1).sum(1) <= 0
+    if empty.any():
+        w[empty] = 1.0
+    return w
+
+
+class FeatureExtractor:
+    """Pooled features of a :class:`~gastrorad.dl.backbones.GastroNet` for patch arrays.
+
+    ``stages``: ``"last"`` or ``"all"``; ``pooling``: names from :data:`POOLINGS`;
+    ``channels``: the patch's channel names (the ``mask`` channel gives the ROI; it is fed to
+    the network only when the network takes every channel).
+    """
+
+    def __init__(self, net, *, stages: str, pooling: list[str], channels: list[str], batch_size: int = 32):
+        for p in pooling:
+            if p not in POOLINGS:
+                raise ValueError(f"unknown pooling '{p}'; choose from {', '.join(POOLINGS)}")
+        self.net = net.eval()
+        self.stages = stages
+        self.pooling = list(pooling)
+        self.batch_size = batch_size
+        self.mask_index = channels.index("mask") if "mask" in channels else None
+        in_ch = _in_channels(net)
+        if in_ch == len(channels) or self.mask_index is None:
+            self.input_index = list(range(len(channels)))
+        else:
+            self.input_index = [i for i in range(len(channels)) if i != self.mask_index]
+        if any(p.startswith("roi_") for p in self.pooling) and self.mask_index is None:
+            raise ValueError("ROI poolings (roi_avg, roi_std, roi_max) need a 'mask' channel in the patches "
+                             "(e.g. preprocess.patch.mask_channel: true)")
+        self.names: list[str] | None = None
+
+    def key(self) -> dict:
+        return {"v": CACHE_VERSION, "weights": weights_digest(self.net), "stages": self.stages,
+                "pooling": self.pooling, "inputs": self.input_index, "mask": self.mask_index}
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> np.ndarray:
+        """(B, C, ...) patches -> (B, n_features) float32."""
+        out = []
+        for start in range(0, len(x), self.batch_size):
+            xb = x[start:start + self.batch_size].float()
+            inputs = xb[:, self.input_index]
+            maps = self.net.stage_features(inputs) if self.stages == "all" else [("last", self.net.features(inputs))]
+            mask = xb[:, self.mask_index:self.mask_index + 1] if self.mask_index is not None else None
+            cols, names = [], []
+            for stage, f in maps:
+                w = roi_weight(mask, tuple(f.shape[2:])) if mask is not None else None
+                for how in self.pooling:
+                    cols.append(pool_stage(f, how, w))
+                    names += [f"{stage}_{how}_{i:04d}" for i in range(f.shape[1])]
+            out.append(torch.cat(cols, dim=1).float().cpu().numpy())
+            self.names = names
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def _in_channels(net) -> int:
+    key = "backbone." + net.backbone.first_conv
+    return int(net.state_dict()[key].shape[1])
+
+
+def _cache_path(cfg: StudyConfig, patch_path: str, key: dict) -> Path:
+    h = hashlib.blake2b(digest_size=16)
+    with open(patch_path, "rb") as fh:  # the patch's bytes: the same patch anywhere hits the same entry
+        patch = hashlib.blake2b(fh.read(), digest_size=16).hexdigest()
+    h.update(json.dumps({**key, "patch": patch}, sort_keys=True).encode())
+    return cfg.output_dir / "cache" / "features" / f"{h.hexdigest()}.npz"
+
+
+def _patch_features(cfg: StudyConfig, extractor: FeatureExtractor, path: str, key: dict,
+                    transform) -> tuple[np.ndarray, list[str]]:
+    """Features of every sample of one patch file: (n_samples, n_features), cached."""
+    cache = _cache_path(cfg, path, key)
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            return z["features"], [str(n) for n in z["names"]]
+    arr, _, _ = load_patches(path)
+    patch = cfg.preprocess.patch
+    as_slices = arr.ndim == 4 and arr.shape[1] == 1 and patch.mode in ("slices", "volume3d") and \
+        getattr(patch, "as_slices", True)
+    x = torch.as_tensor(arr if as_slices else arr[None], dtype=torch.float32)  # (samples, C, ...)
+    if transform is not None:
+        x = torch.stack([torch.as_tensor(transform(s), dtype=torch.float32) for s in x])
+    feats = extractor(x)
+    names = extractor.names or []
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(cache, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, features=feats, names=np.asarray(names))
+    return feats, names
+
+
+def _extractor(cfg: StudyConfig, net, frame: pd.DataFrame, pooling: str | list[str] | None) -> FeatureExtractor:
+    fc = cfg.features
+    pool = pooling or fc.pooling or [cfg.training.pooling]
+    pool = [pool] if isinstance(pool, str) else list(pool)
+    first = frame.path.iloc[0]
+    _, channels, _ = load_patches(first)
+    return FeatureExtractor(net, stages=fc.stages, pooling=pool, channels=channels, batch_size=fc.batch_size)
+
+
+def _pooled_features(cfg: StudyConfig, net, frame: pd.DataFrame, keys: list[str], pooling,
+                     progress=None) -> pd.DataFrame:
+    """Pooled features of every patch file of ``frame``, averaged over the rows sharing ``keys``."""
+    files = frame.drop_duplicates("path").reset_index(drop=True)
+    extractor = _extractor(cfg, net, files, pooling)
+    key = extractor.key()
+    transform = build_eval_transform(cfg.augment)
+    rows, names = [], None
+    for i, r in enumerate(files.itertuples()):
+        feats, names = _patch_features(cfg, extractor, r.path, key, transform)
+        rows.append(feats.mean(axis=0))
+        if progress is not None:
+            progress(i + 1, len(files))
+    cols = list(names or [])
+    feats = pd.DataFrame(np.vstack(rows), columns=cols)
+    out = pd.concat([files[keys].reset_index(drop=True), feats], axis=1)
     return out.groupby(keys, sort=True)[cols].mean().reset_index()
 
 
-@torch.no_grad()
-def extract_features(cfg: StudyConfig, net, *, phase: str, pooling: str | None = None,
-                     batch_size: int = 32) -> pd.DataFrame:
-    """Feature table of one phase: patient_id, cohort, f0000...; written to
-    ``<output>/features_<phase>.csv``. ``net`` is a :class:`~gastrorad.dl.backbones.GastroNet`
-    (trained, or pretrained from a local file with its head unused)."""
+def extract_features(cfg: StudyConfig, net, *, phase: str, pooling: str | list[str] | None = None,
+                     batch_size: int | None = None, progress=None) -> pd.DataFrame:
+    """Feature table of one phase: patient_id, cohort, then one column per feature named
+    ``<stage>_<pooling>_<channel>``; written to ``<output>/features_<phase>.csv``. ``net`` is a
+    :class:`~gastrorad.dl.backbones.GastroNet` (trained, pretrained, or at random
+    initialisation with a fixed seed); its head is unused."""
     samples = load_sample_table(cfg, phase)
-    table = _pooled_features(cfg, net, samples.frame, samples.kind, ["patient_id", "cohort"],
-                             pooling or cfg.training.pooling, batch_size)
+    if batch_size is not None:
+        cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update={"batch_size": batch_size})})
+    table = _pooled_features(cfg, net, samples.frame, ["patient_id", "cohort"], pooling, progress)
     atomic_write_text(cfg.output_dir / f"features_{phase}.csv", table.to_csv(index=False))
     return table
 
 
-@torch.no_grad()
-def extract_reader_features(cfg: StudyConfig, net, *, phase: str, pooling: str | None = None,
-                            batch_size: int = 32) -> pd.DataFrame | None:
+def extract_reader_features(cfg: StudyConfig, net, *, phase: str, pooling: str | list[str] | None = None,
+                            progress=None) -> pd.DataFrame | None:
     """Deep features of the re-segmented ROIs (manifest rows with a ``reader``) and of the main
     reading of the same patients (reader ``r1``), for the ICC filter (S5: 30 training patients
     re-segmented a month later). Written to ``<output>/features_<phase>_readers.csv``; None when
     the manifest has no re-segmentation of this phase."""
-    pooling = pooling or cfg.training.pooling
     index = pd.read_csv(cfg.output_dir / "patches.csv", dtype={"patient_id": str}, keep_default_na=False)
     index = index[index.phase == phase]
     again = index[index.reader.astype(str) != ""]
@@ -55,7 +222,16 @@ def extract_reader_features(cfg: StudyConfig, net, *, phase: str, pooling: str |
     main = index[(index.reader.astype(str) == "") & index.patient_id.isin(set(again.patient_id))
                  & index.lesion_id.isin(set(again.lesion_id))].assign(reader="r1")
     rows = pd.concat([main, again], ignore_index=True)
-    frame = rows.assign(index=-1, label=0.0, time=1.0, event=0.0)
-    table = _pooled_features(cfg, net, frame, cfg.outcome.kind, ["patient_id", "reader"], pooling, batch_size)
+    table = _pooled_features(cfg, net, rows, ["patient_id", "reader"], pooling, progress)
     atomic_write_text(cfg.output_dir / f"features_{phase}_readers.csv", table.to_csv(index=False))
     return table
+
+
+def feature_cache_size(cfg: StudyConfig) -> int:
+    """Bytes held by the feature cache of a run."""
+    root = cfg.output_dir / "cache" / "features"
+    return sum(f.stat().st_size for f in root.glob("*.npz")) if root.exists() else 0
+
+
+__all__ = ["POOLINGS", "FeatureExtractor", "extract_features", "extract_reader_features", "pool_stage", "roi_weight",
+           "weights_digest", "feature_cache_size"]
