@@ -152,6 +152,8 @@ def test_lasso_logistic_path_and_cv_match_glmnet():
     X, y = d.drop(columns="y"), d.y.to_numpy()
     lam = lambda_sequence(X.to_numpy(float), y)
     assert lam[:len(LASSO["lambda"])] == pytest.approx(LASSO["lambda"], rel=1e-6)  # glmnet may stop early
+    from gastrorad.models.lasso import logistic_path_length
+    assert logistic_path_length(X.to_numpy(float), y, lam) == len(LASSO["lambda"])  # ... and stops where glmnet does
     b0, b = lasso_fit(X.to_numpy(float), y, LASSO["lambda"][9])
     ref = LASSO["coef_path_10"]
     assert b0 == pytest.approx(ref["(Intercept)"], abs=1e-5)

@@ -242,12 +242,15 @@ def score(study: Path = typer.Argument(..., help="Study file (YAML)."),
 def extract_features_cmd(study: Path = typer.Argument(..., help="Study file (YAML)."),
                          checkpoint: Optional[Path] = typer.Option(None, help="Trained model (default: a fresh "
                                                                    "backbone with model.pretrained weights)."),
-                         pooling: Optional[str] = typer.Option(None, help="max or avg (default: training.pooling).")
+                         pooling: Optional[str] = typer.Option(None, help="Comma-separated poolings: avg, max, "
+                                                               "roi_avg, roi_std, roi_max (default: features.pooling).")
                          ) -> None:
-    """Deep features per phase (global max/avg pooling).
+    """Deep features per phase, pooled from the last stage or every stage (features section).
 
     Python: gastrorad.dl.features.extract_features.
     """
+    import torch
+
     from gastrorad.dl.data import load_sample_table
     from gastrorad.dl.features import extract_features
     from gastrorad.dl.train import build_model, load_checkpoint
@@ -256,11 +259,30 @@ def extract_features_cmd(study: Path = typer.Argument(..., help="Study file (YAM
         if checkpoint is not None:
             net = load_checkpoint(checkpoint)
         else:
+            torch.manual_seed(cfg.seed)  # a random-initialised extractor is the same for a seed (as `run`)
             s = load_sample_table(cfg, phase)
             net = build_model(cfg, s.channels, s.spatial_dims)
-        t = extract_features(cfg, net, phase=phase, pooling=pooling)
+        t = extract_features(cfg, net, phase=phase, pooling=pooling.split(",") if pooling else None)
         console.print(f"{phase}: {len(t)} patients x {t.shape[1] - 2} features -> "
                       f"{cfg.output_dir / f'features_{phase}.csv'}")
+
+
+@app.command()
+def radiomics(study: Path = typer.Argument(..., help="Study file (YAML).")) -> None:
+    """Handcrafted radiomics (IBSI first-order, shape, GLCM, GLRLM, GLSZM, GLDM, NGTDM) of each ROI.
+
+    The reference every deep signature is compared with. Python:
+    gastrorad.radiomics.study.extract_study_radiomics.
+    """
+    from gastrorad.radiomics.study import extract_study_radiomics
+    cfg = _load(study)
+    try:
+        tables = extract_study_radiomics(cfg)
+    except InputError as exc:
+        _fail(exc)
+    for phase, t in tables.items():
+        console.print(f"{phase}: {len(t)} patients x {t.shape[1] - 2} features -> "
+                      f"{cfg.output_dir / f'radiomics_{phase}.csv'}")
 
 
 @app.command()

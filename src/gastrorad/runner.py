@@ -14,7 +14,7 @@ The run folder (SPEC section 3)::
     versions.json          software versions;  run.json: seed, profile, stages run and their times
     patches.csv, cache/    patch index and per-instance patch cache
     models/                checkpoints, models.json, fit.json, coefficients, nomogram points
-    dl_scores.csv, features_<phase>.csv, signatures.csv, predictions.csv
+    dl_scores.csv, features_<phase>.csv, radiomics_<phase>.csv, signatures.csv, predictions.csv
     metrics/               metrics.json and one CSV per table
     figures/               PNG + SVG
     explain/               Grad-CAM overlays
@@ -128,6 +128,16 @@ def _longitudinal(cfg: StudyConfig) -> bool:
     return cfg.longitudinal is not None
 
 
+def _hcr(cfg: StudyConfig) -> bool:
+    from gastrorad.radiomics.study import radiomics_enabled
+    return radiomics_enabled(cfg)
+
+
+def _radiomics_paths(cfg: StudyConfig) -> list[Path]:
+    from gastrorad.radiomics.study import radiomics_paths
+    return radiomics_paths(cfg)
+
+
 def _models_json(cfg):
     return cfg.output_dir / "models" / ("longitudinal.json" if _longitudinal(cfg) else "models.json")
 
@@ -192,6 +202,11 @@ def _features(cfg):
         extract_reader_features(cfg, net, phase=phase)  # re-segmentations, for the ICC filter
 
 
+def _radiomics(cfg):
+    from gastrorad.radiomics.study import extract_study_radiomics
+    extract_study_radiomics(cfg, progress=_progress_printer("radiomics"))
+
+
 def _signature(cfg):
     from gastrorad.models.pipeline import build_signatures
     build_signatures(cfg)
@@ -247,10 +262,14 @@ STAGES: list[Stage] = [
           lambda c: [c.output_dir / "patches.csv", c.clinical_path],
           lambda c: [c.output_dir / f"features_{p}.csv" for p in c.preprocess.phases]
           + [c.output_dir / "models" / "feature_extractor.pt"], lambda c: not _dl(c)),
-    Stage("signature", _signature, ("signature", "seed", "outcome", "cohorts", "longitudinal"),
+    Stage("radiomics", _radiomics, ("radiomics", "preprocess.spacing", "preprocess.interpolation", "preprocess.window",
+                                    "preprocess.patch.mode", "preprocess.phases", "data", "cohorts"),
+          lambda c: [c.manifest_path, c.clinical_path], lambda c: _radiomics_paths(c), lambda c: _hcr(c)),
+    Stage("signature", _signature, ("signature", "radiomics", "seed", "outcome", "cohorts", "longitudinal"),
           lambda c: ([c.output_dir / "dl_scores.csv"] if _dl(c) else
                      [c.output_dir / f"features_{p}{r}.csv" for p in c.preprocess.phases for r in ("", "_readers")]
                      + [c.resolve(v) for v in c.signature.icc_features.values()]) + [c.clinical_path]
+          + (_radiomics_paths(c) if _hcr(c) else [])
           + ([c.manifest_path] if _longitudinal(c) else []),
           _out("signatures.csv", "signatures.json")),
     Stage("fit", _fit, ("clinical", "fusion", "outcome", "cohorts", "seed", "evaluation.horizons"),

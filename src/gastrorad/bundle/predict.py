@@ -182,6 +182,11 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
             lp = ph["intercept"] + sum(f[c].to_numpy(float) * b for c, b in ph["coefficients"].items())
             t = pd.DataFrame({"patient_id": f.patient_id.astype(str), col: lp})
             sig = t if sig is None else sig.merge(t, on="patient_id", how="outer")
+    handcrafted = sorted({c for spec in fit["models"].values() for c in spec["columns"] if c.startswith("hcr_")})
+    if handcrafted:
+        raise InputError(Problem(str(folder / "fit.json"), f"a fusion model uses the handcrafted radiomics signature "
+                                 f"({', '.join(handcrafted)}), which predict does not compute for new patients yet; "
+                                 "lock a model without it"))
     enc = ClinicalEncoder.from_dict(fit["encoder"])
     try:
         X = enc.transform(clin.reset_index(drop=True), str(clinical or patients))

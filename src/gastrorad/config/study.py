@@ -321,6 +321,24 @@ class FeaturesConfig(Strict):
     batch_size: int = Field(32, ge=1, description="Patches per forward pass.")
 
 
+class RadiomicsConfig(Strict):
+    """The handcrafted radiomics reference every study fits (``gastrorad radiomics``): IBSI
+    first-order, shape and texture features (GLCM, GLRLM, GLSZM, GLDM, NGTDM) of the same ROI
+    through PyRadiomics, then a LASSO signature (logistic or Cox by outcome) per phase,
+    evaluated next to the deep signature with DeLong between them."""
+
+    enabled: bool = Field(True, description="Fit the handcrafted radiomics signature (not for S3's box ROIs).")
+    bin_width: float = Field(25.0, gt=0, description="Fixed bin size in HU (IBSI fixed bin size for CT).")
+    window: WindowConfig | None = Field(None, description="HU clipping before binning; default: preprocess.window.")
+    force2d: bool | None = Field(None, description="2D shape and in-plane texture; default: on for the single-slice "
+                                                   "patch modes (slice2d, stack25d: S1, S5), off otherwise.")
+    classes: list[Literal["firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]] = Field(
+        default_factory=lambda: ["firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm"])
+    lambda_rule: Literal["min", "1se"] = "min"
+    nfolds: int = Field(10, ge=3)
+    workers: int = Field(2, ge=1, description="Worker processes over patients.")
+
+
 class SignatureConfig(Strict):
     """How image signatures are made (``gastrorad signature``)."""
 
@@ -412,6 +430,7 @@ class StudyConfig(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     signature: SignatureConfig = Field(default_factory=SignatureConfig)
+    radiomics: RadiomicsConfig = Field(default_factory=RadiomicsConfig)
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     longitudinal: LongitudinalConfig | None = Field(None, description="S3: LDLM / TDLM over lesions x time points.")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)

@@ -26,10 +26,18 @@ class EvaluationFrame:
     kind: str  # binary / survival
     primary: str  # the model shown alone (KM, nomogram): fusion.nomogram, else the last fusion model
     clinical: pd.DataFrame  # clinical table with cohorts
+    signatures: list[str] = None  # the image signatures among ``models`` (deep and handcrafted)
 
 
 def signature_display(col: str) -> str:
+    """Display name of a signature column (``hcr_<phase>``: the handcrafted radiomics reference)."""
+    if col.startswith("hcr_"):
+        return f"Handcrafted radiomics ({col[4:]})"
     return SIGNATURE_NAMES.get(col, col)
+
+
+def is_handcrafted(model: str) -> bool:
+    return model.startswith("Handcrafted radiomics")
 
 
 def load_evaluation_frame(cfg: StudyConfig) -> EvaluationFrame:
@@ -78,7 +86,8 @@ def load_evaluation_frame(cfg: StudyConfig) -> EvaluationFrame:
     long["group"] = np.where(long.score.to_numpy(float) >= long.model.map(cutoffs).to_numpy(float), "high", "low")
     primary = cfg.fusion.nomogram if cfg.fusion.nomogram in fusion_models else (fusion_models[-1] if fusion_models
                                                                                  else models[-1])
-    return EvaluationFrame(long, models, cutoffs, kind, primary, clinical)
+    signatures = [m for m in models if m not in fusion_models]
+    return EvaluationFrame(long, models, cutoffs, kind, primary, clinical, signatures)
 
 
 def wide_scores(long: pd.DataFrame, cohort: str, models: list[str], value: str = "score") -> pd.DataFrame:

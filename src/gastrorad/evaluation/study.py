@@ -104,6 +104,36 @@ def headline(perf: pd.DataFrame, oracle: pd.DataFrame) -> pd.DataFrame:
     return h
 
 
+def signature_comparison(cfg: StudyConfig, ev, cohorts: list[str]) -> pd.DataFrame:
+    """Each deep signature against the handcrafted radiomics reference, per cohort: AUC with
+    the DeLong paired test (``pROC::roc.test(method = "delong")``) or Harrell's C with the
+    test of the C difference (binary / survival), on the patients both scored."""
+    from gastrorad.evaluation.frame import is_handcrafted
+    from gastrorad.stats.comparison import performance_table
+    sigs = ev.signatures or []
+    out = []
+    for ref in [m for m in sigs if is_handcrafted(m)]:
+        for m in [m for m in sigs if not is_handcrafted(m)]:
+            d = ev.long[ev.long.model.isin([ref, m]) & ev.long.cohort.isin(cohorts)]
+            d = d[d.groupby(["cohort", "patient_id"]).model.transform("nunique") == 2]
+            if d.empty:
+                continue
+            o = cfg.outcome
+            kw = ({"kind": "binary", "outcome": o.label, "probabilities": False} if ev.kind == "binary" else
+                  {"kind": "survival", "time": o.time, "event": o.event})
+            t = performance_table(d, reference=ref, **kw)
+            if t.empty:
+                continue
+            a, b = t[t.model == ref].set_index("cohort"), t[t.model == m].set_index("cohort")
+            for c in b.index:
+                out.append({"cohort": c, "deep": m, "handcrafted": ref, "n": int(b.loc[c, "n"]),
+                            "deep_value": float(b.loc[c, "auc_or_c"]),
+                            "handcrafted_value": float(a.loc[c, "auc_or_c"]),
+                            "difference": float(b.loc[c, "auc_or_c"] - a.loc[c, "auc_or_c"]),
+                            "p": float(b.loc[c, "p"])})
+    return pd.DataFrame(out)
+
+
 def evaluate_study(cfg: StudyConfig, *, figures: bool = True) -> EvaluationResult:
     t0 = time.perf_counter()
     ev = load_evaluation_frame(cfg)
@@ -119,6 +149,7 @@ def evaluate_study(cfg: StudyConfig, *, figures: bool = True) -> EvaluationResul
         tables["reproducibility"] = reproducibility(cfg, ev, cohorts)
         tables["attention_sites"], tables["attention_time"] = attention_summary(cfg, ev)
     tables["oracle"] = oracle_table(cfg, ev, cohorts)
+    tables["signature_comparison"] = signature_comparison(cfg, ev, cohorts)
     tables["cohorts"] = cohort_summary(cfg, ev)
     tables["headline"] = headline(tables["performance"], tables["oracle"])
     tables["cutoffs"] = pd.DataFrame([{"model": m, "cutoff": v, "rule": cfg.fusion.cutoff,

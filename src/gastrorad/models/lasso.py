@@ -107,6 +107,54 @@ def cox_path(X, time, event, lambdas, *, tol: float = 1e-7) -> list[np.ndarray]:
     return out
 
 
+def _binomial_deviance(Xs, y01, b0, w) -> float:
+    eta = b0 + Xs @ w
+    return float(2 * np.sum(np.logaddexp(0.0, eta) - y01 * eta))
+
+
+def logistic_path(X, y, lambdas, *, tol: float = 1e-7, stop: bool = True) -> list[tuple[float, np.ndarray]]:
+    """LASSO logistic (intercept, coefficients) on the original scale along decreasing
+    ``lambdas``, each fit warm-started from the previous one (as glmnet walks its path) to
+    glmnet's ``thresh`` (1e-7). With ``stop``, the path ends as glmnet's does (after at least 5
+    lambdas, once the deviance ratio exceeds 0.999 or grows by less than 1e-5: lognet's devmax, fdev); the
+    remaining lambdas repeat the last solution, as ``predict.glmnet`` extrapolates a short path."""
+    from skglm.datafits import Logistic
+    from skglm.penalties import L1
+    from skglm.solvers import ProxNewton
+    Xs, mean, sd = _standardize(np.asarray(X, float))
+    y01 = (np.asarray(y) > 0).astype(float)
+    yy = np.where(y01 > 0, 1.0, -1.0)
+    p = Xs.shape[1]
+    ybar = y01.mean()
+    null = _binomial_deviance(Xs, y01, np.log(ybar / (1 - ybar)) if 0 < ybar < 1 else 0.0, np.zeros(p))
+    w = np.zeros(p + 1)
+    out, rsq0 = [], 0.0
+    for m, lam in enumerate(lambdas, start=1):
+        w = np.asarray(ProxNewton(tol=tol, fit_intercept=True, max_iter=200).solve(
+            Xs, yy, Logistic(), L1(alpha=lam), w_init=w.copy(), Xw_init=Xs @ w[:p] + w[p])[0]).ravel()
+        b = w[:p] / sd
+        out.append((float(w[p]) - float(b @ mean), b))
+        if stop and m >= 5 and null > 0:
+            rsq = 1 - _binomial_deviance(Xs, y01, w[p], w[:p]) / null
+            if rsq - rsq0 < 1e-5 or rsq > 0.999:
+                out += [out[-1]] * (len(lambdas) - m)
+                break
+            rsq0 = rsq
+        elif stop and null > 0:
+            rsq0 = 1 - _binomial_deviance(Xs, y01, w[p], w[:p]) / null
+    return out
+
+
+def logistic_path_length(X, y, lambdas) -> int:
+    """How many of ``lambdas`` glmnet's own path on (X, y) keeps before it stops (see
+    :func:`logistic_path`): ``cv.glmnet`` chooses lambda among these only."""
+    path = logistic_path(X, y, lambdas)
+    n = len(path)
+    while n > 1 and path[n - 1] is path[n - 2]:
+        n -= 1
+    return n
+
+
 def lasso_path(X, y=None, lambdas=None, *, kind: str = "logistic", time=None, event=None) -> np.ndarray:
     """Coefficients (n_lambda, 1 + p) along ``lambdas`` (intercept first)."""
     lambdas = lambda_sequence(X, y, kind=kind, time=time, event=event) if lambdas is None else np.asarray(lambdas)
@@ -158,15 +206,18 @@ def cv_lasso_logistic(X: pd.DataFrame, y, *, lambdas=None, foldid=None, nfolds: 
     cols = list(X.columns)
     Xa, y = X.to_numpy(float), np.asarray(y).astype(int)
     n = len(y)
-    lambdas = lambda_sequence(Xa, y, nlambda=nlambda) if lambdas is None else np.asarray(lambdas, float)
+    if lambdas is None:
+        lambdas = lambda_sequence(Xa, y, nlambda=nlambda)
+        lambdas = lambdas[:logistic_path_length(Xa, y, lambdas)]  # glmnet's own path may stop early
+    else:
+        lambdas = np.asarray(lambdas, float)
     foldid = _fold_ids(n, foldid, nfolds, seed)
     folds = np.unique(foldid)
     means, sizes = [], []
     for k in folds:
         test = foldid == k
         dev = []
-        for lam in lambdas:
-            b0, b = lasso_fit(Xa[~test], y[~test], lam)
+        for b0, b in logistic_path(Xa[~test], y[~test], lambdas):
             p = np.clip(1 / (1 + np.exp(-(b0 + Xa[test] @ b))), 1e-5, 1 - 1e-5)
             dev.append(np.mean(-2 * (y[test] * np.log(p) + (1 - y[test]) * np.log(1 - p))))
         means.append(dev)

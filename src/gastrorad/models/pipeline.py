@@ -41,7 +41,6 @@ def build_signatures(cfg: StudyConfig) -> pd.DataFrame:
         table = base.merge(s, on="patient_id", how="inner")
         info = {"method": "dl_probability"}
     else:
-        from gastrorad.models.lasso import cv_lasso_cox, cv_lasso_logistic
         table, info = base.copy(), {"method": "lasso", "phases": {}}
         for phase in cfg.preprocess.phases:
             path = out / f"features_{phase}.csv"
@@ -66,24 +65,63 @@ def build_signatures(cfg: StudyConfig) -> pd.DataFrame:
                 if not feats:
                     raise InputError(Problem(str(icc_path), f"no feature of phase '{phase}' has ICC > "
                                              f"{cfg.signature.icc_threshold}"))
-            X = tr[feats]
-            if cfg.outcome.kind == "binary":
-                cv = cv_lasso_logistic(X, tr[cfg.outcome.label].to_numpy(), nfolds=cfg.signature.nfolds, seed=cfg.seed,
-                                       nlambda=cfg.signature.nlambda)
-            else:
-                cv = cv_lasso_cox(X, tr[cfg.outcome.time], tr[cfg.outcome.event], nfolds=cfg.signature.nfolds,
-                                  seed=cfg.seed, nlambda=cfg.signature.nlambda)
-            coef = cv.coef_min if cfg.signature.lambda_rule == "min" else cv.coef_1se
             name = f"rad_{phase}"
-            d[name] = coef[0] + d[feats].to_numpy(float) @ coef[1:]
+            d[name], info["phases"][phase] = lasso_signature(cfg, d, feats, cfg.signature.lambda_rule,
+                                                             cfg.signature.nfolds, cfg.signature.nlambda)
             table = table.merge(d[["patient_id", name]], on="patient_id", how="left")
-            info["phases"][phase] = {"lambda": cv.lambda_min if cfg.signature.lambda_rule == "min" else cv.lambda_1se,
-                                     "selected": cv.selected(cfg.signature.lambda_rule),
-                                     "coefficients": {c: float(b) for c, b in zip(feats, coef[1:]) if b != 0},
-                                     "intercept": float(coef[0])}
+    from gastrorad.radiomics.study import radiomics_enabled, radiomics_paths
+    if radiomics_enabled(cfg):
+        if all(p.exists() for p in radiomics_paths(cfg)):
+            table, info["radiomics"] = _handcrafted_signatures(cfg, clinical, table)
+        else:  # `gastrorad run` always extracts them first; a stage-by-stage user may not have yet
+            info["radiomics"] = "not extracted (run `gastrorad radiomics` for the handcrafted reference)"
     atomic_write_text(out / "signatures.csv", table.to_csv(index=False))
     atomic_write_text(out / "signatures.json", json.dumps(info, indent=2, default=float))
     return table
+
+
+#: Prefix of the handcrafted radiomics signature columns: a reference, never a fusion "signature".
+HANDCRAFTED_PREFIX = "hcr_"
+
+
+def lasso_signature(cfg: StudyConfig, d: pd.DataFrame, feats: list[str], lambda_rule: str, nfolds: int,
+                    nlambda: int = 100) -> tuple[np.ndarray, dict]:
+    """LASSO (``cv.glmnet``, logistic or Cox by outcome) on the training rows of ``d``; returns
+    the linear predictor of every row and the fit's summary (lambda, selected, coefficients)."""
+    from gastrorad.models.lasso import cv_lasso_cox, cv_lasso_logistic
+    tr = d[d.cohort == "training"]
+    X = tr[feats]
+    if cfg.outcome.kind == "binary":
+        cv = cv_lasso_logistic(X, tr[cfg.outcome.label].to_numpy(), nfolds=nfolds, seed=cfg.seed, nlambda=nlambda)
+    else:
+        cv = cv_lasso_cox(X, tr[cfg.outcome.time], tr[cfg.outcome.event], nfolds=nfolds, seed=cfg.seed,
+                          nlambda=nlambda)
+    coef = cv.coef_min if lambda_rule == "min" else cv.coef_1se
+    lp = coef[0] + d[feats].to_numpy(float) @ coef[1:]
+    return lp, {"lambda": cv.lambda_min if lambda_rule == "min" else cv.lambda_1se,
+                "selected": cv.selected(lambda_rule),
+                "coefficients": {c: float(b) for c, b in zip(feats, coef[1:]) if b != 0},
+                "intercept": float(coef[0])}
+
+
+def _handcrafted_signatures(cfg: StudyConfig, clinical: pd.DataFrame, table: pd.DataFrame):
+    """The handcrafted radiomics reference: LASSO on each phase's IBSI features (training
+    patients only; features constant or missing on training are left out)."""
+    out, info = cfg.output_dir, {}
+    for phase in cfg.preprocess.phases:
+        path = out / f"radiomics_{phase}.csv"
+        f = pd.read_csv(path, dtype={"patient_id": str}).drop(columns=["cohort"], errors="ignore")
+        feats = [c for c in f.columns if c != "patient_id"]
+        d = clinical.merge(f, on="patient_id")
+        tr = d[d.cohort == "training"]
+        feats = [c for c in feats if tr[c].notna().all() and np.isfinite(tr[c].to_numpy(float)).all()
+                 and tr[c].std() > 0]
+        d = d.dropna(subset=feats)
+        name = f"{HANDCRAFTED_PREFIX}{phase}"
+        d[name], info[phase] = lasso_signature(cfg, d, feats, cfg.radiomics.lambda_rule, cfg.radiomics.nfolds)
+        info[phase]["features"] = len(feats)
+        table = table.merge(d[["patient_id", name]], on="patient_id", how="left")
+    return table, info
 
 
 RECIST_SCORE = {"CR": 0, "PR": 1, "SD": 2, "PD": 3}
@@ -155,8 +193,10 @@ def fit_models(cfg: StudyConfig) -> FitResult:
     data = clinical.loc[X.index, ["patient_id", "cohort", *cfg.outcome.columns]].join(X)
     sig_cols = []
     if sigs is not None:
-        sig_cols = [c for c in sigs.columns if c != "patient_id"]
         data = data.merge(sigs, on="patient_id", how="left")
+        # the handcrafted radiomics signature is the reference the deep one must beat: a fusion model
+        # takes it only when named as an ingredient
+        sig_cols = [c for c in sigs.columns if c != "patient_id" and not c.startswith(HANDCRAFTED_PREFIX)]
     tr_all = data[data.cohort == "training"]
     tr = tr_all.dropna(subset=sig_cols) if cfg.longitudinal is None else tr_all
     y_kw = ({"outcome": cfg.outcome.label} if kind == "logistic" else

@@ -200,6 +200,28 @@ class _Report:
                 "patients: the best any model could reach.</p>" if oracle else "")
         self.add("models", "Models: discrimination per cohort", "".join(rows) + note)
 
+    def deep_vs_handcrafted(self) -> None:
+        t = self.table("signature_comparison")
+        if t.empty:
+            return
+        stat = "AUC" if self.m["outcome"] == "binary" else "C-index"
+        test = ("DeLong paired test (pROC::roc.test)" if self.m["outcome"] == "binary" else
+                "difference of Harrell's C by the joint jackknife (survival::concordance)")
+        rows = [f"<table><caption>Deep signature vs the handcrafted radiomics reference (IBSI features of the same "
+                f"ROI, LASSO on training): {stat} and {html.escape(test)}</caption><thead><tr>",
+                "".join(f"<th>{c}</th>" for c in ["Cohort", "Deep signature", stat, "Handcrafted", stat,
+                                                   "Difference", "P", "n"]), "</tr></thead><tbody>"]
+        for r in self.m["tables"]["signature_comparison"]:
+            key = f"signature_comparison|{r['cohort']}|{r['deep']}"
+            cells = [html.escape(str(r["cohort"])), html.escape(str(r["deep"])),
+                     f'<span data-metric="{key}|deep_value">{_fmt(r["deep_value"])}</span>',
+                     html.escape(str(r["handcrafted"])), _fmt(r["handcrafted_value"]), _fmt(r["difference"]),
+                     _p(r["p"]), str(r["n"])]
+            rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        rows.append("</tbody></table><p class='note'>A deep signature earns its place only where it beats this "
+                    "reference; both are fitted on the training cohort only.</p>")
+        self.add("deep-vs-handcrafted", "Deep vs handcrafted radiomics", "".join(rows))
+
     def classification(self) -> None:
         cls = self.table("classification")
         if cls.empty:
@@ -342,6 +364,7 @@ def build_report(cfg: StudyConfig) -> Path:
     r = _Report(cfg)
     r.summary()
     r.models_table()
+    r.deep_vs_handcrafted()
     r.table_one()
     r.classification()
     if r.m["outcome"] == "binary":

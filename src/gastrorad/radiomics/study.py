@@ -1,0 +1,66 @@
+"""``gastrorad radiomics``: the handcrafted feature tables of a study, one CSV per phase.
+
+Settings follow the study file: the preprocessing spacing and window (so handcrafted and
+deep features see the same resampled, clipped intensities), ``radiomics.bin_width``, and 2D
+texture for the single-slice ROI protocols (S1's and S5's ROI is drawn on one slice). The
+table of each phase is ``<output>/radiomics_<phase>.csv`` (patient_id, cohort, features);
+per-instance results are cached under ``<output>/cache/radiomics``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from gastrorad.config.study import StudyConfig
+from gastrorad.io.atomic import atomic_write_text
+
+SINGLE_SLICE_MODES = ("slice2d", "stack25d")
+
+
+def radiomics_enabled(cfg: StudyConfig) -> bool:
+    """Every study but S3's box-annotated longitudinal one (no mask, no ROI to describe)."""
+    return cfg.radiomics.enabled and cfg.longitudinal is None
+
+
+def settings_for(cfg: StudyConfig):
+    from gastrorad.radiomics.handcrafted import HandcraftedSettings
+    r = cfg.radiomics
+    window = (r.window or cfg.preprocess.window).bounds
+    force2d = r.force2d if r.force2d is not None else cfg.preprocess.patch.mode in SINGLE_SLICE_MODES
+    spacing = tuple(cfg.preprocess.spacing) if cfg.preprocess.spacing is not None else None
+    interpolation = "nearest" if cfg.preprocess.interpolation == "nearest" else (
+        "bspline" if cfg.preprocess.interpolation == "bspline" else "linear")
+    classes = tuple("shape" if c == "shape" else c for c in r.classes)
+    return HandcraftedSettings(spacing=spacing, bin_width=r.bin_width, window=window, classes=classes,
+                               force2d=force2d, interpolation=interpolation)
+
+
+def radiomics_paths(cfg: StudyConfig) -> list[Path]:
+    return [cfg.output_dir / f"radiomics_{p}.csv" for p in cfg.preprocess.phases]
+
+
+def extract_study_radiomics(cfg: StudyConfig, *, progress=None) -> dict[str, pd.DataFrame]:
+    """Handcrafted features of every patient's primary ROI at baseline (main reading), per phase."""
+    from gastrorad.data.cohorts import assign_cohorts
+    from gastrorad.data.tables import read_table
+    from gastrorad.errors import InputError
+    from gastrorad.radiomics.table import extract_feature_table
+    res = extract_feature_table(cfg.manifest_path, settings=settings_for(cfg),
+                                cache_dir=cfg.output_dir / "cache" / "radiomics", workers=cfg.radiomics.workers,
+                                progress=progress, phases=cfg.preprocess.phases)
+    res.raise_if_errors()
+    clinical = read_table(cfg.clinical_path)
+    assigned, problems = assign_cohorts(clinical, cfg, str(cfg.clinical_path))
+    if problems:
+        raise InputError(problems)
+    cohorts = pd.DataFrame({"patient_id": clinical.patient_id.astype(str),
+                            "cohort": clinical.patient_id.map(assigned)})
+    out = {}
+    for phase in cfg.preprocess.phases:
+        t = res.table[res.table.phase == phase].drop(columns=["phase"])
+        t = cohorts.merge(t, on="patient_id", how="inner")
+        atomic_write_text(cfg.output_dir / f"radiomics_{phase}.csv", t.to_csv(index=False))
+        out[phase] = t
+    return out
