@@ -334,6 +334,9 @@ class RadiomicsConfig(Strict):
                                                    "patch modes (slice2d, stack25d: S1, S5), off otherwise.")
     classes: list[Literal["firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]] = Field(
         default_factory=lambda: ["firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm"])
+    max_correlation: float | None = Field(0.9, gt=0, le=1, description="Redundancy filter before LASSO: of two "
+                                          "features with |Spearman rho| above this on training, the later is dropped "
+                                          "(null: none). Texture features are highly collinear.")
     lambda_rule: Literal["min", "1se"] = "min"
     nfolds: int = Field(10, ge=3)
     workers: int = Field(2, ge=1, description="Worker processes over patients.")

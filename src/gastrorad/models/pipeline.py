@@ -104,6 +104,17 @@ def lasso_signature(cfg: StudyConfig, d: pd.DataFrame, feats: list[str], lambda_
                 "intercept": float(coef[0])}
 
 
+def drop_redundant(X: pd.DataFrame, threshold: float) -> list[str]:
+    """Columns kept by a greedy redundancy filter: walking the columns in order, a column whose
+    |Spearman rho| with an already kept one exceeds ``threshold`` is dropped."""
+    r = X.rank().corr().abs().to_numpy()
+    keep: list[int] = []
+    for j in range(X.shape[1]):
+        if all(r[j, k] <= threshold for k in keep):
+            keep.append(j)
+    return [X.columns[j] for j in keep]
+
+
 def _handcrafted_signatures(cfg: StudyConfig, clinical: pd.DataFrame, table: pd.DataFrame):
     """The handcrafted radiomics reference: LASSO on each phase's IBSI features (training
     patients only; features constant or missing on training are left out)."""
@@ -117,9 +128,12 @@ def _handcrafted_signatures(cfg: StudyConfig, clinical: pd.DataFrame, table: pd.
         feats = [c for c in feats if tr[c].notna().all() and np.isfinite(tr[c].to_numpy(float)).all()
                  and tr[c].std() > 0]
         d = d.dropna(subset=feats)
+        n_all = len(feats)
+        if cfg.radiomics.max_correlation is not None:
+            feats = drop_redundant(d[d.cohort == "training"][feats], cfg.radiomics.max_correlation)
         name = f"{HANDCRAFTED_PREFIX}{phase}"
         d[name], info[phase] = lasso_signature(cfg, d, feats, cfg.radiomics.lambda_rule, cfg.radiomics.nfolds)
-        info[phase]["features"] = len(feats)
+        info[phase]["features"] = {"extracted": n_all, "after_redundancy_filter": len(feats)}
         table = table.merge(d[["patient_id", name]], on="patient_id", how="left")
     return table, info
 
