@@ -358,6 +358,7 @@ def test_a_named_validation_cohort_selects_the_model(tmp_path, monkeypatch):
 
 def test_model_checkpoint_holds_weights_only_and_a_killed_fit_resumes(tmp_path, monkeypatch):
     from gastrorad.dl.checkpoint import load_checkpoint
+    from gastrorad.dl.fit import BestAndLast
     from gastrorad.dl.module import GastroModule
     from gastrorad.dl.train import train_model
     cfg = make_patch_study(tmp_path / "s", n=36)
@@ -371,16 +372,19 @@ def test_model_checkpoint_holds_weights_only_and_a_killed_fit_resumes(tmp_path, 
         if self.current_epoch == 2:
             raise Killed
     monkeypatch.setattr(GastroModule, "on_train_epoch_end", kill_in_epoch_3, raising=False)
+    monkeypatch.setattr(BestAndLast, "every_seconds", 0.0)  # tiny epochs: write the resume point after each
     with pytest.raises(Killed):
         train_model(cfg)
     assert not (folder / "model.pt").exists()
     state = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
-    assert state["epoch"] >= 1 and state["optimizer_states"] and state["lr_schedulers"]
+    assert state["optimizer_states"] and state["lr_schedulers"] and state["epoch"] in (0, 1, 2)  # epoch index of the last write
     monkeypatch.undo()
+    monkeypatch.setattr(BestAndLast, "every_seconds", 0.0)
     lines: list[str] = []
     train_model(cfg, log=lines.append)
-    assert lines[0].strip().startswith("model: resuming at epoch")
-    assert not any("epoch 1/4" in x for x in lines) and any("epoch 4/4" in x for x in lines)
+    first = state["epoch"] + 2
+    assert lines[0].strip() == f"model: resuming at epoch {first}/4 from last.ckpt"
+    assert [x.split(":")[0].strip() for x in lines[1:]] == [f"model epoch {k}/4" for k in range(first, 5)]
     assert sorted(p.name for p in folder.iterdir()) == ["model.pt"]  # no training state left for inference
     assert not torch.are_deterministic_algorithms_enabled()  # Lightning's global flag is put back
     ck = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)

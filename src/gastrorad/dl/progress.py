@@ -45,12 +45,13 @@ def _value(metrics: dict, key: str) -> float | None:
 class EpochLog(L.Callback):
     """Log epoch k/N, losses, the validation metric, epoch time, ETA, best so far and patience."""
 
-    def __init__(self, log: Callable[[str], None] | None = None, *, tag: str = "model", monitor: str | None = None):
+    def __init__(self, log: Callable[[str], None] | None = None, *, tag: str = "model", monitor: str | None = None,
+                 best=None):
         self.write = log or default_log()
         self.tag = tag
         self.monitor = monitor
+        self.best = best  # has best_model_score and best_epoch (the fit's best-weights keeper)
         self.rows: list[dict] = []
-        self._best: tuple[float, int] | None = None
         self._times: list[float] = []
         self._t0 = self._c0 = 0.0
 
@@ -63,7 +64,7 @@ class EpochLog(L.Callback):
         self._t0, self._c0 = time.perf_counter(), time.process_time()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        # Lightning runs validation before this hook, and early stopping / checkpointing at its end.
+        # Lightning runs validation, early stopping and the best-weights check before this hook.
         seconds, cpu = time.perf_counter() - self._t0, time.process_time() - self._c0
         self._times.append(seconds)
         m = trainer.callback_metrics
@@ -79,9 +80,8 @@ class EpochLog(L.Callback):
         line = f"    {self.tag} epoch {epoch}/{total}: {', '.join(parts) or 'no metrics'}; {duration(seconds)}"
         if epoch < total:
             line += f" (ETA {duration(sum(self._times) / len(self._times) * (total - epoch))})"
-        best = self._best_so_far(trainer, epoch, row)
-        if best:
-            line += f"; {best}"
+        if self.monitor is not None and self.best is not None and self.best.best_epoch is not None:
+            line += f"; best {_METRIC[self.monitor]} {self.best.best_model_score:.4g} (epoch {self.best.best_epoch})"
         stopper = trainer.early_stopping_callback
         if stopper is not None and self.monitor is not None:
             left = max(0, stopper.patience - stopper.wait_count)
@@ -89,16 +89,3 @@ class EpochLog(L.Callback):
             line += f", patience {left}/{stopper.patience}"
         self.rows.append(row)
         self.write(line)
-
-    def _best_so_far(self, trainer, epoch: int, row: dict) -> str:
-        if self.monitor is None or self.monitor not in row:
-            return ""
-        v = row[self.monitor]
-        higher = self.monitor in ("val_auc", "val_c")
-        ckpt = trainer.checkpoint_callback
-        if self._best is None and ckpt is not None and ckpt.best_model_score is not None and epoch > 1:
-            self._best = (float(ckpt.best_model_score), 0)  # resumed: the best of the epochs before
-        if self._best is None or (v > self._best[0] if higher else v < self._best[0]):
-            self._best = (v, epoch)
-        value, at = self._best
-        return f"best {_METRIC[self.monitor]} {value:.4g}" + (f" (epoch {at})" if at else "")
