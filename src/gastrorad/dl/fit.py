@@ -222,12 +222,18 @@ def fit_and_keep_best(cfg: StudyConfig, module, train_dl, val_dl, out: Path, mon
         else:
             last.unlink()
     # The Trainer switches deterministic algorithms on for the whole process; put the flags back afterwards.
-    flags = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    # With them on, torch also fills every new uninitialised tensor (torch.empty) with NaN: that changes no
+    # result of a correct op and cost ~10 % of a CPU training step (bench/train.py), so it is off while fitting.
+    import torch.utils.deterministic as torch_deterministic
+    flags = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch_deterministic.fill_uninitialized_memory)
     try:
+        torch_deterministic.fill_uninitialized_memory = False
         trainer, best = _trainer(cfg, out, monitor, progress, log=log, tag=tag, resume_key=resume_key)
         trainer.fit(module, train_dl, val_dl, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
     finally:
         torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
+        torch_deterministic.fill_uninitialized_memory = flags[2]
     if best.best_state is not None:
         module.model.load_state_dict(best.best_state)
     last.unlink(missing_ok=True)  # first: a run killed in between starts afresh rather than resuming without best
