@@ -237,7 +237,8 @@ def fit_and_keep_best(cfg: StudyConfig, module, train_dl, val_dl, out: Path, mon
     if best.best_state is not None:
         module.model.load_state_dict(best.best_state)
     last.unlink(missing_ok=True)  # first: a run killed in between starts afresh rather than resuming without best
-    best_file.unlink(missing_ok=True)
+    for path in (best_file, out / "last.ckpt.tmp", out / "best.pt.tmp"):
+        path.unlink(missing_ok=True)
     return trainer, best
 
 
