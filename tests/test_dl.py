@@ -290,3 +290,142 @@ def test_grad_cam_3d_and_survival_training(tmp_path):
     train_model(cfg)
     s = score_study(cfg)
     assert len(s) == 40 and np.isfinite(s.score).all()
+
+
+# -- training UX: per-epoch log, validation cohort, slim checkpoints, resume --------------------------------------
+def test_one_line_per_epoch_reaches_a_log_that_is_not_a_terminal(tmp_path):
+    from typer.testing import CliRunner
+
+    from gastrorad.cli import app
+    from gastrorad.runner import run_study
+    cfg = make_patch_study(tmp_path / "s", n=24)
+    study = yaml.safe_load((tmp_path / "s" / "study.yaml").read_text())
+    study["training"]["epochs"] = 3
+    (tmp_path / "s" / "study.yaml").write_text(yaml.safe_dump(study))
+    out = CliRunner().invoke(app, ["train", str(tmp_path / "s" / "study.yaml")])  # captured: not a terminal
+    assert out.exit_code == 0, out.output
+    lines = [x for x in out.output.splitlines() if " epoch " in x]
+    assert [x.split(":")[0].strip() for x in lines] == ["model epoch 1/3", "model epoch 2/3", "model epoch 3/3"]
+    for field in ("loss", "val loss", "val AUC", " s", "best val loss", "patience"):
+        assert all(field in x for x in lines), field
+    assert "ETA" in lines[0] and "ETA" not in lines[-1]
+    patients = set(pd.read_csv(cfg.clinical_path).patient_id)
+    assert not any(p in out.output for p in patients)
+    # `gastrorad run` hands its printer to the train stage
+    cfg.training.epochs = 2
+    logged: list[str] = []
+    run_study(cfg, only=["train"], log=logged.append)
+    assert sum(" epoch " in x for x in logged) == 2 and any("model epoch 2/2: loss" in x for x in logged)
+
+
+def test_a_named_validation_cohort_selects_the_model(tmp_path, monkeypatch):
+    import gastrorad.dl.fit as fit_module
+    from gastrorad.dl.train import train_model
+    from gastrorad.report.tripod import tripod_checklist
+    extra = {"training": {"epochs": 2, "batch_size": 16, "val_cohort": "internal",
+                          "early_stopping": {"monitor": "val_auc", "patience": 5}}}
+    cfg = make_patch_study(tmp_path / "s", n=36, extra=extra)
+    seen = []
+    real = fit_module.PatchDataset
+
+    def recording(frame, *a, **kw):
+        seen.append(set(frame.patient_id))
+        return real(frame, *a, **kw)
+    monkeypatch.setattr(fit_module, "PatchDataset", recording)
+    train_model(cfg)
+    from gastrorad.data.cohorts import assign_cohorts
+    from gastrorad.data.tables import read_table
+    cohorts, _ = assign_cohorts(read_table(cfg.clinical_path), cfg)
+    fitted, validated = seen
+    assert fitted == set(cohorts[cohorts == "training"].index)
+    assert validated == set(cohorts[cohorts == "internal"].index)
+    usage = dict((r[0], r[2]) for r in tripod_checklist(cfg, {}, {}))["12a"]
+    assert "internal cohort also for selecting the deep model" in usage
+    # errors name the study-file key
+    bad = make_patch_study(tmp_path / "typo", n=12)
+    raw = yaml.safe_load((tmp_path / "typo" / "study.yaml").read_text())
+    for training, reason in (({"val_cohort": "intrnal"}, "no cohort 'intrnal'"),
+                             ({"val_cohort": "internal", "folds": 3}, "excludes k-fold"),
+                             ({"val_cohort": "training"}, "other than training")):
+        (tmp_path / "typo" / "study.yaml").write_text(yaml.safe_dump({**raw, "training": training}))
+        with pytest.raises(InputError, match=reason) as err:
+            load_study(tmp_path / "typo" / "study.yaml")
+        assert "training.val_cohort" in str(err.value)
+    bad.training.val_cohort = "elsewhere"  # a cohort the data do not have (e.g. from a cohort column)
+    with pytest.raises(InputError, match=r"column 'training.val_cohort'.*no patient with patches in cohort 'elsewhere'"):
+        train_model(bad)
+
+
+def test_model_checkpoint_holds_weights_only_and_a_killed_fit_resumes(tmp_path, monkeypatch):
+    from gastrorad.dl.checkpoint import load_checkpoint
+    from gastrorad.dl.fit import BestAndLast
+    from gastrorad.dl.module import GastroModule
+    from gastrorad.dl.train import train_model
+    cfg = make_patch_study(tmp_path / "s", n=36)
+    cfg.training.epochs = 4
+    folder = cfg.output_dir / "models" / "model"
+
+    class Killed(Exception):
+        pass
+
+    def kill_in_epoch_3(self):
+        if self.current_epoch == 2:
+            raise Killed
+    monkeypatch.setattr(GastroModule, "on_train_epoch_end", kill_in_epoch_3, raising=False)
+    monkeypatch.setattr(BestAndLast, "every_seconds", 0.0)  # tiny epochs: write the resume point after each
+    with pytest.raises(Killed):
+        train_model(cfg)
+    assert not (folder / "model.pt").exists()
+    state = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
+    assert state["optimizer_states"] and state["lr_schedulers"] and state["epoch"] in (0, 1, 2)  # epoch index of the last write
+    monkeypatch.undo()
+    monkeypatch.setattr(BestAndLast, "every_seconds", 0.0)
+    lines: list[str] = []
+    train_model(cfg, log=lines.append)
+    first = state["epoch"] + 2
+    assert lines[0].strip() == f"model: resuming at epoch {first}/4 from last.ckpt"
+    assert [x.split(":")[0].strip() for x in lines[1:]] == [f"model epoch {k}/4" for k in range(first, 5)]
+    assert sorted(p.name for p in folder.iterdir()) == ["model.pt"]  # no training state left for inference
+    assert not torch.are_deterministic_algorithms_enabled()  # Lightning's global flag is put back
+    ck = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+    assert set(ck) == {"gastrorad_checkpoint", "backbone", "in_channels", "spatial_dims", "head", "hidden", "dropout",
+                       "state_dict"}
+    net = load_checkpoint(folder / "model.pt")
+    weights = sum(t.numel() * t.element_size() for t in net.state_dict().values())
+    assert (folder / "model.pt").stat().st_size < weights * 1.1 + 20_000
+
+
+def test_checkpoints_are_loaded_without_unpickling_objects(tmp_path):
+    from gastrorad.dl.checkpoint import load_checkpoint
+    net = B.create_model("tiny", in_channels=2)
+    old = {"gastrorad_checkpoint": 1, "backbone": "tiny", "in_channels": 2, "spatial_dims": 2, "head": "linear",
+           "hidden": 256, "dropout": 0.0, "state_dict": net.state_dict(),
+           "history": [{"epoch": 3, "best_score": 0.5, "monitor": "val_loss", "stopped_epoch": 3}]}
+    torch.save(old, tmp_path / "old.pt")  # the format before: plain values, so still read
+    assert torch.equal(load_checkpoint(tmp_path / "old.pt").state_dict()["backbone.conv1.weight"],
+                       net.state_dict()["backbone.conv1.weight"])
+    marker = tmp_path / "code-ran"
+
+    class Crafted:
+        def __reduce__(self):
+            return (__import__("os").makedirs, (str(marker),))
+    torch.save({**old, "history": Crafted()}, tmp_path / "crafted.pt")
+    with pytest.raises(InputError, match="not a plain gastrorad checkpoint"):
+        load_checkpoint(tmp_path / "crafted.pt")
+    assert not marker.exists()
+
+
+def test_training_samples_are_plain_tensors_and_train_and_distill_do_not_import_each_other():
+    import ast
+    import inspect
+
+    from gastrorad.config.study import AugmentConfig
+    from gastrorad.dl import distill, fit
+    from gastrorad.dl.data import PatchDataset, build_augment
+    frame = pd.DataFrame({"patient_id": ["a"], "path": [""], "index": [-1], "label": [1]})
+    ds = PatchDataset(frame, "binary", build_augment(AugmentConfig(flip=True, prob=1.0), 2, seed=0))
+    ds._cache[""] = np.zeros((2, 8, 8), np.float32)
+    assert type(ds[0][0]) is torch.Tensor  # not MONAI's MetaTensor through the network and loss
+    for module in (distill, fit):
+        imported = {n.module for n in ast.walk(ast.parse(inspect.getsource(module))) if isinstance(n, ast.ImportFrom)}
+        assert "gastrorad.dl.train" not in imported

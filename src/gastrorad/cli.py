@@ -31,6 +31,11 @@ def _progress() -> Progress:
                     TextColumn("eta"), TimeRemainingColumn(), console=err, transient=False)
 
 
+def _log_line(msg: str) -> None:
+    """A progress line; not wrapped at 80 columns when the output is a file."""
+    console.print(msg, highlight=False, soft_wrap=True)
+
+
 def _print_problems(problems: list[Problem], limit: int = 50) -> None:
     table = Table(title=f"{len(problems)} problem(s)", show_lines=False)
     for col in ("severity", "file", "row", "column", "reason"):
@@ -193,7 +198,7 @@ def demo(
     cfg = _load(Path("s1_nact_resistance"), None if profile == "none" else profile, data=cohort, output=out / "run")
     console.print(f"[bold]gastrorad run s1_nact_resistance[/bold] (profile {cfg.profile}) -> {cfg.output_dir.resolve()}")
     try:
-        run_study(cfg, log=lambda msg: console.print(msg, highlight=False))
+        run_study(cfg, log=_log_line)
     except InputError as exc:
         _fail(exc)
     _run_summary(cfg, time.perf_counter() - t0)
@@ -202,7 +207,8 @@ def demo(
 @app.command()
 def train(study: Path = typer.Argument(..., help="Study file (YAML)."),
           phase: Optional[str] = typer.Option(None, help="Phase to train on (default: the first)."),
-          progress: bool = typer.Option(True, help="Show the training progress bar.")) -> None:
+          progress: bool = typer.Option(True, help="Show the training progress bar (on a terminal; one line per "
+                                                   "epoch is printed either way).")) -> None:
     """Train, transfer or distil the deep model.
 
     Fits on the training cohort only (its validation split or folds pick the checkpoint).
@@ -212,13 +218,14 @@ def train(study: Path = typer.Argument(..., help="Study file (YAML)."),
     from gastrorad.dl.train import train_model
     cfg = _load(study)
     try:
-        res = train_model(cfg, phase=phase, progress=progress)
+        bar = progress and console.is_terminal
+        res = train_model(cfg, phase=phase, progress=bar, log=_log_line)
     except InputError as exc:
         _fail(exc)
     console.print(f"trained {len(res.checkpoints)} model(s) in {res.seconds:.1f} s: "
                   + ", ".join(str(p) for p in res.checkpoints))
     for h in res.history:
-        console.print(f"  {h}")
+        console.print(f"  { {k: v for k, v in h.items() if k != 'epochs'} }")
 
 
 @app.command()
@@ -394,7 +401,7 @@ def run(study: Path = typer.Argument(..., help="Study file (YAML) or recipe."),
                   + f" -> {cfg.output_dir.resolve()}")
     try:
         run_study(cfg, start=from_stage, only=[s.strip() for s in only.split(",")] if only else None, force=force,
-                  log=lambda msg: console.print(msg, highlight=False))
+                  log=_log_line)
     except InputError as exc:
         _fail(exc)
     _run_summary(cfg, time.perf_counter() - t0)

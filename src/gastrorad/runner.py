@@ -173,7 +173,7 @@ def _train(cfg):
         train_longitudinal(cfg)
         return
     from gastrorad.dl.train import train_model
-    train_model(cfg, progress=False)
+    train_model(cfg, progress=False, log=_printer)  # one line per epoch, also in a log file
 
 
 def _score(cfg):

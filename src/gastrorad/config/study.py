@@ -274,6 +274,10 @@ class TrainingConfig(Strict):
     schedule: Literal["cosine", "constant"] = "cosine"
     early_stopping: EarlyStoppingConfig | None = Field(default_factory=EarlyStoppingConfig)
     val_fraction: float = Field(0.2, ge=0, lt=1, description="Stratified hold-out of training for early stopping.")
+    val_cohort: str | None = Field(None, description=(
+        "Cohort that validates instead (early stopping, checkpoint selection), e.g. internal; every training "
+        "patient is then fitted and val_fraction is unused. That cohort takes part in model selection, which the "
+        "report states. Needs folds: 0. null: the val_fraction hold-out of training."))
     folds: int = Field(0, ge=0, description="k-fold CV inside training (S2); scores average the k models.")
     class_weights: bool = False
     balanced_sampling: bool = False
@@ -285,6 +289,16 @@ class TrainingConfig(Strict):
     devices: str = Field("auto", description="'auto' uses every GPU (DDP) when CUDA is present.")
     num_workers: int = Field(0, ge=0)
     distill: DistillConfig | None = None
+
+    @model_validator(mode="after")
+    def _val_cohort(self) -> "TrainingConfig":
+        if self.val_cohort is not None:
+            if self.val_cohort == "training":
+                raise ValueError("training.val_cohort must name a cohort other than training")
+            if self.folds:
+                raise ValueError("training.val_cohort names one validation cohort and excludes k-fold training "
+                                 "(training.folds must be 0)")
+        return self
 
 
 class SelectionConfig(Strict):
@@ -441,6 +455,23 @@ class StudyConfig(Strict):
     output: Path = Field(Path("runs/study"), description="Run folder.")
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the study file (set by load_study).")
     profile: str | None = Field(None, exclude=True, description="Profile applied by load_study (e.g. 'fast').")
+
+    @model_validator(mode="after")
+    def _val_cohort_exists(self) -> "StudyConfig":
+        name = self.training.val_cohort
+        if name is None:
+            return self
+        if self.longitudinal is not None:
+            raise ValueError("training.val_cohort is not supported for the longitudinal models (they validate on "
+                             "a hold-out of training)")
+        if self.cohorts.column is None:  # the rules name every cohort; a cohort column is checked at training
+            c = self.cohorts
+            known = {*c.split.ratio, *c.external.values(), "external"} | ({c.prospective.cohort} if c.prospective
+                                                                             else set())
+            if name not in known:
+                raise ValueError(f"training.val_cohort: no cohort '{name}' in this study (cohorts: "
+                                 f"{', '.join(sorted(known))})")
+        return self
 
     def resolve(self, path: Path | None) -> Path | None:
         if path is None:

@@ -136,7 +136,8 @@ class PatchDataset(Dataset):
         x = arr[int(r["index"])] if r["index"] >= 0 else arr
         x = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
         if self.transform is not None:
-            x = torch.as_tensor(self.transform(x), dtype=torch.float32)
+            # MONAI returns a MetaTensor: a plain tensor keeps its metadata handling out of the network and the loss
+            x = torch.as_tensor(self.transform(x), dtype=torch.float32).as_subclass(torch.Tensor)
         if self.kind == "binary":
             return x, {"label": torch.tensor(float(r.get("label", 0.0)))}
         target = {"time": torch.tensor(float(r["time"])), "event": torch.tensor(float(r["event"]))}

@@ -31,6 +31,13 @@ def tripod_checklist(cfg, metrics: dict, fit: dict) -> list[tuple[str, str, str]
                 "Harrell C with CI, HR and log-rank of risk groups at the training cut-off, time-dependent AUC, "
                 "t-year calibration, net benefit")
     kept = ", ".join(fit.get("selection", {}).get("clinical_terms", []))
+    usage = ("training cohort only for model fitting, selection, imputation and cut-offs; every other cohort for "
+             "evaluation only")
+    vc = cfg.training.val_cohort
+    if vc and cfg.signature.method == "dl_probability":
+        usage = (f"training cohort for model fitting, imputation and cut-offs; the {vc} cohort also for selecting "
+                 f"the deep model (early stopping and checkpoint choice), so its results are not an independent "
+                 f"evaluation of that model; every other cohort for evaluation only")
     return [
         ("1", "Title: identify the study as developing/evaluating a prediction model", ""),
         ("5a", "Data sources", f"image manifest and clinical table named in the study file; {len(centres)} centre(s)"),
@@ -44,9 +51,7 @@ def tripod_checklist(cfg, metrics: dict, fit: dict) -> list[tuple[str, str, str]
                              f"{', '.join(cfg.clinical.variables) or 'none'}"),
         ("10", "Sample size", sizes),
         ("11", "Missing data", f"clinical: {cfg.clinical.missing} (values fitted on training, reported with the models)"),
-        ("12a", "How data were used (development vs evaluation)",
-         "training cohort only for model fitting, selection, imputation and cut-offs; every other cohort for "
-         "evaluation only"),
+        ("12a", "How data were used (development vs evaluation)", usage),
         ("12c", "Modelling approach", f"{model}; fusion by {fusion}"),
         ("12d", "Predictor selection", f"univariable screen P < {sel.screen_p}, then {sel.method}; kept: {kept or 'none'}"),
         ("12e", "Class imbalance", "class weights" if cfg.training.class_weights else
