@@ -333,6 +333,8 @@ class FeaturesConfig(Strict):
         None, description="Poolings of each stage's maps: avg/max over the patch, or roi_avg/roi_std/roi_max "
                           "inside the ROI mask (needs a 'mask' patch channel). Default: [training.pooling].")
     batch_size: int = Field(32, ge=1, description="Patches per forward pass.")
+    roi_erosion: int = Field(2, ge=0, description="ROI poolings use the ROI eroded by this many patch pixels: its "
+                             "boundary ring is mostly partial volume with gas, fluid or fat.")
 
 
 class RadiomicsConfig(Strict):
@@ -496,7 +498,11 @@ class StudyConfig(Strict):
 
 
 def deep_merge(base: dict, patch: dict) -> dict:
-    """``patch`` laid over ``base``: mappings merge key by key, anything else replaces."""
+    """``patch`` laid over ``base``: mappings merge key by key, anything else replaces. A
+    mapping that names another ``mode`` (e.g. a profile's ``patch: {mode: slice2d, ...}`` over a
+    ``stack25d`` patch) replaces the base one whole: the other mode's keys do not apply."""
+    if "mode" in patch and "mode" in base and patch["mode"] != base["mode"]:
+        return dict(patch)
     out = dict(base)
     for k, v in patch.items():
         out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v

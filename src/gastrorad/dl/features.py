@@ -67,10 +67,27 @@ def pool_stage(f: torch.Tensor, how: str, weight: torch.Tensor | None) -> torch.
     raise ValueError(f"unknown pooling '{how}'; choose from {POOLINGS}")
 
 
-def roi_weight(mask: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Fraction of each cell of a ``shape`` grid covered by the binary ``mask`` (B, 1, *S);
-    a sample whose mask is empty gets uniform weights (its ROI pooling = global pooling)."""
+def erode(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Binary erosion of (B, 1, *S) masks by ``pixels`` in-plane (a square/cubic element);
+    a sample whose ROI would vanish keeps its mask."""
     m = (mask > 0.5).float()
+    if pixels <= 0:
+        return m
+    k = 2 * pixels + 1
+    if m.ndim == 4:
+        inner = 1 - F.max_pool2d(1 - m, k, stride=1, padding=pixels)
+    else:
+        inner = 1 - F.max_pool3d(1 - m, (1, k, k), stride=1, padding=(0, pixels, pixels))
+    gone = inner.flatten(1).sum(1) <= 0
+    inner[gone] = m[gone]
+    return inner
+
+
+def roi_weight(mask: torch.Tensor, shape: tuple[int, ...], erosion: int = 0) -> torch.Tensor:
+    """Fraction of each cell of a ``shape`` grid covered by the binary ``mask`` (B, 1, *S),
+    after eroding it by ``erosion`` pixels (the ROI's boundary ring is mostly partial volume
+    with gas, fluid or fat); a sample whose mask is empty gets uniform weights."""
+    m = erode(mask, erosion)
     pool = F.adaptive_avg_pool2d if m.ndim == 4 else F.adaptive_avg_pool3d
     w = pool(m, shape)
     empty = w.flatten(1).sum(1) <= 0
@@ -87,7 +104,8 @@ class FeatureExtractor:
     the network only when the network takes every channel).
     """
 
-    def __init__(self, net, *, stages: str, pooling: list[str], channels: list[str], batch_size: int = 32):
+    def __init__(self, net, *, stages: str, pooling: list[str], channels: list[str], batch_size: int = 32,
+                 roi_erosion: int = 0):
         for p in pooling:
             if p not in POOLINGS:
                 raise ValueError(f"unknown pooling '{p}'; choose from {', '.join(POOLINGS)}")
@@ -95,6 +113,7 @@ class FeatureExtractor:
         self.stages = stages
         self.pooling = list(pooling)
         self.batch_size = batch_size
+        self.roi_erosion = roi_erosion
         self.mask_index = channels.index("mask") if "mask" in channels else None
         in_ch = _in_channels(net)
         if in_ch == len(channels) or self.mask_index is None:
@@ -108,7 +127,8 @@ class FeatureExtractor:
 
     def key(self) -> dict:
         return {"v": CACHE_VERSION, "weights": weights_digest(self.net), "stages": self.stages,
-                "pooling": self.pooling, "inputs": self.input_index, "mask": self.mask_index}
+                "pooling": self.pooling, "inputs": self.input_index, "mask": self.mask_index,
+                "erosion": self.roi_erosion}
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> np.ndarray:
@@ -121,7 +141,7 @@ class FeatureExtractor:
             mask = xb[:, self.mask_index:self.mask_index + 1] if self.mask_index is not None else None
             cols, names = [], []
             for stage, f in maps:
-                w = roi_weight(mask, tuple(f.shape[2:])) if mask is not None else None
+                w = roi_weight(mask, tuple(f.shape[2:]), self.roi_erosion) if mask is not None else None
                 for how in self.pooling:
                     cols.append(pool_stage(f, how, w))
                     names += [f"{stage}_{how}_{i:04d}" for i in range(f.shape[1])]
@@ -172,7 +192,8 @@ def _extractor(cfg: StudyConfig, net, frame: pd.DataFrame, pooling: str | list[s
     pool = [pool] if isinstance(pool, str) else list(pool)
     first = frame.path.iloc[0]
     _, channels, _ = load_patches(first)
-    return FeatureExtractor(net, stages=fc.stages, pooling=pool, channels=channels, batch_size=fc.batch_size)
+    return FeatureExtractor(net, stages=fc.stages, pooling=pool, channels=channels, batch_size=fc.batch_size,
+                            roi_erosion=fc.roi_erosion)
 
 
 def _pooled_features(cfg: StudyConfig, net, frame: pd.DataFrame, keys: list[str], pooling,

@@ -19,7 +19,7 @@ from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write
 from gastrorad.io.images import split_reference
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: single-slice ROIs centred on their own slice (no z blend)
 _DIGESTS: dict[tuple, str] = {}
 
 

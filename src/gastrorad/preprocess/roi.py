@@ -56,7 +56,7 @@ def roi_from_bbox(box_xyz: tuple[int, ...], spacing) -> RoiInfo:
                    (x0, y0, z0, x1, y1, z1), int((x1 - x0 + 1) * (y1 - y0 + 1) * (z1 - z0 + 1)))
 
 
-def grid_around(image: sitk.Image, centre_index, size_vox, spacing) -> tuple[tuple, tuple, tuple]:
+def grid_around(image: sitk.Image, centre_index, size_vox, spacing, *, snap_z: bool = True) -> tuple[tuple, tuple, tuple]:
     """Output grid (origin, size, spacing) of ``size_vox`` voxels at ``spacing`` mm around the
     continuous index ``centre_index`` of ``image``, axis-aligned with the image.
 
@@ -64,12 +64,18 @@ def grid_around(image: sitk.Image, centre_index, size_vox, spacing) -> tuple[tup
     would produce (anchored at the image's first voxel), so a patch is exactly a crop of
     the conventional whole-volume result, and at the native spacing no interpolation
     happens at all. The ROI centre lies within half a target voxel of the patch centre.
+
+    ``snap_z=False`` centres the grid's middle plane exactly on ``centre_index``'s z instead
+    (for single-slice ROIs: the annotated slice itself, not a blend of it with its neighbour,
+    which a 1 mm lattice over 2.5 mm slices would give for every other slice).
     """
     src = np.asarray(image.GetSpacing(), dtype=float)
     spacing = np.asarray(spacing, dtype=float)
     size_vox = np.asarray(size_vox, dtype=int)
     centre_on_lattice = np.asarray(centre_index, dtype=float) * src / spacing
     first = np.round(centre_on_lattice - (size_vox - 1) / 2.0)
+    if not snap_z:
+        first[2] = centre_on_lattice[2] - (size_vox[2] - 1) / 2.0
     origin_index = first * spacing / src
     origin = image.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in origin_index))
     return tuple(origin), tuple(int(v) for v in size_vox), tuple(float(v) for v in spacing)

@@ -18,7 +18,7 @@ def bbox(req: PatchRequest) -> PatchSet:
     side = max(w, h)  # symmetric padding of the scaled box to its circumscribed square
     k = p.context_slices
     n = (max(2, int(round(side / sp[0]))), max(2, int(round(side / sp[1]))), 2 * k + 1)
-    origin, size, spacing = grid_around(req.image, req.roi.centroid, n, sp)
+    origin, size, spacing = grid_around(req.image, req.roi.centroid, n, sp, snap_z=False)  # the box's own slice
     img = resample_region(req.image, origin, size, spacing, interpolation=req.interpolation, default=-1024.0)
     low, high = req.window
     out = normalise(resize2d(apply_window(img, low, high), p.size), req.normalize, low, high)

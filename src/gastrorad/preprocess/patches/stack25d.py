@@ -28,7 +28,8 @@ def centred_stack(req: PatchRequest, k: int, side_mm: float):
     """Resampled image and mask stacks (2k+1, n, n) centred on the ROI centroid."""
     sp = req.target_spacing
     nx, ny = max(2, int(round(side_mm / sp[0]))), max(2, int(round(side_mm / sp[1])))
-    origin, size, spacing = grid_around(req.image, req.roi.centroid, (nx, ny, 2 * k + 1), sp)
+    # the middle plane is the ROI's own slice (S1, S5: the ROI is drawn on that one slice)
+    origin, size, spacing = grid_around(req.image, req.roi.centroid, (nx, ny, 2 * k + 1), sp, snap_z=False)
     img = resample_region(req.image, origin, size, spacing, interpolation=req.interpolation, default=-1024.0)
     mask = resample_region(req.mask, origin, size, spacing, interpolation="nearest", default=0.0)
     return img, mask, {"grid_origin_mm": list(origin), "grid_size": list(size), "grid_spacing_mm": list(spacing)}
