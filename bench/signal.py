@@ -18,12 +18,18 @@ AUC (binary) or Harrell's C (survival), each printed with its ratio to the oracl
 
 from __future__ import annotations
 
-import argparse
-import time
+import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+# This file's name shadows the standard library's ``signal`` for anything imported after it when
+# run as a script (its folder is sys.path[0]): take the folder off the path first.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RECIPE = {"s1": "s1_nact_resistance", "s5": "s5_gnen_survival"}

@@ -56,6 +56,8 @@ def test_demo_runs_every_built_stage(tmp_path):
     assert res.exit_code == 0, (res.output, res.exception)
     assert "Headline" in res.output and "oracle" in res.output
     run = tmp_path / "demo" / "run"
-    for f in ("patches.csv", "dl_scores.csv", "signatures.csv", "predictions.csv", "models/models.json",
-              "metrics/metrics.json", "report.html", "bundle/bundle.json", "config.resolved.yaml"):
+    # the fast profile's frozen-feature path: deep features of a fixed random-init CNN, the handcrafted reference
+    for f in ("patches.csv", "features_venous.csv", "radiomics_venous.csv", "models/feature_extractor.pt",
+              "signatures.csv", "predictions.csv", "metrics/metrics.json", "metrics/signature_comparison.csv",
+              "report.html", "bundle/bundle.json", "config.resolved.yaml"):
         assert (run / f).exists(), f

@@ -81,7 +81,7 @@ def _texture_study(root, n=90, size=48, seed=0):
         background = ndimage.gaussian_filter(rng.standard_normal((size, size)), 3) * rng.uniform(2, 8)
         texture = ndimage.gaussian_filter(rng.standard_normal((size, size)), 1.0)
         texture /= texture.std()
-        img = background + disk * (1.0 + np.exp(0.6 * z) * 0.8 * texture) + 0.2 * rng.standard_normal((size, size))
+        img = background + disk * (1.0 + np.exp(0.8 * z) * 0.8 * texture) + 0.2 * rng.standard_normal((size, size))
         path = root / "run" / "cache" / pid / "venous.npz"
         save_patches(path, np.stack([img, disk]).astype(np.float32), ["slice+0", "mask"], {})
         rows.append({"patient_id": pid, "phase": "venous", "timepoint": 0, "lesion_id": "primary",

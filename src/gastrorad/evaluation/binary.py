@@ -130,8 +130,10 @@ def binary_figures(ev: EvaluationFrame, cfg, cohorts: list[str], fig_dir) -> dic
         figs["roc"].append(str(save_figure(plot_roc(y, models, n_boot=e.bootstrap, seed=cfg.seed, title=c,
                                                     readers=readers or None), fig_dir / f"roc_{c}")[0]))
         figs["pr"].append(str(save_figure(plot_precision_recall(y, models, title=c), fig_dir / f"pr_{c}")[0]))
-        figs["calibration"].append(str(save_figure(plot_calibration(y, models, bins=e.calibration_groups, title=c),
-                                                   fig_dir / f"calibration_{c}")[0]))
+        varying = {m: v for m, v in models.items() if np.unique(v).size > 1}  # a constant score has no curve
+        if varying:
+            figs["calibration"].append(str(save_figure(plot_calibration(y, varying, bins=e.calibration_groups,
+                                                                        title=c), fig_dir / f"calibration_{c}")[0]))
         figs["decision_curve"].append(str(save_figure(plot_decision_curve(y, models, title=c),
                                                       fig_dir / f"dca_{c}")[0]))
         for extra in cfg.outcome.extra_survival:

@@ -314,7 +314,10 @@ def fit_models(cfg: StudyConfig) -> FitResult:
                                        "intercept": float(nomo.intercept), "sc": float(nomo.sc)}
             atomic_write_text(out / "models" / f"nomogram_{file_stem(name)}_points.csv",
                               nomo.points_table().to_csv(index=False))
-    predictions = pd.concat(preds, ignore_index=True)
+    # every model may have been skipped (e.g. a tiny cohort where neither LASSO nor the clinical screen keeps
+    # anything): the signatures are still evaluated, and fit.json says why each model is missing
+    predictions = (pd.concat(preds, ignore_index=True) if preds else
+                   pd.DataFrame(columns=["patient_id", "cohort", "model", "score", "lp", "risk_group"]))
     atomic_write_text(out / "predictions.csv", predictions.to_csv(index=False))
     atomic_write_text(out / "models" / "fit.json", json.dumps({
         "kind": kind, "selection": selection, "cutoffs": cutoffs, "encoding": enc.report().to_dict("records"),
