@@ -43,6 +43,9 @@ TINY = {
                          "signature": {"nlambda": 10, "nfolds": 3, "icc_threshold": 0.3},
                          "evaluation": {"bootstrap": 20}},
 }
+# S1's trained path (its `scratch` profile) is what these tests exercise: training, resume, Grad-CAM, predict of
+# a trained model; its `fast` frozen-feature path runs end to end in test_cli's demo test.
+PROFILE = {"s1_nact_resistance": "scratch"}
 KIND = {"s1_nact_resistance": ("s1", 60), "s2_recurrence": ("s2", 40), "s4_progressive_distill": ("s4", 24),
         "s3_her2_longitudinal": ("s3", 30),
         "s5_gnen_survival": ("s5", 40)}
@@ -67,7 +70,7 @@ def tiny_study(recipe: str, data: Path, out: Path, extra: dict | None = None) ->
     """The recipe with its fast profile and the test's tiny settings, written as one study file."""
     raw = yaml.safe_load(find_study_file(recipe).read_text())
     profiles = raw.pop("profiles")
-    raw = deep_merge(deep_merge(raw, profiles["fast"]), TINY[recipe])
+    raw = deep_merge(deep_merge(raw, profiles[PROFILE.get(recipe, "fast")]), TINY[recipe])
     raw = deep_merge(raw, extra or {})
     raw["data"] = {"manifest": str(data / "manifest.csv"), "clinical": str(data / "clinical.csv"),
                    "truth": str(data / "truth.csv")}
@@ -182,8 +185,11 @@ def test_s1_run_report_bundle_and_predict(cohorts, tmp_path):
     m = check_consistency(out)
     fit = json.loads((out / "models" / "fit.json").read_text())
     expected = {"DL signature", "integrated"} | ({"clinical"} if fit["selection"]["clinical_terms"] else set())
-    assert set(m["models"]) == expected
+    assert set(m["models"]) == expected | {"Handcrafted radiomics (venous)"}  # the reference every study fits
     assert set(fit["selection"].get("skipped_models", {})) == {"clinical"} - expected
+    assert "hcr_venous" not in fit["signature_columns"]  # a reference, not a fusion ingredient
+    comp = m["tables"]["signature_comparison"]
+    assert {r["deep"] for r in comp} == {"DL signature"} and all(0 <= r["p"] <= 1 for r in comp)
     assert m["tables"]["classification"] and m["tables"]["calibration"] and m["tables"]["confusion"]
     assert (out / "explain" / "gradcam.csv").exists()
 

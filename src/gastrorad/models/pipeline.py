@@ -132,7 +132,8 @@ def _handcrafted_signatures(cfg: StudyConfig, clinical: pd.DataFrame, table: pd.
         if cfg.radiomics.max_correlation is not None:
             feats = drop_redundant(d[d.cohort == "training"][feats], cfg.radiomics.max_correlation)
         name = f"{HANDCRAFTED_PREFIX}{phase}"
-        d[name], info[phase] = lasso_signature(cfg, d, feats, cfg.radiomics.lambda_rule, cfg.radiomics.nfolds)
+        d[name], info[phase] = lasso_signature(cfg, d, feats, cfg.radiomics.lambda_rule, cfg.radiomics.nfolds,
+                                               cfg.signature.nlambda)
         info[phase]["features"] = {"extracted": n_all, "after_redundancy_filter": len(feats)}
         table = table.merge(d[["patient_id", name]], on="patient_id", how="left")
     return table, info
