@@ -131,7 +131,7 @@ def signature_comparison(cfg: StudyConfig, ev, cohorts: list[str]) -> pd.DataFra
                             "handcrafted_value": float(a.loc[c, "auc_or_c"]),
                             "difference": float(b.loc[c, "auc_or_c"] - a.loc[c, "auc_or_c"]),
                             "p": float(b.loc[c, "p"])})
-    return pd.DataFrame(out)
+    return pd.DataFrame(sorted(out, key=lambda r: (cohort_order(r["cohort"]), r["deep"], r["handcrafted"])))
 
 
 def evaluate_study(cfg: StudyConfig, *, figures: bool = True) -> EvaluationResult:
