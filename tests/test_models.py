@@ -365,3 +365,43 @@ def test_lasso_cox_signatures_per_phase_with_icc_filter(tmp_path):
     c = clinical.set_index("patient_id")
     ext = sig[sig.cohort == "external"]
     assert harrell_c(c.loc[ext.patient_id, "time"], c.loc[ext.patient_id, "event"], ext.rad_venous).c > 0.65
+
+
+def test_lasso_cox_on_a_wide_collinear_table_stops_and_cross_validates_as_glmnet():
+    """36 collinear columns, 90 patients, 45 deaths (lasso_cox_wide.R): glmnet's own path stops
+    after 71 lambdas; cv.glmnet's folds refit those. Our fits are exact, glmnet's default ones
+    drift where the likelihood is flat, so the CV curve is compared with cv.glmnet at
+    thresh = 1e-14 and the choices with cv.glmnet's defaults."""
+    from gastrorad.models.lasso import cox_path_length, cv_lasso_cox, lambda_sequence
+    ref = json.loads((REF_DIR / "lasso_cox_wide.json").read_text())
+    d = pd.read_csv(REF_DIR / "lasso_cox_wide.csv")
+    X = d.drop(columns=["time", "status"])
+    lam = lambda_sequence(X.to_numpy(float), kind="cox", time=d.time, event=d.status)
+    assert lam[:len(ref["lambda"])] == pytest.approx(ref["lambda"], rel=1e-6)
+    assert cox_path_length(X.to_numpy(float), d.time, d.status, lam) == len(ref["lambda"]) == 71
+    cv = cv_lasso_cox(X, d.time, d.status, foldid=ref["foldid"])
+    assert len(cv.lambdas) == 71
+    assert np.allclose(cv.cvm, ref["cvm_tight"], atol=1e-3)  # measured 1.5e-4 (one tied death time)
+    assert np.allclose(cv.cvsd, ref["cvsd_tight"], atol=1e-3)
+    assert cv.lambda_min == pytest.approx(ref["lambda_min"]) and cv.lambda_1se == pytest.approx(ref["lambda_1se"])
+    assert cv.selected("min") == list(np.atleast_1d(ref["selected_min"])) == ["nodes_copy1"]
+    assert cv.selected("1se") == list(ref["selected_1se"]) == []  # glmnet: nothing is predictive
+    assert cv.coef_min[1:] == pytest.approx([ref["coef_min"][c] for c in X.columns], abs=1e-6)
+
+
+def test_coxnet_solver_reaches_the_lasso_optimum():
+    """The compiled solver satisfies the LASSO optimality conditions on the wide table at a
+    small lambda, where the partial likelihood is nearly flat."""
+    from gastrorad.models.coxnet import CoxData, _grad_weights
+    from gastrorad.models.lasso import _standardize
+    d = pd.read_csv(REF_DIR / "lasso_cox_wide.csv")
+    Xs, _, _ = _standardize(d.drop(columns=["time", "status"]).to_numpy(float))
+    data = CoxData(Xs, d.time, d.status)
+    lam = 0.01
+    b = data.fit(lam)
+    assert data.converged and (b != 0).sum() > 5
+    r, _ = _grad_weights(data.X @ b, data.event, data.start, data.dcount, data.ngroup, data.n)
+    g = data.X.T @ r
+    nz = b != 0
+    assert np.abs(g[nz] - lam * np.sign(b[nz])).max() < 1e-8
+    assert np.abs(g[~nz]).max() <= lam + 1e-8

@@ -2,7 +2,7 @@
 
 The problem is glmnet's: minimise -loglik / n + lambda * sum |beta_j| on columns
 standardised with their 1/n standard deviation (intercept unpenalised), coefficients
-reported on the original scale; solved by skglm's proximal Newton solver. The lambda
+reported on the original scale; solved by skglm's proximal Newton solver (logistic) or :mod:`gastrorad.models.coxnet` (Cox). The lambda
 sequence is glmnet's (lambda_max = max |X_std' (y - ybar)| / n down to lambda_max x 1e-4,
 or x 0.01 when n < p; 100 values) unless one is given. Cross-validation follows
 ``cv.glmnet``: every fold refits the whole sequence, the binomial deviance (probabilities
@@ -54,8 +54,10 @@ def lambda_sequence(X, y=None, *, kind: str = "logistic", time=None, event=None,
 
 
 def lasso_fit(X, y=None, lam: float = 0.1, *, kind: str = "logistic", time=None, event=None,
-              tol: float = 1e-10) -> tuple[float, np.ndarray]:
-    """(intercept, coefficients) on the original scale at one lambda (intercept 0 for Cox)."""
+              tol: float = 1e-10, w_init: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """(intercept, coefficients) on the original scale at one lambda (intercept 0 for Cox).
+    ``w_init`` (Cox only): coefficients on the original scale to start from, e.g. the path's
+    solution at this lambda, which makes the tight final fit a few Newton steps."""
     from skglm import GeneralizedLinearEstimator
     from skglm.penalties import L1
     from skglm.solvers import ProxNewton
@@ -71,40 +73,75 @@ def lasso_fit(X, y=None, lam: float = 0.1, *, kind: str = "logistic", time=None,
         b = est.coef_.ravel() / sd
         b0 = float(est.intercept_) - float(b @ mean)
         return b0, b
-    from skglm.datafits import Cox
-    df = Cox(use_efron=False)
-    yc = np.column_stack([np.asarray(time, float), np.asarray(event, float)])
-    df.initialize(Xs, yc)
-    w = ProxNewton(tol=tol, fit_intercept=False, max_iter=200).solve(Xs, yc, df, L1(alpha=lam))[0]
-    return 0.0, np.asarray(w).ravel()[: Xs.shape[1]] / sd
+    from gastrorad.models.coxnet import CoxData
+    w0 = None if w_init is None else np.asarray(w_init, float) * sd
+    return 0.0, CoxData(Xs, time, event).fit(lam, w0, tol=min(tol, 1e-10)) / sd
 
 
-def cox_path(X, time, event, lambdas, *, tol: float = 1e-7) -> list[np.ndarray]:
+# coxnet's path-stopping constants (glmnet.control defaults as coxnet scales them: fdev x 100,
+# devmax x 0.99 / 0.999) and the least number of lambdas before a stop (mnlam)
+_COX_FDEV, _COX_DEVMAX, _MNLAM = 1e-3, 0.99, 5
+# Fold fits run the full-data path's lambdas without stopping (as cv.glmnet's folds do); past this
+# deviance ratio the partial likelihood is flat (coefficients diverge) and refitting only burns time
+_COX_SATURATED = 0.999
+
+
+def cox_path(X, time, event, lambdas, *, tol: float = 1e-10, stop: bool = False,
+             failed: list | None = None) -> list[np.ndarray]:
     """LASSO-Cox coefficients (original scale) along decreasing ``lambdas``, each fit warm-started
-    from the previous one (as glmnet walks its path), to a tolerance of 1e-7 (glmnet's ``thresh``
-    default): the cross-validation fits of :func:`cv_lasso_cox`, fast on wide deep-feature sets.
-    The path stops, as glmnet's, once 99.9% of the null deviance is explained."""
-    from skglm.datafits import Cox
-    from skglm.penalties import L1
-    from skglm.solvers import ProxNewton
+    from the previous one (as glmnet walks its path) by :mod:`gastrorad.models.coxnet`: the
+    cross-validation fits of :func:`cv_lasso_cox`, fast on wide, collinear feature tables.
+
+    With ``stop``, the path ends where glmnet's coxnet ends its own (default-lambda) path: after
+    at least 5 lambdas, once the deviance ratio exceeds 0.99 or gained less than 0.1% (relative)
+    over the last 4 lambdas. Without it, every lambda is fitted (cv.glmnet's folds, which get a
+    user lambda sequence and never stop), except past a deviance ratio of 0.999, where the fit no
+    longer converges and the last solution is repeated. Returned lists always have one entry per
+    lambda; a stopped path repeats its last solution (see :func:`cox_path_length`). Lambdas whose
+    fit did not converge are warned about, or appended to ``failed`` when a list is given."""
+    from gastrorad.models.coxnet import CoxData
     Xs, _, sd = _standardize(np.asarray(X, float))
-    df = Cox(use_efron=False)
-    yc = np.column_stack([np.asarray(time, float), np.asarray(event, float)])
-    df.initialize(Xs, yc)
+    data = CoxData(Xs, time, event)
     w = np.zeros(Xs.shape[1])
-    t_, e_ = yc[:, 0], yc[:, 1].astype(int)
-    null = coxnet_deviance(Xs, t_, e_, w)
-    out = []
-    for lam in lambdas:
-        if out and null > 0 and 1 - coxnet_deviance(Xs, t_, e_, w) / null > 0.999:
-            # glmnet stops its path once 99.9% of the null deviance is explained; cv.glmnet then
-            # predicts the remaining (smaller) lambdas with the last solution
+    null = data.deviance(w)
+    out: list[np.ndarray] = []
+    ratios: list[float] = []
+    report = failed is None
+    failed = [] if failed is None else failed
+    for m, lam in enumerate(lambdas, start=1):
+        if ratios and ratios[-1] > _COX_SATURATED:
             out.append(out[-1])
             continue
-        w = np.asarray(ProxNewton(tol=tol, fit_intercept=False, max_iter=200).solve(
-            Xs, yc, df, L1(alpha=lam), w_init=w.copy(), Xw_init=Xs @ w)[0]).ravel()[: Xs.shape[1]]
+        w = data.fit(lam, w, tol=tol, warn=False)
+        if not data.converged:
+            failed.append(lam)
         out.append(w / sd)
+        ratios.append(1 - data.deviance(w) / null if null > 0 else 0.0)
+        if stop and m >= _MNLAM:
+            r = ratios[-1]
+            if (r > 0 and (r - ratios[-_MNLAM]) / r < _COX_FDEV) or r > _COX_DEVMAX:
+                out += [out[-1]] * (len(lambdas) - m)
+                break
+    if failed and report:
+        import warnings
+        warnings.warn(f"LASSO-Cox path: {len(failed)} of {len(lambdas)} fits did not converge (lambda <= "
+                      f"{max(failed):.3g}: the partial likelihood has no finite optimum near there)",
+                      RuntimeWarning, stacklevel=2)
     return out
+
+
+def cox_path_length(X, time, event, lambdas) -> int:
+    """How many of ``lambdas`` glmnet's own Cox path on the data keeps before it stops (see
+    :func:`cox_path`): ``cv.glmnet`` chooses lambda among these only."""
+    return _kept(cox_path(X, time, event, lambdas, stop=True))
+
+
+def _kept(path: list) -> int:
+    """Length of a stopped path before the repeats of its last solution."""
+    n = len(path)
+    while n > 1 and path[n - 1] is path[n - 2]:
+        n -= 1
+    return n
 
 
 def _binomial_deviance(Xs, y01, b0, w) -> float:
@@ -149,11 +186,7 @@ def logistic_path(X, y, lambdas, *, tol: float = 1e-5, stop: bool = True) -> lis
 def logistic_path_length(X, y, lambdas) -> int:
     """How many of ``lambdas`` glmnet's own path on (X, y) keeps before it stops (see
     :func:`logistic_path`): ``cv.glmnet`` chooses lambda among these only."""
-    path = logistic_path(X, y, lambdas, tol=1e-5)  # where the path stops needs tighter fits than the CV curve
-    n = len(path)
-    while n > 1 and path[n - 1] is path[n - 2]:
-        n -= 1
-    return n
+    return _kept(logistic_path(X, y, lambdas, tol=1e-5))
 
 
 def lasso_path(X, y=None, lambdas=None, *, kind: str = "logistic", time=None, event=None) -> np.ndarray:
@@ -233,11 +266,12 @@ def coxnet_deviance(X: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np
     """Breslow partial-likelihood deviance 2 (loglik_saturated - loglik(beta)), as glmnet's
     ``coxnet.deviance`` (the saturated term is -sum d_g log d_g over tied death groups)."""
     eta = X @ beta
+    top = eta.max()  # log-sum-exp shift: overfitted fold fits give huge linear predictors
     ll, sat = 0.0, 0.0
     for t in np.unique(time[event == 1]):
         dead = (time == t) & (event == 1)
         d = dead.sum()
-        ll += eta[dead].sum() - d * np.log(np.exp(eta[time >= t]).sum())
+        ll += eta[dead].sum() - d * (top + np.log(np.exp(eta[time >= t] - top).sum()))
         sat -= d * np.log(d)
     return float(2 * (sat - ll))
 
@@ -257,8 +291,14 @@ def cv_lasso_cox(X: pd.DataFrame, time, event, *, lambdas=None, foldid=None, nfo
     Xa = X.to_numpy(float)
     time, event = np.asarray(time, float), np.asarray(event).astype(int)
     n = len(time)
-    lambdas = (lambda_sequence(Xa, kind="cox", time=time, event=event, nlambda=nlambda) if lambdas is None
-               else np.asarray(lambdas))
+    failed: list[float] = []
+    if lambdas is None:
+        lambdas = lambda_sequence(Xa, kind="cox", time=time, event=event, nlambda=nlambda)
+        full = cox_path(Xa, time, event, lambdas, stop=True, failed=failed)
+        lambdas = lambdas[:_kept(full)]  # glmnet's own path may stop early
+    else:
+        lambdas = np.asarray(lambdas, float)
+        full = None
     foldid = _fold_ids(n, foldid, nfolds, seed)
     folds = np.unique(foldid)
     raw, w = [], []
@@ -267,13 +307,19 @@ def cv_lasso_cox(X: pd.DataFrame, time, event, *, lambdas=None, foldid=None, nfo
         if event[test].sum() == 0:  # its deviance per event is undefined: cv.glmnet drops it (na.rm = TRUE)
             continue
         row = []
-        for b in cox_path(Xa[~test], time[~test], event[~test], lambdas):
+        for b in cox_path(Xa[~test], time[~test], event[~test], lambdas, failed=failed):
             row.append(coxnet_deviance(Xa, time, event, b) - coxnet_deviance(Xa[~test], time[~test], event[~test], b))
         ev = event[test].sum()
         raw.append(np.asarray(row) / ev)
         w.append(ev)
     cvm, cvsd, i_min, i_1se = _cv_choice(np.asarray(raw), np.asarray(w, float), lambdas)
-    b_min = lasso_fit(Xa, lam=lambdas[i_min], kind="cox", time=time, event=event)[1]
-    b_1se = lasso_fit(Xa, lam=lambdas[i_1se], kind="cox", time=time, event=event)[1]
+    if failed and min(lambdas[i_min], lambdas[i_1se]) <= max(failed):
+        import warnings
+        warnings.warn(f"LASSO-Cox cross-validation: {len(failed)} path fits did not converge, at lambdas down from "
+                      f"{max(failed):.3g}, and the chosen lambda lies among them: the partial likelihood is close "
+                      "to flat there (too many features for the events); treat the selection with caution",
+                      RuntimeWarning, stacklevel=2)
+    b_min, b_1se = (lasso_fit(Xa, lam=lambdas[i], kind="cox", time=time, event=event,
+                              w_init=None if full is None else full[i])[1] for i in (i_min, i_1se))
     return LassoCV(lambdas, cvm, cvsd, float(lambdas[i_min]), float(lambdas[i_1se]), cols,
                    np.concatenate([[0.0], b_min]), np.concatenate([[0.0], b_1se]))
