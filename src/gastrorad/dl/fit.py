@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from gastrorad.config.study import StudyConfig
 from gastrorad.data.cohorts import stratified_split
-from gastrorad.dl.backbones import GastroNet, create_model, freeze, load_pretrained
+from gastrorad.dl.backbones import NAMED_WEIGHTS, GastroNet, create_model, freeze, load_pretrained
 from gastrorad.dl.checkpoint import save_checkpoint
 from gastrorad.dl.data import PatchDataset, SampleTable, build_augment, build_eval_transform
 from gastrorad.dl.module import GastroModule
@@ -57,11 +57,15 @@ def model_dir(cfg: StudyConfig) -> Path:
 def build_model(cfg: StudyConfig, channels: int, spatial_dims: int, *, backbone: str | None = None,
                 dropout: float | None = None, stochastic_depth: float | None = None) -> GastroNet:
     m = cfg.model
+    # how the patches were made, for backbones that map them onto their pretrained input range
+    options = {"input_normalize": cfg.preprocess.normalize, "input_window": cfg.preprocess.window.bounds}
     net = create_model(backbone or m.backbone, in_channels=channels, spatial_dims=spatial_dims, head=m.head,
                        hidden=m.hidden, dropout=m.dropout if dropout is None else dropout,
-                       stochastic_depth=m.stochastic_depth if stochastic_depth is None else stochastic_depth)
+                       stochastic_depth=m.stochastic_depth if stochastic_depth is None else stochastic_depth,
+                       backbone_options=options)
     if m.pretrained is not None:
-        load_pretrained(net, cfg.resolve(m.pretrained), m.pretrained_format)
+        named = str(m.pretrained) in NAMED_WEIGHTS  # installed weights, not a file next to the study
+        load_pretrained(net, str(m.pretrained) if named else cfg.resolve(m.pretrained), m.pretrained_format)
     freeze(net, m.freeze)
     return net
 

@@ -25,6 +25,10 @@ def icc(ratings: np.ndarray, form: str = "A,1") -> float:
     msr, msc = ss_rows / (n - 1), ss_cols / (k - 1)
     mse = ss_err / ((n - 1) * (k - 1))
     msw = (ss_cols + ss_err) / (n * (k - 1))
+    if ss_tot == 0:  # a constant feature (e.g. a channel a ReLU keeps at zero) has no reliability to speak of
+        if form not in ("A,1", "C,1", "1"):
+            raise ValueError("form must be 'A,1', 'C,1' or '1'")
+        return float("nan")
     if form == "A,1":
         return float((msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n))
     if form == "C,1":

@@ -228,7 +228,11 @@ def _cv_choice(raw: np.ndarray, w: np.ndarray, lambdas: np.ndarray):
     its SE, and the indices of lambda.min and lambda.1se (the largest lambda within one SE)."""
     cvm = (w[:, None] * raw).sum(axis=0) / w.sum()
     cvsd = np.sqrt((w[:, None] * (raw - cvm) ** 2).sum(axis=0) / w.sum() / (len(w) - 1))
-    i_min = int(np.argmin(cvm))
+    if not np.isfinite(cvm).any():
+        raise ValueError("cross-validation failed: no lambda has a finite cross-validated deviance")
+    # a fold fit that diverged (no finite optimum; overflow) leaves its lambda out of the choice
+    cvm = np.where(np.isfinite(cvm), cvm, np.nan)
+    i_min = int(np.nanargmin(cvm))
     i_1se = int(np.flatnonzero(cvm <= cvm[i_min] + cvsd[i_min]).min())  # lambdas decrease
     return cvm, cvsd, i_min, i_1se
 

