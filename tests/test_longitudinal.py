@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from gastrorad.dl.longitudinal import MarkerEmbedding, TwoLevelSurvivalModel
+from gastrorad.dl.longitudinal.model import MarkerEmbedding, TwoLevelSurvivalModel
 
 
 def _model(dim=16, max_t=4):
@@ -50,7 +50,7 @@ def test_tdlm_learns_a_planted_marker_trend(tmp_path):
     import yaml
 
     from gastrorad.config import load_study
-    from gastrorad.dl.longitudinal_train import apply_two_level, train_two_level
+    from gastrorad.dl.longitudinal.train import apply_two_level, train_two_level
     from gastrorad.stats.survival import harrell_c
     rng = np.random.default_rng(0)
     n = 240
@@ -87,3 +87,32 @@ def test_tdlm_learns_a_planted_marker_trend(tmp_path):
     assert c_2f > 0.75, c_2f
     assert c_2f > c_bs + 0.1, (c_2f, c_bs)  # the baseline alone carries no trend
     assert set(attention.level) == {"time", "object"}
+
+
+class _Payload:
+    """Any object a pickle could rebuild; a checkpoint holding one must not be unpickled."""
+
+    ran = False
+
+    def __reduce__(self):
+        return (_mark_ran, ())
+
+
+def _mark_ran():
+    _Payload.ran = True
+    return {}
+
+
+def test_two_level_checkpoint_is_loaded_without_unpickling(tmp_path):
+    import torch
+    from gastrorad.dl.longitudinal.train import load_two_level
+    from gastrorad.errors import InputError
+    bad = tmp_path / "model.pt"
+    torch.save({"gastrorad_two_level": 1, "which": "tdlm", "state_dict": {}, "extra": _Payload()}, bad)
+    with pytest.raises(InputError, match="not unpickled"):
+        load_two_level(None, bad)
+    assert not _Payload.ran  # refused before any code in the file ran
+    plain = tmp_path / "plain.pt"
+    torch.save({"something": torch.zeros(1)}, plain)
+    with pytest.raises(InputError, match="two-level"):
+        load_two_level(None, plain)

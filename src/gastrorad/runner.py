@@ -169,7 +169,7 @@ def _preprocess(cfg):
 
 def _train(cfg):
     if _longitudinal(cfg):
-        from gastrorad.dl.longitudinal_train import train_longitudinal
+        from gastrorad.dl.longitudinal.train import train_longitudinal
         train_longitudinal(cfg)
         return
     from gastrorad.dl.train import train_model
@@ -178,7 +178,7 @@ def _train(cfg):
 
 def _score(cfg):
     if _longitudinal(cfg):
-        from gastrorad.dl.longitudinal_train import score_longitudinal
+        from gastrorad.dl.longitudinal.train import score_longitudinal
         score_longitudinal(cfg)
         return
     from gastrorad.dl.train import score_study
@@ -224,7 +224,7 @@ def _evaluate(cfg):
 
 def _explain(cfg):
     if _longitudinal(cfg):
-        from gastrorad.dl.longitudinal_explain import explain_longitudinal
+        from gastrorad.dl.longitudinal.explain import explain_longitudinal
         explain_longitudinal(cfg, limit=cfg.report.gradcam)
         return
     from gastrorad.dl.explain import explain_study

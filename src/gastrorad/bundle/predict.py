@@ -162,7 +162,7 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
     weights = [folder / w for w in info["weights"]]
     fit = json.loads((folder / "fit.json").read_text())
     if info["signature"] == "longitudinal":  # S3: LDLM/TDLM with BS/1F/2F, RECIST and TB-delta
-        from gastrorad.dl.longitudinal_train import score_longitudinal
+        from gastrorad.dl.longitudinal.train import score_longitudinal
         from gastrorad.models.pipeline import _longitudinal_signatures
         atomic_write_text(out / "models" / "longitudinal.json",
                           json.dumps({Path(w).stem: [str(w)] for w in weights}, indent=2))
@@ -219,7 +219,7 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
     preds = preds.merge(sig_out, on="patient_id", how="left")
     atomic_write_text(out / "predictions.csv", preds.to_csv(index=False))
     if gradcam and info["signature"] == "longitudinal":
-        from gastrorad.dl.longitudinal_explain import explain_longitudinal
+        from gastrorad.dl.longitudinal.explain import explain_longitudinal
         explain_longitudinal(cfg, limit=10 ** 6)
     elif gradcam and info["signature"] == "dl_probability":
         from gastrorad.dl.explain import explain_study

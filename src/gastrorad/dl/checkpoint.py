@@ -42,11 +42,11 @@ def save_checkpoint(path: Path, net: GastroNet, *, channels: int, spatial_dims: 
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """The checkpoint's dict, loaded with ``weights_only=True``; a file that needs anything but
-    plain values and tensors is refused, never unpickled."""
+def read_plain(path: str | Path):
+    """A ``.pt`` file loaded with ``weights_only=True``: plain values and tensors only; a file that
+    needs anything else is refused with an :class:`InputError`, never unpickled."""
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError(Problem(str(path), "checkpoint does not exist")) from None
     except (pickle.UnpicklingError, RuntimeError) as exc:
@@ -54,6 +54,11 @@ def read_checkpoint(path: str | Path) -> dict:
         raise InputError(Problem(str(path), "not a plain gastrorad checkpoint: it holds Python objects beyond plain "
                                  "values and tensors, which are not unpickled because a pickle can run code "
                                  f"(torch: {first})")) from None
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint's dict (:func:`read_plain`), checked to be a gastrorad model checkpoint."""
+    ck = read_plain(path)
     if not isinstance(ck, dict) or not ck.get("gastrorad_checkpoint") or "state_dict" not in ck:
         raise InputError(Problem(str(path), "not a gastrorad model checkpoint (no gastrorad_checkpoint/state_dict)"))
     missing = [k for k in ARCHITECTURE if k not in ck]

@@ -34,7 +34,7 @@ def _outcome(cfg: StudyConfig, clinical: pd.DataFrame) -> pd.DataFrame:
 
 
 def sequences(cfg: StudyConfig, which: str, clinical: pd.DataFrame):
-    from gastrorad.dl.longitudinal_data import lesion_sequences, marker_sequences
+    from gastrorad.dl.longitudinal.data import lesion_sequences, marker_sequences
     lc = cfg.longitudinal
     if which == "ldlm":
         path = cfg.output_dir / "patches.csv"
@@ -49,7 +49,7 @@ def sequences(cfg: StudyConfig, which: str, clinical: pd.DataFrame):
 
 def build_two_level(cfg: StudyConfig, which: str, item_shape: tuple[int, ...]):
     from gastrorad.dl.backbones import create_model
-    from gastrorad.dl.longitudinal import CNNExtractor, MarkerEmbedding, TwoLevelSurvivalModel
+    from gastrorad.dl.longitudinal.model import CNNExtractor, MarkerEmbedding, TwoLevelSurvivalModel
     lc = cfg.longitudinal
     if which == "ldlm":
         backbone = create_model(cfg.model.backbone, in_channels=item_shape[0], spatial_dims=2)
@@ -76,7 +76,7 @@ def train_two_level(cfg: StudyConfig, which: str, *, seed: int, progress: bool =
     """Train LDLM or TDLM with one seed; returns its checkpoint."""
     import lightning as L
 
-    from gastrorad.dl.longitudinal_data import SequenceDataset
+    from gastrorad.dl.longitudinal.data import SequenceDataset
     from gastrorad.dl.module import GastroModule
     from gastrorad.dl.train import _split_patients, fit_and_keep_best
 
@@ -118,7 +118,10 @@ def train_two_level(cfg: StudyConfig, which: str, *, seed: int, progress: bool =
 
 
 def load_two_level(cfg: StudyConfig, path: str | Path):
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    from gastrorad.dl.checkpoint import read_plain
+    ck = read_plain(path)  # weights_only: a bundle's checkpoint never runs code when it is loaded
+    if not isinstance(ck, dict) or not ck.get("gastrorad_two_level") or "state_dict" not in ck:
+        raise InputError(Problem(str(path), "not a gastrorad two-level (LDLM/TDLM) checkpoint"))
     net = build_two_level(cfg, ck["which"], tuple(ck["item_shape"]))
     net.load_state_dict(ck["state_dict"])
     return net.eval(), ck
@@ -128,14 +131,14 @@ def load_two_level(cfg: StudyConfig, path: str | Path):
 def apply_two_level(cfg: StudyConfig, which: str, checkpoint: str | Path, *, clinical: pd.DataFrame | None = None):
     """Log-risk of every patient with each follow-up limit (columns ``<which>_<BS|1F|2F>``),
     and the attention read-outs (long table: patient, setting, level, object, site, time point, weight)."""
-    from gastrorad.dl.longitudinal_data import SequenceDataset
+    from gastrorad.dl.longitudinal.data import SequenceDataset
     lc = cfg.longitudinal
     clinical = _clinical(cfg) if clinical is None else clinical
     net, ck = load_two_level(cfg, checkpoint)
     if which == "ldlm":
         seq = sequences(cfg, which, clinical)
     else:  # the training statistics saved with the model, never refitted
-        from gastrorad.dl.longitudinal_data import marker_sequences
+        from gastrorad.dl.longitudinal.data import marker_sequences
         seq = marker_sequences(clinical, lc.markers, stats=ck["marker_stats"], max_timepoints=lc.max_timepoints)
     patients = [p for p in clinical.patient_id if seq.items.get(p)]
     kw = dict(max_objects=lc.max_lesions if which == "ldlm" else len(lc.markers), max_timepoints=lc.max_timepoints,

@@ -59,8 +59,8 @@ def _feature_layer(net) -> torch.nn.Module:
 def explain_longitudinal(cfg, *, limit: int = 6) -> pd.DataFrame:
     """Grid figures of Grad-CAM per ROI for up to ``limit`` patients per cohort (the first
     seed's LDLM, with every follow-up it may use); ``<output>/explain/gradcam.csv``."""
-    from gastrorad.dl.longitudinal_data import SequenceDataset
-    from gastrorad.dl.longitudinal_train import _clinical, load_two_level, sequences
+    from gastrorad.dl.longitudinal.data import SequenceDataset
+    from gastrorad.dl.longitudinal.train import _clinical, load_two_level, sequences
     from gastrorad.figures.style import save_figure, styled
     lc = cfg.longitudinal
     meta = json.loads((cfg.output_dir / "models" / "longitudinal.json").read_text())
