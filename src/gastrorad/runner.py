@@ -36,6 +36,7 @@ import yaml
 from gastrorad.config.study import StudyConfig
 from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write_text
+from gastrorad.io.hashing import file_hash
 
 
 @dataclass
@@ -46,14 +47,6 @@ class Stage:
     inputs: Callable[[StudyConfig], list[Path]]
     outputs: Callable[[StudyConfig], list[Path]]
     enabled: Callable[[StudyConfig], bool] = lambda cfg: True
-
-
-def file_hash(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _section(cfg: StudyConfig, dotted: str):

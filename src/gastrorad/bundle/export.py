@@ -29,7 +29,7 @@ BUNDLE_FORMAT = 1
 
 
 def _sha(path: Path) -> str:
-    from gastrorad.runner import file_hash
+    from gastrorad.io.hashing import file_hash
     return file_hash(path)
 
 
