@@ -130,3 +130,31 @@ def test_parse_bbox():
     for bad in ("1 2 3", "a b c d e f", "5 5 5 1 1 1"):
         with pytest.raises(ValueError):
             parse_bbox(bad)
+
+
+def test_study_ids_that_would_write_outside_the_output_folder_are_refused(s1_copy):
+    """Issue 12, item 1: a patient_id such as '../../escaped_P0001' became a Grad-CAM file name
+    two levels above the run's folder. Validate refuses it, naming the file, row and column."""
+    m = pd.read_csv(s1_copy / "manifest.csv", dtype=str, keep_default_na=False)
+    c = pd.read_csv(s1_copy / "clinical.csv", dtype=str, keep_default_na=False)
+    old = m.loc[0, "patient_id"]
+    m.loc[m.patient_id == old, "patient_id"] = "../../escaped_P0001"
+    c.loc[c.patient_id == old, "patient_id"] = "../../escaped_P0001"
+    m.loc[1, "lesion_id"] = "a\\b"
+    m.to_csv(s1_copy / "manifest.csv", index=False)
+    c.to_csv(s1_copy / "clinical.csv", index=False)
+    report, problems = _problems(s1_copy)
+    assert not report.ok
+    for table in ("manifest.csv", "clinical.csv"):
+        assert any(p.column == "patient_id" and p.file.endswith(table) and "path separator" in p.reason
+                   and p.row is not None for p in problems), table
+    _find(problems, column="lesion_id", row=3, text="path separator")
+
+
+def test_writes_are_kept_inside_the_output_folder(tmp_path):
+    from gastrorad.io.safe_paths import id_problem, inside
+    assert inside(tmp_path, "explain", "training", "P0001.png") == (tmp_path / "explain/training/P0001.png").resolve()
+    with pytest.raises(ValueError, match="outside the output folder"):
+        inside(tmp_path / "explain", "training", "../../../escaped.png")
+    assert id_problem("P-0001_a.b") is None and id_problem("..") and id_problem(".hidden")
+    assert id_problem("C:evil") and id_problem("a\x00b") and id_problem("x" * 129)

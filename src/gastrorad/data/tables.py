@@ -87,9 +87,24 @@ def load_manifest(path: str | Path, base_dir: str | Path) -> tuple[pd.DataFrame,
     for i, pid in enumerate(df["patient_id"]):
         if pd.isna(pid) or pid == "":
             problems.append(Problem(str(path), "empty patient_id", row=sheet_row(i), column="patient_id"))
+    for col in ("patient_id", "lesion_id", "phase", "reader"):
+        problems += _unsafe_ids(path, df, col)
     df["image_path"] = [_resolve(base_dir, v) for v in df["image"]]
     df["mask_path"] = [_resolve(base_dir, v) if v else "" for v in df["mask"]]
     return df, problems
+
+
+def _unsafe_ids(path: Path, df: pd.DataFrame, col: str) -> list[Problem]:
+    """A problem per non-empty value of ``col`` that cannot be part of a file name."""
+    from gastrorad.io.safe_paths import id_problem
+    out = []
+    for i, v in enumerate(df[col]):
+        if pd.isna(v) or v == "":
+            continue
+        reason = id_problem(v)
+        if reason:
+            out.append(Problem(str(path), f"{col} {str(v)[:40]!r} {reason}", row=sheet_row(i), column=col))
+    return out
 
 
 def _resolve(base: Path, ref: str) -> str:
@@ -121,6 +136,7 @@ def load_clinical(path: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
                                         row=sheet_row(i), column="patient_id"))
             else:
                 seen[pid] = sheet_row(i)
+        problems += _unsafe_ids(path, df, "patient_id")
     if "center" in df.columns:
         for i in np.nonzero(df["center"].isna().to_numpy())[0]:
             problems.append(Problem(str(path), "missing centre", row=sheet_row(i), column="center"))

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gastrorad.io.safe_paths import inside
+
 CAM_LAYERS = {"resnet": "backbone.layer4", "densenet": "backbone.features_", "efficientnet": "backbone.bn1",
               "seresnext": "backbone.layer4", "vgg": "backbone.features_", "tiny": "backbone.body"}
 
@@ -108,7 +110,7 @@ def explain_study(cfg, *, checkpoint: str | Path | None = None, limit: int = 12,
             if cam.ndim == 3:
                 cam = cam[cam.shape[0] // 2]
             mask = x[channels.index("mask")] if "mask" in channels else None
-            png = save_overlay(image, cam, out_dir / str(cohort) / f"{r.patient_id}.png", mask=mask,
+            png = save_overlay(image, cam, inside(out_dir, str(cohort), f"{r.patient_id}.png"), mask=mask,
                                title=f"{r.patient_id} ({cohort})")
             rows.append({"patient_id": r.patient_id, "cohort": cohort, "png": str(png),
                          "roi_focus": roi_focus(cam, mask) if mask is not None and mask.any() else np.nan})

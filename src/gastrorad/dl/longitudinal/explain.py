@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from gastrorad.io.atomic import atomic_write_text
+from gastrorad.io.safe_paths import inside
 
 
 def roi_grad_cams(net, batch: dict, layer: torch.nn.Module) -> torch.Tensor:
@@ -101,7 +102,7 @@ def explain_longitudinal(cfg, *, limit: int = 6) -> pd.DataFrame:
                 fig.suptitle(f"{pid} ({cohort})", fontsize=8)
                 return fig
 
-            png, svg = save_figure(draw(), cfg.output_dir / "explain" / str(cohort) / str(pid), dpi=120)
+            png, svg = save_figure(draw(), inside(cfg.output_dir / "explain", str(cohort), str(pid)), dpi=120)
             svg.unlink()
             rows.append({"patient_id": pid, "cohort": cohort, "png": str(png), "roi_focus": np.nan})
     table = pd.DataFrame(rows, columns=["patient_id", "cohort", "png", "roi_focus"])
