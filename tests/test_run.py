@@ -249,6 +249,20 @@ def test_predict_reproduces_the_run_and_refuses_mismatched_inputs(cohorts, tmp_p
     res2 = predict_patients(bundle, tmp_path / "combined.csv", tmp_path / "p4", gradcam=False)
     np.testing.assert_allclose(res2.predictions.sort_values(["model", "patient_id"]).score.to_numpy(),
                                res.predictions.sort_values(["model", "patient_id"]).score.to_numpy(), atol=1e-9)
+    # issue 12 item 3: bundle.json pointed at weights outside its hash list, or outside the bundle, is refused
+    manifest_path = bundle / "bundle.json"
+    original = manifest_path.read_text()
+    shutil.copy2(bundle / "weights" / "model0.pt", bundle / "weights" / "other.pt")
+    edited = json.loads(original)
+    edited["weights"] = ["weights/other.pt"]
+    manifest_path.write_text(json.dumps(edited))
+    with pytest.raises(InputError, match="not in the bundle's SHA-256 list"):
+        predict_patients(bundle, data / "manifest.csv", tmp_path / "p6", clinical=data / "clinical.csv")
+    edited["weights"] = ["../escaped.pt"]
+    manifest_path.write_text(json.dumps(edited))
+    with pytest.raises(InputError, match="outside the bundle folder"):
+        predict_patients(bundle, data / "manifest.csv", tmp_path / "p7", clinical=data / "clinical.csv")
+    manifest_path.write_text(original)
     weights = bundle / "weights" / "model0.pt"
     weights.write_bytes(weights.read_bytes() + b"\0")
     with pytest.raises(InputError, match="changed since export"):

@@ -110,7 +110,22 @@ def load_bundle(folder: str | Path) -> tuple[dict, StudyConfig]:
     if manifest.get("gastrorad_bundle") != BUNDLE_FORMAT:
         raise InputError(Problem(str(path), f"unsupported bundle format {manifest.get('gastrorad_bundle')}"))
     problems = []
-    for rel, digest in manifest["files"].items():
+    listed = manifest.get("files") or {}
+    # every file predict reads must be in the hash list, inside the bundle: an edited bundle.json
+    # cannot point predict at unlisted weights (issue 12, item 3)
+    reads = ["study.yaml", "fit.json", *manifest.get("weights", [])]
+    if (folder / "signatures.json").exists():
+        reads.append("signatures.json")
+    for rel in [*reads, *listed]:
+        parts = Path(rel).parts
+        if Path(rel).is_absolute() or ".." in parts or not parts:
+            problems.append(Problem(str(path), f"refused: bundle file '{rel}' is outside the bundle folder"))
+        elif rel not in listed:
+            problems.append(Problem(str(folder / rel), "refused: predict would read this file, but it is not in "
+                                    "the bundle's SHA-256 list (bundle.json was edited after export?)"))
+    if problems:
+        raise InputError(problems)
+    for rel, digest in listed.items():
         p = folder / rel
         if not p.is_file():
             problems.append(Problem(str(p), "bundle file is missing"))
