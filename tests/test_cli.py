@@ -18,6 +18,12 @@ def test_help_lists_every_stage():
         assert f" {stage} " in out, stage
 
 
+def test_version_option():
+    from gastrorad import __version__
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"gastrorad {__version__}"
+
+
 def test_a_missing_study_file_or_recipe_is_a_clear_error(tmp_path):
     res = runner.invoke(app, ["evaluate", str(tmp_path / "nope.yaml")], terminal_width=200)
     assert res.exit_code == 1

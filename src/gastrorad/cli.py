@@ -70,11 +70,16 @@ def _load(study: Path, profile: str | None = None, *, data: Path | None = None, 
         _fail(exc)
 
 
-@app.callback()
-def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         console.print(f"gastrorad {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                       callback=_print_version)) -> None:
+    """gastrorad: CT deep-learning radiomics studies from one study file."""
 
 
 @app.command()
