@@ -158,3 +158,14 @@ def test_writes_are_kept_inside_the_output_folder(tmp_path):
         inside(tmp_path / "explain", "training", "../../../escaped.png")
     assert id_problem("P-0001_a.b") is None and id_problem("..") and id_problem(".hidden")
     assert id_problem("C:evil") and id_problem("a\x00b") and id_problem("x" * 129)
+
+
+def test_atomic_writes_follow_the_umask(tmp_path):
+    """Issue 12, item 9: reports written atomically were 0600, unreadable by a colleague."""
+    import os
+    import stat
+    from gastrorad.io.atomic import _umask, atomic_write_text
+    atomic_write_text(tmp_path / "report.html", "<html></html>")
+    mode = stat.S_IMODE(os.stat(tmp_path / "report.html").st_mode)
+    assert mode == 0o666 & ~_umask()
+    assert mode & 0o044 or _umask() & 0o044  # group/other can read unless the umask forbids it
