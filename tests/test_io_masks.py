@@ -35,6 +35,18 @@ def test_mask_off_the_grid_and_empty_mask_are_refused(tmp_path):
         read_mask(tmp_path / "e.nii.gz", img)
 
 
+def test_any_non_zero_label_is_the_roi_negative_ones_too(tmp_path):
+    """Issue 12, item 9: ROI voxels labelled -1 were reported as an empty mask."""
+    img = phantom()
+    arr = np.zeros((30, 36, 40), np.int16)
+    arr[10:14, 8:12, 5:9] = -1
+    lab = sitk.GetImageFromArray(arr)
+    lab.CopyInformation(img)
+    write_image(lab, tmp_path / "neg.nii.gz")
+    m = sitk.GetArrayFromImage(read_mask(tmp_path / "neg.nii.gz", img))
+    assert m.sum() == 4 * 4 * 4 and m[10:14, 8:12, 5:9].all()
+
+
 def test_seg_and_rtstruct_equal_the_label_mask(tmp_path):
     from gastrorad.synth import synthesize
     synthesize("s5", tmp_path, n=4, seed=2, dicom=True, workers=1)

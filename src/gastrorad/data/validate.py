@@ -224,7 +224,7 @@ def _check_mask(r, geom: Geometry, source: str) -> list[Problem]:
                 return [Problem(source, "mask/image geometry mismatch: " + "; ".join(reasons), row=r["row"], column="mask")]
             arr = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
             _, sel = split_reference(r["mask_path"])
-            nonzero = np.any(np.abs(arr - float(sel)) < 0.5) if sel else np.any(arr > 0.5)
+            nonzero = np.any(np.abs(arr - float(sel)) < 0.5) if sel else np.any(np.abs(arr) > 0.5)
             if not nonzero:
                 return [Problem(source, "empty mask (no ROI voxel)", row=r["row"], column="mask")]
         else:

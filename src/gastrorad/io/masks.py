@@ -81,7 +81,7 @@ def _read_label_image(path: Path, selector: str | None, reference: sitk.Image) -
             raise InputError(Problem(str(path), f"label selector '#{selector}' is not a number")) from exc
         binary = np.abs(arr - value) < 0.5
     else:
-        binary = arr > 0.5
+        binary = np.abs(arr) > 0.5  # any non-zero label (negative ones too) is the ROI
     out = sitk.GetImageFromArray(binary.astype(np.uint8))
     out.CopyInformation(reference)
     return out
