@@ -169,3 +169,23 @@ def test_atomic_writes_follow_the_umask(tmp_path):
     mode = stat.S_IMODE(os.stat(tmp_path / "report.html").st_mode)
     assert mode == 0o666 & ~_umask()
     assert mode & 0o044 or _umask() & 0o044  # group/other can read unless the umask forbids it
+
+
+def test_text_in_a_continuous_clinical_column_is_refused_with_row_and_column(s1_copy):
+    """Issue 12, item 6: '12,5' in a continuous column passed validate, then the run died with
+    OverflowError; in predict's clinical file it was taken silently."""
+    c = pd.read_csv(s1_copy / "clinical.csv", dtype=str, keep_default_na=False)
+    c.loc[1, "cea"] = "12,5"
+    c.loc[3, "age"] = "unknown"
+    c.to_csv(s1_copy / "clinical.csv", index=False)
+    _, P = _problems(s1_copy)
+    _find(P, column="cea", row=3, text="'12,5' is not a number")
+    _find(P, column="age", row=5, text="not a number")
+    from gastrorad.errors import InputError
+    from gastrorad.models.encoding import ClinicalEncoder
+    train = pd.DataFrame({"cea": [1.0, 2.0, 3.0]})
+    enc = ClinicalEncoder(["cea"]).fit(train)
+    with pytest.raises(InputError) as exc:
+        enc.transform(pd.DataFrame({"cea": ["1.5", "abc", ""]}).replace("", np.nan), source="patients.csv")
+    p = exc.value.problems[0]
+    assert (p.file, p.row, p.column) == ("patients.csv", 3, "cea") and "'abc' is not a number" in p.reason

@@ -109,6 +109,15 @@ def _check_columns(clinical: pd.DataFrame, cfg: StudyConfig, source: str) -> lis
     for col in cfg.clinical.categorical:
         if cfg.clinical.variables and col not in cfg.clinical.variables:
             problems.append(Problem(source, "categorical variable is not listed in clinical.variables", column=col))
+    continuous = [v for v in cfg.clinical.variables if v in clinical.columns and v not in cfg.clinical.categorical
+                  and v not in cfg.clinical.ordinal]
+    for col in continuous:  # text in a continuous column would only fail later, inside a model fit
+        raw = clinical[col]
+        num = pd.to_numeric(raw, errors="coerce")
+        for i in np.nonzero((raw.notna() & ~np.isfinite(num.astype(float))).to_numpy())[0]:
+            problems.append(Problem(source, f"'{raw.iloc[i]}' is not a number: {col} is a continuous variable (list "
+                                    "it under clinical.categorical if it is not; leave unknown values empty)",
+                                    row=sheet_row(i), column=col))
     return problems
 
 

@@ -95,7 +95,13 @@ class ClinicalEncoder:
                                             column=v))
                 out[v] = codes.astype(float)
             else:
-                out[v] = pd.to_numeric(col, errors="coerce")
+                num = pd.to_numeric(col, errors="coerce")
+                bad = col.notna() & ~np.isfinite(num.astype(float))
+                for i in np.flatnonzero(bad.to_numpy()):
+                    problems.append(Problem(source, f"'{col.iloc[i]}' is not a number (a continuous variable; give "
+                                            "a number with '.' as the decimal point, or leave the cell empty if "
+                                            "unknown)", row=int(i) + 2, column=v))
+                out[v] = num
         if problems:
             raise InputError(problems)
         return pd.DataFrame(out, index=df.index)[keep]
