@@ -189,3 +189,19 @@ def test_text_in_a_continuous_clinical_column_is_refused_with_row_and_column(s1_
         enc.transform(pd.DataFrame({"cea": ["1.5", "abc", ""]}).replace("", np.nan), source="patients.csv")
     p = exc.value.problems[0]
     assert (p.file, p.row, p.column) == ("patients.csv", 3, "cea") and "'abc' is not a number" in p.reason
+
+
+def test_a_training_cohort_with_one_class_is_refused_with_counts(s1_copy):
+    """Issue 12, item 7: a single-class training outcome passed validate; the run then died with
+    'ValueError: y has a single class'."""
+    from gastrorad.data.cohorts import assign_cohorts
+    cfg = load_study(s1_copy / "study.yaml")
+    c = pd.read_csv(s1_copy / "clinical.csv", dtype={"patient_id": str})
+    cohorts, _ = assign_cohorts(c, cfg)
+    train_ids = set(cohorts[cohorts == "training"].index)
+    c.loc[c.patient_id.isin(train_ids), "label"] = 0
+    c.loc[~c.patient_id.isin(train_ids), "label"] = 1  # both classes overall: only the training cohort is wrong
+    c.to_csv(s1_copy / "clinical.csv", index=False)
+    report, P = _problems(s1_copy)
+    hit = _find(P, column="label", text="training cohort has 0 positive")
+    assert f"and {len(train_ids)} negative" in hit.reason

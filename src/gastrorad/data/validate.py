@@ -91,6 +91,7 @@ def validate_study(cfg: StudyConfig, *, check_images: bool = True, workers: int 
     P += probs
     clinical = clinical.assign(cohort=clinical["patient_id"].map(cohorts.groupby(level=0).first()))
     report.clinical = clinical
+    P += _check_training_outcome(clinical, cfg, cpath)
 
     if manifest is not None and "image_path" in manifest.columns:
         P += _check_manifest_rows(manifest, clinical, cfg, mpath)
@@ -150,6 +151,27 @@ def _check_outcome(clinical: pd.DataFrame, cfg: StudyConfig, source: str) -> lis
             each_bad(ecol, raw.isna().to_numpy(), "missing event indicator")
             each_bad(ecol, (raw.notna() & ~num.isin([0, 1])).to_numpy(), "event '{v}' is not 0 (censored) or 1 (event)")
     return problems
+
+
+def _check_training_outcome(clinical: pd.DataFrame, cfg: StudyConfig, source: str) -> list[Problem]:
+    """Models are fitted on the training cohort: it needs both classes (binary) or events (survival)."""
+    out = cfg.outcome
+    train = clinical[clinical["cohort"] == "training"]
+    if train.empty:
+        return []
+    if out.kind == "binary" and out.label in train.columns:
+        y = pd.to_numeric(train[out.label], errors="coerce")
+        pos, neg = int((y == 1).sum()), int((y == 0).sum())
+        if min(pos, neg) == 0:
+            return [Problem(source, f"the training cohort has {pos} positive and {neg} negative patients: a model "
+                                    "needs both classes to learn from (check the label column or the cohort split)",
+                            column=out.label)]
+    if out.kind == "survival" and out.event in train.columns:
+        ev = int((pd.to_numeric(train[out.event], errors="coerce") == 1).sum())
+        if ev == 0:
+            return [Problem(source, f"the training cohort ({len(train)} patients) has no event: a Cox model needs "
+                                    "events to learn from", column=out.event)]
+    return []
 
 
 def _check_manifest_rows(manifest: pd.DataFrame, clinical: pd.DataFrame, cfg: StudyConfig, source: str) -> list[Problem]:
