@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 from typer.testing import CliRunner
 
@@ -67,3 +69,17 @@ def test_demo_runs_every_built_stage(tmp_path):
               "signatures.csv", "predictions.csv", "metrics/metrics.json", "metrics/signature_comparison.csv",
               "report.html", "bundle/bundle.json", "config.resolved.yaml"):
         assert (run / f).exists(), f
+    # issue 12 item 11: `gastrorad predict BUNDLE patients.csv` with the default (relative) --out, the first
+    # thing a new user types, failed with "predictions/inputs/manifest.csv: table does not exist"
+    cohort = tmp_path / "demo" / "s1_cohort"
+    work = tmp_path / "work"
+    work.mkdir()
+    cwd = os.getcwd()
+    try:
+        os.chdir(work)
+        res = runner.invoke(app, ["predict", str(run / "bundle"), str(cohort / "manifest.csv"), "--clinical",
+                                  str(cohort / "clinical.csv"), "--no-gradcam"], terminal_width=200)
+    finally:
+        os.chdir(cwd)
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert (work / "predictions" / "predictions.csv").exists()

@@ -121,7 +121,9 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
     info, cfg = load_bundle(bundle)
     bundle = Path(bundle)
     folder = bundle if bundle.is_dir() else bundle.parent
-    patients, out = Path(patients), Path(out)
+    # relative paths are the user's, against the working directory (the resolved study's base is the bundle)
+    patients, out = Path(patients).resolve(), Path(out).resolve()
+    clinical = Path(clinical).resolve() if clinical else None
     out.mkdir(parents=True, exist_ok=True)
     manifest, clin = _split_inputs(patients, Path(clinical) if clinical else None, info)
     clin_rows = [sheet_row(i) for i in clin.index]  # spreadsheet rows of the clinical source
