@@ -530,6 +530,12 @@ def load_study(path: str | Path, *, profile: str | None = None, overrides: dict 
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise InputError(Problem(str(path), f"not valid YAML: {exc}")) from exc
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise InputError(Problem(str(path), f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line}); "
+                                 "save the study file as UTF-8", row=line)) from None
+    except (IsADirectoryError, PermissionError) as exc:
+        raise InputError(Problem(str(path), f"cannot read the study file: {exc.strerror}")) from None
     if not isinstance(raw, dict):
         raise InputError(Problem(str(path), "a study file must be a mapping of sections"))
     for key in ("base_dir", "profile"):
