@@ -9,7 +9,6 @@ the cache (see :mod:`.cache`) and an index ``patches.csv`` in the run folder lis
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from gastrorad.io.atomic import atomic_write_text
 from gastrorad.io.geometry import to_canonical
 from gastrorad.io.images import read_image
 from gastrorad.io.masks import read_mask
+from gastrorad.io.parallel import map_patients
 from gastrorad.preprocess.cache import instance_key, save_patches
 from gastrorad.preprocess.patches import PatchRequest, PatchSet, get_patch_mode
 from gastrorad.preprocess.roi import roi_from_bbox, roi_from_mask
@@ -168,19 +168,7 @@ def preprocess_study(cfg: StudyConfig, *, workers: int | None = None, progress=N
     manifest = manifest[manifest["phase"].isin(cfg.preprocess.phases)]
     tasks = [(cfg, g.to_dict("records")) for _, g in manifest.groupby("patient_id", sort=True)]
     workers = workers or cfg.preprocess.workers
-    results = []
-    if workers > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(process_patient, t) for t in tasks]
-            for done, fut in enumerate(as_completed(futures), 1):
-                results.append(fut.result())
-                if progress:
-                    progress(done, len(tasks))
-    else:
-        for done, t in enumerate(tasks, 1):
-            results.append(process_patient(t))
-            if progress:
-                progress(done, len(tasks))
+    results = map_patients(process_patient, tasks, workers, progress)
     rows = [r for res in results for r in res["rows"]]
     index = pd.DataFrame(rows, columns=["patient_id", "phase", "timepoint", "lesion_id", "lesion_site", "reader",
                                         "path", "key"])

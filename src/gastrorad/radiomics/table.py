@@ -16,7 +16,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,13 +23,14 @@ import pandas as pd
 
 from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write_text
-from gastrorad.io.images import read_image, split_reference
+from gastrorad.io.images import read_image
 from gastrorad.io.masks import read_mask
+from gastrorad.io.parallel import map_patients
+from gastrorad.preprocess.cache import file_digest
 from gastrorad.radiomics.handcrafted import HandcraftedSettings, extract_handcrafted, library_version
 
 CACHE_FORMAT = 1
 KEY_COLUMNS = ("patient_id", "phase")
-_DIGESTS: dict[tuple, str] = {}
 
 
 @dataclass
@@ -65,31 +65,9 @@ class HandcraftedTable:
                 f"{self.seconds:.1f} s")
 
 
-def content_digest(ref: str) -> str:
-    """SHA-256 of a file's bytes, or of every file (relative name and bytes) of a folder.
-
-    A ``#selector`` suffix (DICOM series UID, SEG segment, RTSTRUCT ROI, label value) is
-    kept in the digest. Memoised per process by (path, size, mtime).
-    """
-    path, selector = split_reference(ref)
-    if not path.exists():
-        raise InputError(Problem(str(path), "file or folder does not exist"))
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-    if stamp not in _DIGESTS:
-        h = hashlib.sha256()
-        for f in files:
-            h.update(str(f.relative_to(path)).encode() if path.is_dir() else b"")
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-        _DIGESTS[stamp] = h.hexdigest()
-    return _DIGESTS[stamp] + (f"#{selector}" if selector else "")
-
-
 def instance_key(image_ref: str, mask_ref: str, settings: HandcraftedSettings, library: str) -> str:
     """Cache key of one image instance's features (hex SHA-256)."""
-    payload = {"format": CACHE_FORMAT, "image": content_digest(image_ref), "mask": content_digest(mask_ref),
+    payload = {"format": CACHE_FORMAT, "image": file_digest(image_ref), "mask": file_digest(mask_ref),
                "settings": settings.to_dict(), "library": library}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -158,19 +136,7 @@ def extract_feature_table(
         by_patient.setdefault(r["patient_id"], []).append(r)
     cache = str(cache_dir) if cache_dir is not None else None
     tasks = [(settings, library, source, cache, by_patient[p]) for p in sorted(by_patient)]
-    results = []
-    if workers > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_patient_features, t) for t in tasks]
-            for done, fut in enumerate(as_completed(futures), 1):
-                results.append(fut.result())
-                if progress:
-                    progress(done, len(tasks))
-    else:
-        for done, t in enumerate(tasks, 1):
-            results.append(_patient_features(t))
-            if progress:
-                progress(done, len(tasks))
+    results = map_patients(_patient_features, tasks, workers, progress)
     records = sorted((rec for res in results for rec in res["records"]), key=lambda r: (r["patient_id"], r["phase"]))
     names = list(dict.fromkeys(k for rec in records for k in rec["features"]))
     table = pd.DataFrame([{"patient_id": r["patient_id"], "phase": r["phase"], **r["features"]} for r in records],
