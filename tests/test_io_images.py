@@ -95,7 +95,7 @@ def test_single_dicom_file_and_missing_paths(tmp_path):
         read_image(tmp_path / "nope.nii.gz")
     bad = tmp_path / "bad.nii.gz"
     bad.write_bytes(b"not an image")
-    with pytest.raises(InputError, match="unreadable image"):
+    with pytest.raises(InputError, match="not a readable NIfTI file"):
         read_image(bad)
     (tmp_path / "x.png").write_bytes(b"")
     with pytest.raises(InputError, match="unknown image format"):

@@ -73,7 +73,7 @@ def test_every_bad_input_is_collected_in_one_report(s1_copy):
     assert _find(P, column="image", row=2, text="does not exist").file == mf
     assert "origin" in _find(P, column="mask", row=3, text="geometry mismatch").reason
     _find(P, column="mask", row=4, text="empty mask")
-    _find(P, column="image", row=5, text="unreadable")
+    _find(P, column="image", row=5, text="not a readable NIfTI file")
     _find(P, column="bbox", row=6, text="outside the image")
     _find(P, column="notes", text="unknown column")
     _find(P, column="patient_id", row=10, text="no row in the clinical table")

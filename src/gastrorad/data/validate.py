@@ -23,7 +23,7 @@ from gastrorad.data.cohorts import assign_cohorts
 from gastrorad.data.tables import load_clinical, load_manifest, sheet_row
 from gastrorad.errors import InputError, Problem
 from gastrorad.io.geometry import Geometry, geometry_mismatch
-from gastrorad.io.images import is_image_file, read_image_geometry, split_reference
+from gastrorad.io.images import is_image_file, read_image, read_image_geometry, split_reference
 from gastrorad.io.masks import read_mask
 
 
@@ -253,7 +253,7 @@ def _check_mask(r, geom: Geometry, source: str) -> list[Problem]:
             reasons = geometry_mismatch(geom, mgeom)
             if reasons:
                 return [Problem(source, "mask/image geometry mismatch: " + "; ".join(reasons), row=r["row"], column="mask")]
-            arr = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+            arr = sitk.GetArrayFromImage(read_image(path, canonical=False))
             _, sel = split_reference(r["mask_path"])
             nonzero = np.any(np.abs(arr - float(sel)) < 0.5) if sel else np.any(np.abs(arr) > 0.5)
             if not nonzero:
@@ -265,9 +265,10 @@ def _check_mask(r, geom: Geometry, source: str) -> list[Problem]:
             ref.SetDirection(geom.direction)
             read_mask(r["mask_path"], ref)
     except InputError as exc:
-        return [Problem(source, f"{p.reason}", row=r["row"], column="mask") for p in exc.problems]
+        return [Problem(source, f"{p.reason} ({p.file})", row=r["row"], column="mask") for p in exc.problems]
     except RuntimeError as exc:
-        return [Problem(source, f"unreadable mask: {str(exc).strip().splitlines()[-1][:200]}", row=r["row"], column="mask")]
+        return [Problem(source, f"unreadable mask {path}: {str(exc).strip().splitlines()[-1][:200]}", row=r["row"],
+                        column="mask")]
     return []
 
 

@@ -1,6 +1,7 @@
 """DICOM CT series: find the series in a folder, sort the slices, check their geometry.
 
-Headers are read with pydicom (no pixel data), so a folder can be checked quickly; pixels
+Headers are read with pydicom (pixel data deferred: only its length is checked against the
+file, so a truncated slice is refused), so a folder can be checked quickly; pixels
 are then decoded by SimpleITK/GDCM, which handles compressed transfer syntaxes such as
 JPEG 2000 and applies each slice's RescaleSlope/RescaleIntercept to give Hounsfield units.
 """
@@ -16,6 +17,7 @@ import pydicom
 import SimpleITK as sitk
 
 from gastrorad.errors import InputError, Problem
+from gastrorad.io.integrity import check_dicom_slice
 
 # Modalities that are never a CT volume even though they sit in the same folder.
 _NON_IMAGE_MODALITIES = {"SEG", "RTSTRUCT", "SR", "PR", "KO", "RTPLAN", "RTDOSE"}
@@ -63,14 +65,19 @@ def scan_folder(folder: str | Path) -> dict[str, DicomSeries]:
     groups: dict[str, DicomSeries] = {}
     headers: dict[str, list[tuple[Path, pydicom.Dataset]]] = defaultdict(list)
     unreadable: list[str] = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        if path.stat().st_size == 0:
+            raise InputError(Problem(str(path), "empty file (0 bytes) in a DICOM series folder: a slice that was "
+                                     "not copied completely? Copy the series again or remove the file"))
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            # Pixel data deferred: its length and offset are known, its bytes are not read here.
+            ds = pydicom.dcmread(path, defer_size=4096)
         except Exception:  # not DICOM: DICOMDIR helpers, notes, thumbnails
             unreadable.append(path.name)
             continue
         if str(ds.get("Modality", "")).upper() in _NON_IMAGE_MODALITIES or "Rows" not in ds:
             continue
+        check_dicom_slice(path, ds)
         uid = str(ds.get("SeriesInstanceUID", "unknown"))
         headers[uid].append((path, ds))
     if not headers:

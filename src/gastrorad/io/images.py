@@ -14,6 +14,7 @@ from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write
 from gastrorad.io.dicom_series import check_series_geometry, read_dicom_series, select_series
 from gastrorad.io.geometry import Geometry, canonical_geometry, to_canonical
+from gastrorad.io.integrity import check_image_file, is_nifti2, read_nifti2
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -44,8 +45,9 @@ def read_image(ref: str | Path, *, canonical: bool = True) -> sitk.Image:
     if path.is_dir():
         image = read_dicom_series(path, uid)
     elif is_image_file(path) or path.suffix.lower() == ".dcm" or not path.suffix:
+        check_image_file(path)
         try:
-            image = sitk.ReadImage(str(path))
+            image = read_nifti2(path) if is_nifti2(path) else sitk.ReadImage(str(path))
         except RuntimeError as exc:
             raise InputError(Problem(str(path), f"unreadable image: {str(exc).strip().splitlines()[-1][:200]}")) from exc
         image = sitk.Cast(image, sitk.sitkFloat32) if image.GetNumberOfComponentsPerPixel() == 1 else image
@@ -58,7 +60,11 @@ def read_image(ref: str | Path, *, canonical: bool = True) -> sitk.Image:
 
 
 def read_image_geometry(ref: str | Path, *, canonical: bool = True) -> Geometry:
-    """Geometry of an image from its header only (no voxels decoded)."""
+    """Geometry of an image from its header, after the file was checked to hold every voxel it promises.
+
+    The check (:func:`gastrorad.io.integrity.check_image_file`) is the one :func:`read_image`
+    makes, so an image that passes here is read completely in a run.
+    """
     path, uid = split_reference(ref)
     if not path.exists():
         raise InputError(Problem(str(path), "file or folder does not exist"))
@@ -68,7 +74,11 @@ def read_image_geometry(ref: str | Path, *, canonical: bool = True) -> Geometry:
         geom = Geometry((series.columns, series.rows, len(series.files)),
                         (series.pixel_spacing[1], series.pixel_spacing[0], abs(series.slice_spacing)),
                         tuple(float(v) for v in series.positions[0]), series.direction)
+    elif is_nifti2(path):
+        check_image_file(path)
+        geom = Geometry(*read_nifti2(path, header_only=True))
     else:
+        check_image_file(path)
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
         try:

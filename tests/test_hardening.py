@@ -1,0 +1,184 @@
+"""Issue 12: the cases a careless or hostile user tried, one test each.
+
+Each CLI case asserts the exit code, that no Python traceback reached the user, that the message
+names the user's own file (and row/column where there is one) and that nothing partial was left.
+Earlier cases of the issue live beside the code they harden (test_validate: items 1, 6, 7;
+test_run/test_cli: items 2, 3, 9, 11); this file gathers the rest.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+from typer.testing import CliRunner
+
+from conftest import shared_path
+from gastrorad.cli import app
+from gastrorad.errors import InputError
+from gastrorad.io import read_image, read_image_geometry
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    """Rich wraps long table cells at 80 columns; a wide console keeps each message on one line."""
+    from gastrorad import cli
+    monkeypatch.setattr(cli.console, "width", 400)
+    monkeypatch.setattr(cli.err, "width", 400)
+
+
+def _refused(res, *names, row=None):
+    """A refusal: exit 1, no traceback, every name in the message (and ``(row, column)`` in its table)."""
+    out = res.output
+    if row is not None:
+        assert re.search(rf"│ {row[0]} +│ {row[1]} ", out), f"row {row} not in:\n{out}"
+    assert res.exit_code == 1, out
+    assert "Traceback" not in out and (res.exception is None or isinstance(res.exception, SystemExit)), out
+    for name in names:
+        assert str(name) in out, f"'{name}' not in:\n{out}"
+    return out
+
+
+def _first_image(study):
+    m = pd.read_csv(study / "manifest.csv", dtype=str, keep_default_na=False)
+    return m, study / m.loc[0, "image"]
+
+
+def _validate(study):
+    return runner.invoke(app, ["validate", str(study / "study.yaml")], terminal_width=400)
+
+
+# -- items 4 and 5: images that cannot be read completely ---------------------------------------
+
+def test_truncated_nii_gz_is_refused_by_validate_naming_file_and_row(s1_copy):
+    m, path = _first_image(s1_copy)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    _refused(_validate(s1_copy), path.name, "truncated", row=(2, "image"))
+
+
+def test_truncated_raw_nii_is_refused(s1_copy):
+    m, path = _first_image(s1_copy)
+    raw = s1_copy / "images" / "raw.nii"
+    sitk.WriteImage(sitk.ReadImage(str(path)), str(raw), useCompression=False)
+    raw.write_bytes(raw.read_bytes()[:-1000])
+    m.loc[0, "image"] = "images/raw.nii"
+    m.loc[0, "mask"] = ""
+    m.loc[0, "bbox"] = "1 1 1 4 4 4"
+    m.to_csv(s1_copy / "manifest.csv", index=False)
+    _refused(_validate(s1_copy), "raw.nii", "truncated", "the file holds")
+    with pytest.raises(InputError, match="truncated"):
+        read_image(raw)
+
+
+def _nifti1_header(size, datatype=4, bitpix=16) -> bytes:
+    hdr = bytearray(348)
+    struct.pack_into("<i", hdr, 0, 348)
+    struct.pack_into("<8h", hdr, 40, 3, *size, 1, 1, 1, 1)
+    struct.pack_into("<hh", hdr, 70, datatype, bitpix)
+    struct.pack_into("<8f", hdr, 76, 1, 1, 1, 1, 1, 1, 1, 1)
+    struct.pack_into("<f", hdr, 108, 352.0)
+    hdr[344:348] = b"n+1\0"
+    return bytes(hdr) + b"\0" * 4
+
+
+def test_a_header_claiming_800_cubed_voxels_is_refused_before_allocating(tmp_path):
+    huge = tmp_path / "huge.nii"
+    huge.write_bytes(_nifti1_header((800, 800, 800)) + b"\0" * 128)  # 480 bytes
+    for fn in (read_image_geometry, read_image):
+        with pytest.raises(InputError) as exc:
+            fn(huge)
+        assert "huge.nii" in str(exc.value) and "800 x 800 x 800" in str(exc.value) and "truncated" in str(exc.value)
+    absurd = tmp_path / "absurd.nii"
+    absurd.write_bytes(_nifti1_header((4000, 4000, 4000)))
+    with pytest.raises(InputError, match="more than the"):
+        read_image_geometry(absurd)
+
+
+def test_a_metaimage_header_claiming_more_than_its_file_is_refused(tmp_path):
+    img = sitk.Image(16, 16, 8, sitk.sitkInt16)
+    sitk.WriteImage(img, str(tmp_path / "ok.mha"))
+    data = (tmp_path / "ok.mha").read_bytes()
+    (tmp_path / "cut.mha").write_bytes(data[:-100])
+    (tmp_path / "huge.mha").write_bytes(data.replace(b"DimSize = 16 16 8", b"DimSize = 800 800 800"))
+    assert read_image(tmp_path / "ok.mha").GetSize() == (16, 16, 8)
+    for name in ("cut.mha", "huge.mha"):
+        for fn in (read_image_geometry, read_image):
+            with pytest.raises(InputError, match="truncated") as exc:
+                fn(tmp_path / name)
+            assert name in str(exc.value)
+
+
+def test_nrrd_checked_against_its_size(tmp_path):
+    img = sitk.Image(16, 16, 8, sitk.sitkInt16)
+    for compress, name in ((False, "raw.nrrd"), (True, "gz.nrrd")):
+        sitk.WriteImage(img, str(tmp_path / name), useCompression=compress)
+        assert read_image_geometry(tmp_path / name).size == (16, 16, 8)
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(data[:-40])
+        with pytest.raises(InputError, match="truncated") as exc:
+            read_image(tmp_path / name)
+        assert name in str(exc.value)
+
+
+def _series_copy(tmp_path):
+    src = shared_path("dicom", "dicomdirtests", "98892001", "CT5N")
+    dst = tmp_path / "series"
+    shutil.copytree(src, dst)
+    assert read_image(dst).GetSize() == (16, 16, 5)
+    return dst, sorted(p for p in dst.iterdir() if p.is_file())
+
+
+def test_a_dicom_series_with_a_zero_byte_slice_is_refused(tmp_path):
+    dst, files = _series_copy(tmp_path)
+    files[-1].write_bytes(b"")
+    for fn in (read_image_geometry, read_image):
+        with pytest.raises(InputError, match="0 bytes") as exc:
+            fn(dst)
+        assert files[-1].name in str(exc.value)
+
+
+def test_a_dicom_series_with_a_truncated_slice_is_refused(tmp_path):
+    dst, files = _series_copy(tmp_path)
+    files[2].write_bytes(files[2].read_bytes()[:-100])
+    for fn in (read_image_geometry, read_image):
+        with pytest.raises(InputError, match="DICOM slice is truncated") as exc:
+            fn(dst)
+        assert files[2].name in str(exc.value)
+
+
+# -- item 8: NIfTI-2 and a mask that is text ----------------------------------------------------
+
+def test_nifti2_reads_like_the_same_volume_in_nifti1(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    arr = np.random.default_rng(0).integers(-500, 500, (12, 10, 8)).astype(np.int16)  # (i, j, k)
+    c, s = np.cos(0.2), np.sin(0.2)  # an oblique acquisition: rotated about x, x flipped
+    affine = np.eye(4)
+    affine[:3, :3] = np.array([[-1, 0, 0], [0, c, -s], [0, s, c]]) @ np.diag([0.8, 0.7, 2.5])
+    affine[:3, 3] = (30.0, -20.0, 5.0)
+    nib.save(nib.Nifti1Image(arr, affine), tmp_path / "one.nii.gz")
+    nib.save(nib.Nifti2Image(arr, affine), tmp_path / "two.nii.gz")
+    nib.save(nib.Nifti2Image(arr, affine), tmp_path / "two.nii")
+    one = read_image(tmp_path / "one.nii.gz")
+    for name in ("two.nii.gz", "two.nii"):
+        two = read_image(tmp_path / name)
+        assert np.array_equal(sitk.GetArrayFromImage(one), sitk.GetArrayFromImage(two))
+        assert np.allclose(one.GetOrigin(), two.GetOrigin(), atol=1e-4)
+        assert np.allclose(one.GetSpacing(), two.GetSpacing(), atol=1e-5)
+        assert np.allclose(one.GetDirection(), two.GetDirection(), atol=1e-5)
+        assert read_image_geometry(tmp_path / name).size == one.GetSize()
+
+
+def test_a_mask_that_is_a_text_file_is_named_in_the_message(s1_copy):
+    m, _ = _first_image(s1_copy)
+    (s1_copy / "masks" / "notes.nii.gz").write_text("tumour outline drawn on slice 12\n")
+    m.loc[0, "mask"] = "masks/notes.nii.gz"
+    m.to_csv(s1_copy / "manifest.csv", index=False)
+    _refused(_validate(s1_copy), "notes.nii.gz", "not a readable NIfTI file", row=(2, "mask"))
