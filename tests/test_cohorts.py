@@ -48,6 +48,11 @@ def test_stratified_seeded_split_with_external_map():
     assert again.equals(cohorts)  # deterministic for a seed
     other, _ = assign_cohorts(df, cfg.model_copy(update={"seed": 8}))
     assert not other.equals(cohorts)
+    # issue 12 item 15: the order of the ratio's keys in the study file does not change the split
+    swapped = _cfg(split={"centers": ["A"], "ratio": {"internal": 3, "training": 7}}, external={"B": "external1"})
+    assert assign_cohorts(df, swapped)[0].equals(cohorts)
+    assert list(split_counts(10, {"internal": 3, "external2": 1, "training": 6})) == ["training", "internal",
+                                                                                      "external2"]
 
 
 def test_prospective_rule_comes_first():

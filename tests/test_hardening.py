@@ -182,3 +182,176 @@ def test_a_mask_that_is_a_text_file_is_named_in_the_message(s1_copy):
     m.loc[0, "mask"] = "masks/notes.nii.gz"
     m.to_csv(s1_copy / "manifest.csv", index=False)
     _refused(_validate(s1_copy), "notes.nii.gz", "not a readable NIfTI file", row=(2, "mask"))
+
+
+# -- item 10: storage faults end in one line naming the path ------------------------------------
+
+def test_an_output_path_that_is_a_file_is_one_line(s1_copy):
+    blocker = s1_copy / "blocker"
+    blocker.write_text("not a folder")
+    res = runner.invoke(app, ["run", str(s1_copy / "study.yaml"), "--output", str(blocker)])
+    out = _refused(res, str(blocker), "not a folder")
+    assert out.count("error:") == 1
+
+
+def test_an_unwritable_output_folder_is_one_line(s1_copy, monkeypatch):
+    """Root (CI) ignores permission bits, so the fault is raised where the runner first writes."""
+    import errno
+
+    import gastrorad.runner as runner_module
+
+    target = s1_copy / "run" / "config.resolved.yaml"
+
+    def refuse(cfg):
+        raise PermissionError(errno.EACCES, "Permission denied", str(target))
+    monkeypatch.setattr(runner_module, "write_run_metadata", refuse)
+    res = runner.invoke(app, ["run", str(s1_copy / "study.yaml")])
+    _refused(res, str(target), "Permission denied", "permissions")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs (needs root, as CI has); skipped where mounting is not allowed."""
+    import subprocess
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (not root?)")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(s1_copy, small_disk):
+    res = runner.invoke(app, ["run", str(s1_copy / "study.yaml"), "--output", str(small_disk / "run")])
+    _refused(res, "No space left on device", "disk is full", str(small_disk / "run"))
+    assert not [p for p in small_disk.rglob(".partial.*")], "temporary files left behind"
+
+
+# -- items 13 and 14: one writer per run folder, temporaries cleaned, workers die with their parent --
+
+def test_a_second_run_on_a_locked_folder_is_refused_naming_the_pid(s1_copy):
+    import os
+
+    from gastrorad.io.lock import run_folder_lock
+    with run_folder_lock(s1_copy / "run"):
+        res = runner.invoke(app, ["run", str(s1_copy / "study.yaml")])
+    _refused(res, f"PID {os.getpid()}", "another gastrorad process")
+    assert not (s1_copy / "run" / "validation.json").exists()
+
+
+def test_temporaries_of_a_killed_run_are_removed_at_the_next_start(tmp_path):
+    from gastrorad.io.atomic import atomic_write_text
+    from gastrorad.io.lock import run_folder_lock
+    (tmp_path / "figures").mkdir()
+    left = tmp_path / "figures" / ".partial.roc.png.k2j3h4.png"
+    left.write_bytes(b"half a figure")
+    keep = tmp_path / "figures" / "roc.png"
+    atomic_write_text(keep, "whole")
+    with run_folder_lock(tmp_path):
+        assert not left.exists() and keep.read_text() == "whole"
+
+
+def test_pool_workers_die_with_a_killed_parent(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from gastrorad.io.parallel import process_pool\n"
+        "def pid(_):\n    return os.getpid()\n"
+        "def nap(_):\n    time.sleep(60)\n"
+        "if __name__ == '__main__':\n"
+        "    with process_pool(2) as pool:\n"
+        "        pids = set(pool.map(pid, range(20)))\n"
+        "        print(' '.join(map(str, pids)), flush=True)\n"
+        "        list(pool.map(nap, range(2)))\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    workers = [int(v) for v in proc.stdout.readline().split()]
+    assert workers
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    alive = workers
+    while alive and time.time() < deadline:
+        alive = [w for w in workers if os.path.exists(f"/proc/{w}") and
+                 "zombie" not in open(f"/proc/{w}/status").read().lower()]
+        time.sleep(0.1)
+    assert not alive, f"workers {alive} outlived their killed parent"
+
+
+# -- item 16: stage cache keys follow the code --------------------------------------------------
+
+def test_stage_keys_change_with_the_code(s1_copy, monkeypatch):
+    import gastrorad.runner as r
+    from gastrorad.config import load_study
+    from gastrorad.io.hashing import code_hash
+    cfg = load_study(s1_copy / "study.yaml")
+    stage = next(s for s in r.STAGES if s.name == "fit")
+    before = r.stage_key(stage, cfg)
+    monkeypatch.setattr(r, "code_hash", lambda *a: "edited")
+    assert r.stage_key(stage, cfg) != before
+    assert code_hash("preprocess") != code_hash("radiomics") and len(code_hash()) == 64
+
+
+# -- messages: the user's own file, row and column, in words a clinician can act on -------------
+
+def test_a_semicolon_separated_clinical_table_names_the_delimiter(s1_copy):
+    c = pd.read_csv(s1_copy / "clinical.csv", dtype=str)
+    c.to_csv(s1_copy / "clinical.csv", sep=";", index=False)
+    _refused(_validate(s1_copy), "clinical.csv", "separated by semicolons", "comma-separated")
+
+
+# -- privacy: no DICOM identifier reaches a log, table, report or bundle ------------------------
+
+IDENTIFIERS = {"PatientName": "DOE^JANE^Q", "PatientBirthDate": "19471203", "InstitutionName": "St Elsewhere Clinic",
+               "AccessionNumber": "ACC99812377", "ReferringPhysicianName": "HOUSE^GREGORY",
+               "PatientAddress": "12 Hidden Lane", "OtherPatientIDs": "MRN-5550172"}
+
+
+@pytest.mark.slow
+def test_no_dicom_identifier_reaches_any_output(tmp_path):
+    """A whole run and a predict on DICOM series whose headers carry identifiers: none of them
+    appears in the console output or in any file of the run folder, the bundle or the predictions."""
+    import subprocess
+    import sys
+
+    import pydicom
+    import yaml
+
+    from gastrorad.config.study import deep_merge
+    from gastrorad.recipes import find_study_file
+    from gastrorad.synth import synthesize
+    from test_run import TINY
+
+    data = synthesize("s1", tmp_path / "data", n=60, seed=5, dicom=True, workers=2, matrix_scale=0.5).folder
+    touched = 0
+    for f in (data / "dicom").rglob("*"):
+        if f.is_file():
+            ds = pydicom.dcmread(f)
+            for key, value in IDENTIFIERS.items():
+                setattr(ds, key, value)
+            ds.save_as(f)
+            touched += 1
+    assert touched > 60
+    raw = yaml.safe_load(find_study_file("s1_nact_resistance").read_text())
+    raw = deep_merge(deep_merge(raw, raw.pop("profiles")["fast"]), TINY["s1_nact_resistance"])
+    raw["data"] = {"manifest": str(data / "manifest.csv"), "clinical": str(data / "clinical.csv")}
+    raw["output"] = str(tmp_path / "run")
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(raw))
+    cli = [sys.executable, "-m", "gastrorad.cli"]
+    run = subprocess.run([*cli, "run", str(tmp_path / "study.yaml")], capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    pred = subprocess.run([*cli, "predict", str(tmp_path / "run" / "bundle"), str(data / "manifest.csv"),
+                           "--clinical", str(data / "clinical.csv"), "--out", str(tmp_path / "pred")],
+                          capture_output=True, text=True, timeout=600)
+    assert pred.returncode == 0, pred.stdout[-2000:] + pred.stderr[-2000:]
+    needles = [v.encode() for v in IDENTIFIERS.values()] + [b"DOE^JANE", b"Elsewhere", b"1947-12-03"]
+    for text in (run.stdout, run.stderr, pred.stdout, pred.stderr):
+        assert not [n for n in needles if n in text.encode()]
+    files = [f for root in (tmp_path / "run", tmp_path / "pred") for f in root.rglob("*") if f.is_file()]
+    assert len(files) > 20
+    leaks = [(str(f), n.decode()) for f in files for n in needles if n in f.read_bytes()]
+    assert not leaks, leaks

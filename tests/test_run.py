@@ -228,6 +228,21 @@ def test_predict_reproduces_the_run_and_refuses_mismatched_inputs(cohorts, tmp_p
     np.testing.assert_allclose(lp, nomo.lp, atol=1e-9)
     assert list((tmp_path / "pred" / "explain").rglob("*.png")), "Grad-CAM overlays for the new patients"
 
+    # issue 12 item 12: a failed predict into the folder of an earlier one leaves no stale predictions.csv
+    assert (tmp_path / "pred" / "predictions.csv").exists()
+    cut = pd.read_csv(data / "manifest.csv", dtype={"patient_id": str})
+    cut["image"] = [str((data / p).resolve()) for p in cut.image]
+    cut["mask"] = [str((data / p).resolve()) for p in cut["mask"]]
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(Path(cut.image[0]).read_bytes()[:2000])
+    cut.loc[0, "image"] = str(broken)
+    cut.to_csv(tmp_path / "cut.csv", index=False)
+    with pytest.raises(InputError, match="truncated") as exc:
+        predict_patients(bundle, tmp_path / "cut.csv", tmp_path / "pred", clinical=data / "clinical.csv")
+    # and the message names the user's patients file and row, not predict's working copy (item "messages")
+    assert (exc.value.problems[0].file, exc.value.problems[0].row) == (str(tmp_path / "cut.csv"), 2), exc.value
+    assert not (tmp_path / "pred" / "predictions.csv").exists() and not (tmp_path / "pred" / "explain").exists()
+
     # a missing phase, a missing clinical variable, a changed weights file: refused with the reason
     manifest = pd.read_csv(data / "manifest.csv", dtype={"patient_id": str})
     manifest["image"] = [str((data / p).resolve()) for p in manifest.image]

@@ -6,6 +6,8 @@ Every stage reads the study file; everything it does is also a Python function
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import sys
 import time
@@ -65,9 +67,11 @@ def _load(study: Path, profile: str | None = None, *, data: Path | None = None, 
     if output is not None:
         overrides["output"] = str(output.resolve())
     try:
-        return load_study(find_study_file(study), profile=profile, overrides=overrides)
+        cfg = load_study(find_study_file(study), profile=profile, overrides=overrides)
     except InputError as exc:
         _fail(exc)
+    _output[:] = [cfg.output_dir.resolve()]
+    return cfg
 
 
 def _print_version(value: bool) -> None:
@@ -461,13 +465,71 @@ def predict(bundle: Path = typer.Argument(..., help="Model bundle folder (<run>/
     Python: gastrorad.bundle.predict_patients.
     """
     from gastrorad.bundle import predict_patients
+    _output[:] = [out.resolve()]
     try:
-        res = predict_patients(bundle, patients, out, clinical=clinical, gradcam=gradcam, workers=workers)
+        res = predict_patients(bundle, patients, out, clinical=clinical, gradcam=gradcam, workers=workers,
+                               log=_log_line)
     except InputError as exc:
         _fail(exc)
     p = res.predictions
     console.print(f"{p.patient_id.nunique()} patients scored with {p.model.nunique()} model(s) -> "
                   f"{(res.folder / 'predictions.csv').resolve()}")
+
+
+_output: list[Path] = []  # the output folder of the running command, named when a write fails without a path
+
+_STORAGE_HINTS = {
+    errno.EACCES: "no permission; fix the folder's permissions or choose another output folder",
+    errno.EPERM: "operation not permitted; choose another output folder",
+    errno.ENOSPC: "the disk is full; free some space or choose an output folder on another disk",
+    errno.EDQUOT: "your disk quota is used up; free some space or choose another output folder",
+    errno.EROFS: "the file system is read-only; choose another output folder",
+    errno.ENOTDIR: "a part of this path is a file, not a folder; choose another output folder",
+    errno.EEXIST: "a file stands where a folder is needed; choose another output folder",
+    errno.EISDIR: "a folder stands where a file is needed",
+    errno.ENOENT: "no such file or folder",
+}
+
+
+def storage_message(exc: BaseException) -> str | None:
+    """One line naming the path and the reason for a storage fault, or None if ``exc`` is not one.
+
+    Covers OSError (permissions, full disk, a file where a folder is needed) and the
+    RuntimeErrors that torch's and ITK's writers raise for the same faults.
+    """
+    if isinstance(exc, OSError):
+        where = exc.filename or (f"the output folder {_output[0]}" if _output else "the output folder")
+        hint = _STORAGE_HINTS.get(exc.errno or -1)
+        reason = exc.strerror or str(exc)
+        return f"cannot write or read {where}: {reason}" + (f" ({hint})" if hint else "")
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and any(k in text for k in ("PytorchStreamWriter", "No space left",
+                                                                  "Could not create IO object", "write failed")):
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), text)
+        return f"cannot write a file: {first[:240]} (full disk or no permission? choose another output folder)"
+    cause = exc.__cause__ or exc.__context__
+    return storage_message(cause) if cause is not None and cause is not exc else None
+
+
+def _guarded(fn):
+    """Run a command so that a bad input or a storage fault ends in one message and exit 1, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            _fail(exc)
+        except (OSError, RuntimeError) as exc:
+            message = storage_message(exc)
+            if message is None:
+                raise
+            err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+    return wrapper
+
+
+for _info in app.registered_commands:
+    _info.callback = _guarded(_info.callback)
 
 
 def main() -> None:

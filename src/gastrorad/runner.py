@@ -36,7 +36,8 @@ import yaml
 from gastrorad.config.study import StudyConfig
 from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write_text
-from gastrorad.io.hashing import file_hash
+from gastrorad.io.hashing import code_hash, file_hash
+from gastrorad.io.lock import run_folder_lock
 
 
 @dataclass
@@ -74,7 +75,8 @@ def _images_fingerprint(cfg: StudyConfig) -> str:
 def stage_key(stage: Stage, cfg: StudyConfig) -> str:
     from gastrorad import __version__
     h = hashlib.sha256()
-    h.update(f"{stage.name}|gastrorad {__version__}".encode())
+    # The package's code, not only its version: a developer install that changes code reruns stages.
+    h.update(f"{stage.name}|gastrorad {__version__}|code {code_hash()}".encode())
     h.update(json.dumps({s: _section(cfg, s) for s in stage.sections}, sort_keys=True, default=str).encode())
     for p in stage.inputs(cfg):
         h.update(str(p.name).encode())
@@ -326,8 +328,15 @@ def run_study(cfg: StudyConfig, *, start: str | None = None, only: list[str] | N
     for name in [start, *(only or [])]:
         if name is not None and name not in STAGE_NAMES:
             raise InputError(Problem("command line", f"unknown stage '{name}' (stages: {', '.join(STAGE_NAMES)})"))
-    write_run_metadata(cfg)
     status: dict[str, str] = {}
+    with run_folder_lock(cfg.output_dir):  # one writer per run folder; clears a killed run's temporaries
+        _run_stages(cfg, start, only, force, log, status)
+    return status
+
+
+def _run_stages(cfg: StudyConfig, start, only, force, log, status: dict[str, str]) -> None:
+    """The body of :func:`run_study`, run while holding the run folder's lock; fills ``status``."""
+    write_run_metadata(cfg)
     times: dict[str, float] = {}
     forced_from = STAGE_NAMES.index(start) if start else len(STAGE_NAMES)
     t_all = time.perf_counter()
@@ -361,5 +370,4 @@ def run_study(cfg: StudyConfig, *, start: str | None = None, only: list[str] | N
                                                   "total_seconds": round(time.perf_counter() - t_all, 2)}]
         atomic_write_text(run_json, json.dumps({"study": cfg.name, "seed": cfg.seed, "profile": cfg.profile,
                                                 "stages": STAGE_NAMES, "history": history}, indent=2))
-    return status
 

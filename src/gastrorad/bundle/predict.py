@@ -14,8 +14,9 @@ a clinical level never seen in training.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,32 @@ from gastrorad.io.atomic import atomic_write_text
 class PredictResult:
     predictions: pd.DataFrame
     folder: Path
+    removed: list[str] = field(default_factory=list)  # outputs of an earlier prediction cleared first
+
+
+#: What a prediction writes into its folder (besides the content-keyed ``cache/``, which is kept).
+PREDICT_OUTPUTS = ("predictions.csv", "patches.csv", "inputs", "explain", "models", "features_*.csv",
+                   "dl_scores*.csv", "signatures*.csv", "radiomics_*.csv")
+
+
+def clear_earlier_prediction(out: Path) -> list[str]:
+    """Remove the outputs of an earlier prediction from ``out`` (cache kept); returns their names.
+
+    A failed prediction into a folder holding an earlier one used to leave the old
+    predictions.csv beside the new inputs, and nobody could tell which patients it belonged to.
+    Only the names in :data:`PREDICT_OUTPUTS` are touched, never other files of the folder.
+    """
+    import shutil
+
+    removed = []
+    for pattern in PREDICT_OUTPUTS:
+        for p in sorted(out.glob(pattern)):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed.append(p.name)
+    return removed
 
 
 def _split_inputs(patients: Path, clinical: Path | None, manifest_info: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -74,6 +101,25 @@ def _split_inputs(patients: Path, clinical: Path | None, manifest_info: dict) ->
     return manifest, clin
 
 
+@contextlib.contextmanager
+def _in_user_files(inputs: Path, patients: str, clinical: str, clin_rows: list[int]):
+    """Re-address problems found in predict's working copies (``<out>/inputs/*.csv``) to the
+    user's patients and clinical files: same rows for the manifest, mapped rows for the clinical table."""
+    try:
+        yield
+    except InputError as exc:
+        manifest, clin = str(inputs / "manifest.csv"), str(inputs / "clinical.csv")
+        fixed = []
+        for p in exc.problems:
+            if p.file == manifest:
+                p = Problem(patients, p.reason, row=p.row, column=p.column, severity=p.severity)
+            elif p.file == clin:
+                row = clin_rows[p.row - 2] if p.row and 0 <= p.row - 2 < len(clin_rows) else None
+                p = Problem(clinical, p.reason, row=row, column=p.column, severity=p.severity)
+            fixed.append(p)
+        raise InputError(fixed) from exc
+
+
 def _absolute(base: Path, ref) -> str:
     if ref is None or (isinstance(ref, float) and np.isnan(ref)) or str(ref).strip() == "":
         return ""
@@ -111,8 +157,12 @@ def _nomogram_points(spec: dict, design: pd.DataFrame, grouped: pd.DataFrame) ->
 
 
 def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, *, clinical: str | Path | None = None,
-                     gradcam: bool = True, workers: int = 1, progress=None) -> PredictResult:
-    """Score new patients with a locked bundle; writes ``<out>/predictions.csv`` (and Grad-CAM)."""
+                     gradcam: bool = True, workers: int = 1, progress=None, log=None) -> PredictResult:
+    """Score new patients with a locked bundle; writes ``<out>/predictions.csv`` (and Grad-CAM).
+
+    The outputs of an earlier prediction in ``out`` are removed first (``log`` is told which), so
+    a failed prediction leaves no predictions.csv that belongs to other patients.
+    """
     from gastrorad.config.study import CohortConfig
     from gastrorad.dl.train import load_checkpoint, score_study
     from gastrorad.models.encoding import ClinicalEncoder
@@ -124,8 +174,11 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
     # relative paths are the user's, against the working directory (the resolved study's base is the bundle)
     patients, out = Path(patients).resolve(), Path(out).resolve()
     clinical = Path(clinical).resolve() if clinical else None
-    out.mkdir(parents=True, exist_ok=True)
     manifest, clin = _split_inputs(patients, Path(clinical) if clinical else None, info)
+    out.mkdir(parents=True, exist_ok=True)
+    removed = clear_earlier_prediction(out)
+    if removed and log:
+        log(f"removed the earlier prediction's outputs from {out}: {', '.join(removed)}")
     clin_rows = [sheet_row(i) for i in clin.index]  # spreadsheet rows of the clinical source
     _check_phases(manifest, info, str(patients))
     # the working study: the bundle's parameters on the new patients, as one "prospective" cohort
@@ -143,87 +196,89 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
     if orphans:
         raise InputError([Problem(str(clinical or patients), f"patient {manifest.patient_id.iloc[i]} has images but "
                                   "no clinical row", row=sheet_row(i), column="patient_id") for i in orphans[:20]])
-    atomic_write_text(inputs / "manifest.csv", manifest.to_csv(index=False))
-    atomic_write_text(inputs / "clinical.csv", clin.to_csv(index=False))
-    cfg.data.manifest, cfg.data.clinical, cfg.data.truth = inputs / "manifest.csv", inputs / "clinical.csv", None
-    cfg.cohorts = CohortConfig(column="cohort", require_training=False)
-    cfg.output = out
-    cfg.preprocess.workers = workers
-    cfg.preprocess.cache_dir = out / "cache" / "patches"
-    pre = preprocess_study(cfg, validate=False, progress=progress)
-    if pre.problems:
-        raise InputError(pre.problems)
-    from gastrorad.dl.data import load_sample_table
-    for phase in info["phases"]:
-        s = load_sample_table(cfg, phase)
-        want = info["inputs"][phase]
-        if (s.channels, s.spatial_dims) != (want["channels"], want["spatial_dims"]):
-            raise InputError(Problem(str(patients), f"phase '{phase}': patches have {s.channels} channel(s) in "
-                                     f"{s.spatial_dims}D, the locked model was trained on {want['channels']} in "
-                                     f"{want['spatial_dims']}D", column="phase"))
-    weights = [folder / w for w in info["weights"]]
-    fit = json.loads((folder / "fit.json").read_text())
-    if info["signature"] == "longitudinal":  # S3: LDLM/TDLM with BS/1F/2F, RECIST and TB-delta
-        from gastrorad.dl.longitudinal.train import score_longitudinal
-        from gastrorad.models.pipeline import _longitudinal_signatures
-        atomic_write_text(out / "models" / "longitudinal.json",
-                          json.dumps({Path(w).stem: [str(w)] for w in weights}, indent=2))
-        score_longitudinal(cfg)
-        sig, _ = _longitudinal_signatures(cfg, clin, clin[["patient_id", "cohort"]])
-        sig = sig.drop(columns=["cohort"])
-    elif info["signature"] == "dl_probability":
-        sig = score_study(cfg, checkpoints=weights)[["patient_id", "score"]].rename(columns={"score": "dl_score"})
-    else:
-        from gastrorad.dl.features import extract_features
-        net = load_checkpoint(weights[0])
-        sinfo = json.loads((folder / "signatures.json").read_text())
-        sig = None
-        for phase, ph in sinfo["phases"].items():
-            f = extract_features(cfg, net, phase=phase)
-            col = f"rad_{phase}"
-            lp = ph["intercept"] + sum(f[c].to_numpy(float) * b for c, b in ph["coefficients"].items())
-            t = pd.DataFrame({"patient_id": f.patient_id.astype(str), col: lp})
-            sig = t if sig is None else sig.merge(t, on="patient_id", how="outer")
-    handcrafted = sorted({c for spec in fit["models"].values() for c in spec["columns"] if c.startswith("hcr_")})
-    if handcrafted:
-        raise InputError(Problem(str(folder / "fit.json"), f"a fusion model uses the handcrafted radiomics signature "
-                                 f"({', '.join(handcrafted)}), which predict does not compute for new patients yet; "
-                                 "lock a model without it"))
-    enc = ClinicalEncoder.from_dict(fit["encoder"])
-    try:
-        X = enc.transform(clin.reset_index(drop=True), str(clinical or patients))
-    except InputError as exc:  # report the rows of the file as given, not of the scored subset
-        origin = list(clin_rows)
-        raise InputError([Problem(p.file, p.reason, row=origin[p.row - 2] if p.row else None, column=p.column)
-                          for p in exc.problems]) from exc
-    X.index = clin.index[X.index]  # back to the clinical rows (a "drop" missing policy may leave some out)
-    design = clin.loc[X.index, ["patient_id"]].join(X).merge(sig, on="patient_id", how="left").set_index("patient_id")
-    grouped = enc._grouped(clin.set_index("patient_id"))
-    for var in enc.categorical:
-        grouped[var] = grouped[var].fillna(enc.impute_[var])
-    rows = []
-    for name, spec in fit["models"].items():
-        cols = spec["columns"]
-        lp = spec["intercept"] + design[cols].to_numpy(float) @ np.asarray(spec["coef"], float)
-        score = 1 / (1 + np.exp(-lp)) if spec["kind"] == "logistic" else lp
-        d = pd.DataFrame({"patient_id": design.index, "model": name, "score": score, "lp": lp,
-                          "cutoff": spec["cutoff"],
-                          "risk_group": np.where(score >= spec["cutoff"], "high", "low")})
-        d.loc[~np.isfinite(score), "risk_group"] = ""
-        for t, s0 in spec.get("baseline_survival", {}).items():
-            d[f"survival_at_{float(t):g}"] = s0 ** np.exp(lp)
-        if "nomogram" in spec:
-            pts = _nomogram_points(spec, design, grouped.loc[design.index])
-            d = d.join(pts.reset_index(drop=True))
-        rows.append(d)
-    preds = pd.concat(rows, ignore_index=True)
-    sig_out = sig.rename(columns={"dl_score": "DL signature"})
-    preds = preds.merge(sig_out, on="patient_id", how="left")
-    atomic_write_text(out / "predictions.csv", preds.to_csv(index=False))
-    if gradcam and info["signature"] == "longitudinal":
-        from gastrorad.dl.longitudinal.explain import explain_longitudinal
-        explain_longitudinal(cfg, limit=10 ** 6)
-    elif gradcam and info["signature"] == "dl_probability":
-        from gastrorad.dl.explain import explain_study
-        explain_study(cfg, checkpoint=weights[0], limit=10 ** 6)
-    return PredictResult(preds, out)
+    # problems found in the working copies are reported against the user's own files and rows
+    with _in_user_files(inputs, str(patients), str(clinical or patients), clin_rows):
+        atomic_write_text(inputs / "manifest.csv", manifest.to_csv(index=False))
+        atomic_write_text(inputs / "clinical.csv", clin.to_csv(index=False))
+        cfg.data.manifest, cfg.data.clinical, cfg.data.truth = inputs / "manifest.csv", inputs / "clinical.csv", None
+        cfg.cohorts = CohortConfig(column="cohort", require_training=False)
+        cfg.output = out
+        cfg.preprocess.workers = workers
+        cfg.preprocess.cache_dir = out / "cache" / "patches"
+        pre = preprocess_study(cfg, validate=False, progress=progress)
+        if pre.problems:
+            raise InputError(pre.problems)
+        from gastrorad.dl.data import load_sample_table
+        for phase in info["phases"]:
+            s = load_sample_table(cfg, phase)
+            want = info["inputs"][phase]
+            if (s.channels, s.spatial_dims) != (want["channels"], want["spatial_dims"]):
+                raise InputError(Problem(str(patients), f"phase '{phase}': patches have {s.channels} channel(s) in "
+                                         f"{s.spatial_dims}D, the locked model was trained on {want['channels']} in "
+                                         f"{want['spatial_dims']}D", column="phase"))
+        weights = [folder / w for w in info["weights"]]
+        fit = json.loads((folder / "fit.json").read_text())
+        if info["signature"] == "longitudinal":  # S3: LDLM/TDLM with BS/1F/2F, RECIST and TB-delta
+            from gastrorad.dl.longitudinal.train import score_longitudinal
+            from gastrorad.models.pipeline import _longitudinal_signatures
+            atomic_write_text(out / "models" / "longitudinal.json",
+                              json.dumps({Path(w).stem: [str(w)] for w in weights}, indent=2))
+            score_longitudinal(cfg)
+            sig, _ = _longitudinal_signatures(cfg, clin, clin[["patient_id", "cohort"]])
+            sig = sig.drop(columns=["cohort"])
+        elif info["signature"] == "dl_probability":
+            sig = score_study(cfg, checkpoints=weights)[["patient_id", "score"]].rename(columns={"score": "dl_score"})
+        else:
+            from gastrorad.dl.features import extract_features
+            net = load_checkpoint(weights[0])
+            sinfo = json.loads((folder / "signatures.json").read_text())
+            sig = None
+            for phase, ph in sinfo["phases"].items():
+                f = extract_features(cfg, net, phase=phase)
+                col = f"rad_{phase}"
+                lp = ph["intercept"] + sum(f[c].to_numpy(float) * b for c, b in ph["coefficients"].items())
+                t = pd.DataFrame({"patient_id": f.patient_id.astype(str), col: lp})
+                sig = t if sig is None else sig.merge(t, on="patient_id", how="outer")
+        handcrafted = sorted({c for spec in fit["models"].values() for c in spec["columns"] if c.startswith("hcr_")})
+        if handcrafted:
+            raise InputError(Problem(str(folder / "fit.json"), f"a fusion model uses the handcrafted radiomics signature "
+                                     f"({', '.join(handcrafted)}), which predict does not compute for new patients yet; "
+                                     "lock a model without it"))
+        enc = ClinicalEncoder.from_dict(fit["encoder"])
+        try:
+            X = enc.transform(clin.reset_index(drop=True), str(clinical or patients))
+        except InputError as exc:  # report the rows of the file as given, not of the scored subset
+            origin = list(clin_rows)
+            raise InputError([Problem(p.file, p.reason, row=origin[p.row - 2] if p.row else None, column=p.column)
+                              for p in exc.problems]) from exc
+        X.index = clin.index[X.index]  # back to the clinical rows (a "drop" missing policy may leave some out)
+        design = clin.loc[X.index, ["patient_id"]].join(X).merge(sig, on="patient_id", how="left").set_index("patient_id")
+        grouped = enc._grouped(clin.set_index("patient_id"))
+        for var in enc.categorical:
+            grouped[var] = grouped[var].fillna(enc.impute_[var])
+        rows = []
+        for name, spec in fit["models"].items():
+            cols = spec["columns"]
+            lp = spec["intercept"] + design[cols].to_numpy(float) @ np.asarray(spec["coef"], float)
+            score = 1 / (1 + np.exp(-lp)) if spec["kind"] == "logistic" else lp
+            d = pd.DataFrame({"patient_id": design.index, "model": name, "score": score, "lp": lp,
+                              "cutoff": spec["cutoff"],
+                              "risk_group": np.where(score >= spec["cutoff"], "high", "low")})
+            d.loc[~np.isfinite(score), "risk_group"] = ""
+            for t, s0 in spec.get("baseline_survival", {}).items():
+                d[f"survival_at_{float(t):g}"] = s0 ** np.exp(lp)
+            if "nomogram" in spec:
+                pts = _nomogram_points(spec, design, grouped.loc[design.index])
+                d = d.join(pts.reset_index(drop=True))
+            rows.append(d)
+        preds = pd.concat(rows, ignore_index=True)
+        sig_out = sig.rename(columns={"dl_score": "DL signature"})
+        preds = preds.merge(sig_out, on="patient_id", how="left")
+        atomic_write_text(out / "predictions.csv", preds.to_csv(index=False))
+        if gradcam and info["signature"] == "longitudinal":
+            from gastrorad.dl.longitudinal.explain import explain_longitudinal
+            explain_longitudinal(cfg, limit=10 ** 6)
+        elif gradcam and info["signature"] == "dl_probability":
+            from gastrorad.dl.explain import explain_study
+            explain_study(cfg, checkpoint=weights[0], limit=10 ** 6)
+    return PredictResult(preds, out, removed)

@@ -23,8 +23,19 @@ def is_cohort_name(name: str) -> bool:
     return bool(_COHORT_NAME.match(str(name)))
 
 
+_RANK = {"training": 0, "internal": 1, "test": 2, "prospective": 3}
+
+
+def canonical_order(names) -> list[str]:
+    """Cohort names in one fixed order (training, internal, test, prospective, external* by name),
+    whatever order a study file lists them in."""
+    return sorted(names, key=lambda k: (_RANK.get(str(k), 4), str(k)))
+
+
 def split_counts(n: int, ratio: dict[str, float]) -> dict[str, int]:
-    """Split ``n`` into parts proportional to ``ratio`` (largest remainder, stable order)."""
+    """Split ``n`` into parts proportional to ``ratio`` (largest remainder; ties and the order of
+    the parts follow :func:`canonical_order`, not the order of the study file's keys)."""
+    ratio = {k: ratio[k] for k in canonical_order(ratio)}
     total = sum(ratio.values())
     exact = {k: n * v / total for k, v in ratio.items()}
     counts = {k: int(np.floor(x)) for k, x in exact.items()}

@@ -46,6 +46,13 @@ def read_table(path: str | Path) -> pd.DataFrame:
     except Exception as exc:
         raise InputError(Problem(str(path), f"unreadable table: {exc}")) from exc
     df.columns = [str(c).strip() for c in df.columns]
+    if len(df.columns) == 1:
+        for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
+            if sep in df.columns[0]:
+                raise InputError(Problem(str(path), f"the columns seem to be separated by {name} ('{sep}' in the "
+                                         f"header '{df.columns[0][:60]}'); gastrorad reads comma-separated .csv or "
+                                         "tab-separated .tsv: save the table as 'CSV UTF-8 (comma delimited)'",
+                                         row=1))
     for col in ("patient_id", "center", "cohort"):
         if col in df.columns:
             df[col] = df[col].map(lambda v: v if pd.isna(v) else str(v).strip())

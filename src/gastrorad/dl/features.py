@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from gastrorad.config.study import StudyConfig
 from gastrorad.dl.data import build_eval_transform, load_sample_table
 from gastrorad.io.atomic import atomic_write, atomic_write_text
+from gastrorad.io.hashing import code_hash
 from gastrorad.preprocess.cache import load_patches
 
 POOLINGS = ("avg", "max", "roi_avg", "roi_std", "roi_max")
@@ -126,7 +127,7 @@ class FeatureExtractor:
         self.names: list[str] | None = None
 
     def key(self) -> dict:
-        return {"v": CACHE_VERSION, "weights": weights_digest(self.net), "stages": self.stages,
+        return {"v": CACHE_VERSION, "code": code_hash("dl", "models"), "weights": weights_digest(self.net), "stages": self.stages,
                 "pooling": self.pooling, "inputs": self.input_index, "mask": self.mask_index,
                 "erosion": self.roi_erosion}
 

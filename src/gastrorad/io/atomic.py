@@ -13,6 +13,10 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+#: Name prefix of the temporary files of :func:`atomic_write`; a run holding its folder's lock
+#: deletes any left by a killed process (:func:`gastrorad.io.lock.remove_stale_temporaries`).
+TEMP_PREFIX = ".partial."
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -25,7 +29,7 @@ def atomic_write(path: str | os.PathLike, suffix: str | None = None) -> Iterator
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(path.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -17,6 +17,7 @@ import numpy as np
 
 from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write
+from gastrorad.io.hashing import code_hash
 from gastrorad.io.images import split_reference
 
 FORMAT_VERSION = 2  # 2: single-slice ROIs centred on their own slice (no z blend)
@@ -46,7 +47,7 @@ def file_digest(ref: str) -> str:
 def instance_key(image_ref: str, mask_ref: str, bbox: str, params: dict) -> str:
     """Cache key of one image instance's patches."""
     h = hashlib.blake2b(digest_size=16)
-    payload = {"v": FORMAT_VERSION, "image": file_digest(image_ref), "mask": file_digest(mask_ref) if mask_ref else "",
+    payload = {"v": FORMAT_VERSION, "code": code_hash("preprocess", "io"), "image": file_digest(image_ref), "mask": file_digest(mask_ref) if mask_ref else "",
                "bbox": bbox, "params": params}
     h.update(json.dumps(payload, sort_keys=True, default=str).encode())
     return h.hexdigest()

@@ -23,6 +23,7 @@ import pandas as pd
 
 from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write_text
+from gastrorad.io.hashing import code_hash
 from gastrorad.io.images import read_image
 from gastrorad.io.masks import read_mask
 from gastrorad.io.parallel import map_patients
@@ -67,7 +68,7 @@ class HandcraftedTable:
 
 def instance_key(image_ref: str, mask_ref: str, settings: HandcraftedSettings, library: str) -> str:
     """Cache key of one image instance's features (hex SHA-256)."""
-    payload = {"format": CACHE_FORMAT, "image": file_digest(image_ref), "mask": file_digest(mask_ref),
+    payload = {"format": CACHE_FORMAT, "code": code_hash("radiomics", "preprocess", "io"), "image": file_digest(image_ref), "mask": file_digest(mask_ref),
                "settings": settings.to_dict(), "library": library}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from scipy.spatial.distance import pdist
 
 from gastrorad.io.atomic import atomic_write_text
 from gastrorad.io.images import write_image
+from gastrorad.io.parallel import process_pool
 from gastrorad.synth import anatomy as A
 from gastrorad.synth.lesions import TumourSpec, paint_liver_met, paint_node, paint_tumour
 from gastrorad.synth.outcomes import KINDS, draw_patients
@@ -269,7 +269,7 @@ def synthesize(kind: str, folder: str | Path, *, n: int, seed: int = 0, dicom: b
                       "dicom": dicom, "matrix_scale": matrix_scale, "resegment": i in resegment, **plans[i]})
     results = []
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             for i, res in enumerate(pool.map(render_patient, tasks, chunksize=1)):
                 results.append(res)
                 if progress:

@@ -1,0 +1,51 @@
+"""One writer per run folder: an exclusive lock, and the clean-up it makes safe.
+
+Two ``gastrorad run`` on one output folder used to interleave their stages, so the final
+metrics matched neither study. :func:`run_folder_lock` takes an exclusive ``flock`` on
+``<folder>/.run/lock`` (released by the kernel when the process ends, even by SIGKILL, so a
+killed run never leaves a stale lock) and writes the holder's PID into it; a second run fails
+at once with a message naming that PID. Holding the lock, the run removes the temporary files
+a killed run left behind (:data:`gastrorad.io.atomic.TEMP_PREFIX`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import Iterator
+
+from gastrorad.errors import InputError, Problem
+from gastrorad.io.atomic import TEMP_PREFIX
+
+
+@contextlib.contextmanager
+def run_folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
+    """Hold the exclusive lock of run folder ``folder``; InputError naming the holder if taken."""
+    folder = Path(folder)
+    (folder / ".run").mkdir(parents=True, exist_ok=True)
+    path = folder / ".run" / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise InputError(Problem(str(folder), f"another gastrorad process (PID {holder}) is writing to this run "
+                                     "folder; wait for it to finish, or give this run another output folder"
+                                     )) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        remove_stale_temporaries(folder)
+        yield path
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files of interrupted atomic writes under ``folder``; returns them."""
+    stale = [p for p in folder.rglob(f"{TEMP_PREFIX}*") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
