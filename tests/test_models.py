@@ -405,3 +405,26 @@ def test_coxnet_solver_reaches_the_lasso_optimum():
     nz = b != 0
     assert np.abs(g[nz] - lam * np.sign(b[nz])).max() < 1e-8
     assert np.abs(g[~nz]).max() <= lam + 1e-8
+
+
+GAPS = json.loads((REF_DIR / "stats_gaps.json").read_text())
+
+
+def test_lasso_logistic_selects_nothing_when_glmnet_selects_nothing():
+    """Issue 13 item 4 (stats_gaps.R, aSAH): lambda.1se is lambda.max, where glmnet's
+    coefficients are exact zeros; the solver's -7.8e-18-sized leftovers must not count as
+    selected."""
+    from gastrorad.models.lasso import cv_lasso_logistic, lasso_fit
+    ref = GAPS["lasso_asah"]
+    d = _asah()
+    X = pd.DataFrame({"age": d.age, "ndka": d.ndka, "male": d.genderMale})
+    cv = cv_lasso_logistic(X, d.y.to_numpy(), foldid=ref["foldid"])
+    assert cv.lambdas == pytest.approx(ref["lambda"], rel=1e-6)
+    assert cv.lambda_1se == pytest.approx(ref["lambda_1se"]) == cv.lambdas[0]
+    assert cv.lambda_min == pytest.approx(ref["lambda_min"])
+    assert cv.selected("1se") == list(ref["selected_1se"]) == []
+    assert cv.selected("min") == ref["selected_min"]
+    assert cv.coef_1se[0] == pytest.approx(ref["coef_1se"]["(Intercept)"], abs=1e-6)
+    assert (cv.coef_1se[1:] == 0).all()
+    b0, b = lasso_fit(X.to_numpy(float), d.y.to_numpy(), ref["lambda"][0])
+    assert (b == 0).all() and b0 == pytest.approx(ref["coef_lambda_max"]["(Intercept)"], abs=1e-6)
