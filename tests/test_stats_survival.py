@@ -168,3 +168,18 @@ def test_compare_c_joint_variance_matches_concordance_of_two_fits():
     assert t.loc["full", "se"] == pytest.approx(np.sqrt(v[0, 0]), abs=TOL)
     se_diff = np.sqrt(v[0, 0] + v[1, 1] - 2 * v[0, 1])
     assert t.loc["full", "z"] == pytest.approx((ref["c"][0] - ref["c"][1]) / se_diff, abs=1e-5)
+
+
+GAPS = json.loads((REF_DIR / "stats_gaps.json").read_text())  # issue 13 (stats_gaps.R)
+
+
+@pytest.mark.parametrize("case", GAPS["km_median"], ids=lambda c: c["name"])
+@pytest.mark.parametrize("conf", ["log", "log-log", "plain"])
+def test_km_median_and_ci_follow_quantile_survfit(case, conf):
+    """Item 5: S = 0.5 over a flat stretch -> midpoint to the next drop of S (hand10: 11.5,
+    not 8.5 at the censoring time 9); a limit that never reaches 0.5 gives no CI limit."""
+    km = SV.kaplan_meier(case["time"], case["event"], conf_type=conf)
+    ref = case[conf]
+    for mine, theirs in ((km.median, ref["median"]), (km.median_lower, ref["lower"]),
+                         (km.median_upper, ref["upper"])):
+        assert np.allclose(mine, _nan(theirs)[0], equal_nan=True, atol=TOL)

@@ -2,9 +2,10 @@
 
 Greenwood's variance of log S: se = sqrt(sum d / (n (n - d))) (survfit's ``std.err``);
 confidence intervals on the log scale by default (``conf.type = "log"``), or "log-log"
-or "plain". The median is the first time S(t) <= 0.5, the midpoint of the flat stretch
-when S equals 0.5 exactly over an interval (``quantile.survfit``); its CI uses the same
-rule on the confidence limits.
+or "plain". The median is the first time S(t) <= 0.5; when S equals 0.5 exactly over a
+flat stretch it is the midpoint between that event time and the next time S drops (a
+censoring time in between does not count), as ``quantile.survfit``; its CI applies the
+same rule to the confidence limits.
 """
 
 from __future__ import annotations
@@ -48,15 +49,34 @@ class KaplanMeier:
 
 
 def _quantile_time(times: np.ndarray, surv: np.ndarray, p: float = 0.5) -> float:
-    """First time with S <= p; the midpoint to the next time when S == p exactly there."""
+    """Time at which 1 - S reaches ``p``, as survival's ``quantile.survfit`` (its ``findq``).
+
+    Only the first time of each distinct value of S counts (rows where S does not move, e.g.
+    censoring times, drop out; missing values too). The quantile is the first time with
+    S <= 1 - p; when S equals 1 - p exactly (within sqrt(machine eps)) it is the midpoint
+    between that time and the time S next drops, or the last follow-up time when S never
+    drops again.
+    """
     tol = np.sqrt(np.finfo(float).eps)
-    below = np.flatnonzero(surv <= p + tol)
-    if below.size == 0:
+    times, surv = np.asarray(times, float), np.asarray(surv, float)
+    xmax = times[-1] if len(times) else 0.0
+    x = np.concatenate([[0.0], times])
+    y = np.concatenate([[0.0], 1.0 - surv])
+    ok = ~np.isnan(y)
+    x, y = x[ok], y[ok]
+    if y.max() < p:
         return np.nan
-    i = below[0]
-    if abs(surv[i] - p) < tol and i + 1 < len(times):
-        return float((times[i] + times[i + 1]) / 2)
-    return float(times[i])
+    first = np.concatenate([[True], y[1:] != y[:-1]]) if len(y) else np.array([], bool)
+    x, y = x[first], y[first]
+    i1 = int(np.searchsorted(y + tol, p, side="left"))
+    i2 = int(np.searchsorted(y - tol, p, side="left"))
+    if p == 0:
+        return float(x[0])
+    if abs(p - y[-1]) < tol:
+        return float((x[i1] + xmax) / 2)
+    if i1 >= len(x) or i2 >= len(x):
+        return np.nan
+    return float((x[i1] + x[i2]) / 2)
 
 
 def kaplan_meier(time, event, *, conf_type: str = "log", level: float = 0.95) -> KaplanMeier:
@@ -88,6 +108,6 @@ def kaplan_meier(time, event, *, conf_type: str = "log", level: float = 0.95) ->
     table = pd.DataFrame({"time": ut, "n_risk": n_risk.astype(int), "n_event": d.astype(int),
                           "n_censor": c.astype(int), "surv": surv, "std_err": se, "lower": lower, "upper": upper})
     med = _quantile_time(ut, surv)
-    med_lo = _quantile_time(ut, np.nan_to_num(lower, nan=0.0))
-    med_hi = _quantile_time(ut, np.nan_to_num(upper, nan=0.0))
+    med_lo = _quantile_time(ut, lower)
+    med_hi = _quantile_time(ut, upper)
     return KaplanMeier(table, med, med_lo, med_hi, conf_type, level)
