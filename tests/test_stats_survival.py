@@ -183,3 +183,21 @@ def test_km_median_and_ci_follow_quantile_survfit(case, conf):
     for mine, theirs in ((km.median, ref["median"]), (km.median_lower, ref["lower"]),
                          (km.median_upper, ref["upper"])):
         assert np.allclose(mine, _nan(theirs)[0], equal_nan=True, atol=TOL)
+
+
+@pytest.mark.parametrize("key", ["zph_veteran", "zph_lung"])
+@pytest.mark.parametrize("transform", ["rank", "log", "km"])
+def test_cox_zph_rank_and_log_transforms_match_r(key, transform):
+    """Item 1: cox.zph(transform = "rank") ranks every follow-up time (censored included) and
+    centres over the deaths."""
+    if key == "zph_veteran":
+        d = pd.read_csv(shared_path("clinical", "veteran.csv")).rename(columns={"status": "event"})
+        cov = ["trt", "karno", "diagtime", "age"]
+    else:
+        d, cov = LUNG, ["age", "sex", "ph.ecog"]
+    ref = GAPS[key]
+    fit = SV.fit_cox(d, "time", "event", cov)
+    assert np.allclose(fit.coef, ref["coef"], atol=TOL)
+    z = SV.cox_zph(fit, transform=transform).table
+    assert np.allclose(z.chisq, ref[transform]["chisq"], atol=TOL)
+    assert np.allclose(z.p, ref[transform]["p"], atol=TOL)

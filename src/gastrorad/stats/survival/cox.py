@@ -129,7 +129,9 @@ class ZphResult:
 
 def cox_zph(result: CoxResult, transform: str = "km") -> ZphResult:
     """Test of proportional hazards (mirrors ``survival::cox.zph(fit, transform)``, terms = one
-    column each)."""
+    column each). ``transform``: "km" (default), "identity", "log" or "rank" (R's
+    ``rank(times)``: all follow-up times ranked, censored ones included, ties averaged); the
+    transformed time is centred over the deaths, as R."""
     d = result.data
     time = d[result.time_col].to_numpy(float)
     event = d[result.event_col].to_numpy(int)
@@ -142,10 +144,10 @@ def cox_zph(result: CoxResult, transform: str = "km") -> ZphResult:
     elif transform == "log":
         g = np.log(et)
     elif transform == "rank":
-        # rank of each death time among all deaths (ties averaged), as rank(times) in R
-        dt = np.sort(time[event == 1])
-        ranks = stats.rankdata(dt)
-        g = np.array([ranks[dt == t].mean() for t in et])
+        # rank(times) in R: every follow-up time ranked, censored ones included (ties averaged);
+        # tied times share their rank, so each death time takes the rank of its rows
+        st = np.sort(time)
+        g = stats.rankdata(st)[np.searchsorted(st, et)]
     else:
         raise ValueError("transform must be 'km', 'identity', 'log' or 'rank'")
     g = g - np.mean(np.repeat(g, [int(np.sum((time == t) & (event == 1))) for t in et]))
