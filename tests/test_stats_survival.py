@@ -201,3 +201,43 @@ def test_cox_zph_rank_and_log_transforms_match_r(key, transform):
     z = SV.cox_zph(fit, transform=transform).table
     assert np.allclose(z.chisq, ref[transform]["chisq"], atol=TOL)
     assert np.allclose(z.p, ref[transform]["p"], atol=TOL)
+
+
+def _predict_case(key):
+    if key == "predict_lung":
+        return LUNG, ["age", "sex", "ph.ecog"], "event"
+    return pd.read_csv(REF_DIR / "colon_death.csv"), ["age", "nodes", "extent", "obstruct"], "status"
+
+
+@pytest.mark.parametrize("key", ["predict_lung", "predict_colon"])
+def test_cox_predicted_survival_and_baseline_hazard_match_survfit(key):
+    """Items 3 and 8: Efron baseline (survfit.coxph default ctype = 2, basehaz(centered = FALSE))
+    for an Efron fit, Breslow (ctype = 1) on request; predictions as survfit(fit, newdata)."""
+    from gastrorad.models.pipeline import _cox_baseline
+    d, cov, ev = _predict_case(key)
+    ref = GAPS[key]
+    fit = SV.fit_cox(d, "time", ev, cov)
+    assert np.allclose(fit.coef, ref["coef"], atol=TOL)
+    times = ref["times"]
+    assert np.allclose(list(_cox_baseline(fit, times).values()), ref["s0_efron"], atol=TOL)  # nomogram, evaluation
+    assert np.allclose(fit.baseline_survival(times), ref["s0_efron"], atol=TOL)
+    assert np.allclose(fit.baseline_survival(times, ties="breslow"), ref["s0_breslow"], atol=TOL)
+    assert np.allclose(fit.baseline_hazard(times).hazard, ref["h0_efron"], atol=TOL)
+    assert np.allclose(fit.baseline_hazard(times, ties="breslow").hazard, ref["h0_breslow"], atol=TOL)
+    bh = fit.baseline_hazard()
+    assert np.allclose(bh.time, ref["basehaz_time"]) and np.allclose(bh.hazard, ref["basehaz"], atol=TOL)
+    pred = fit.predict_survival(d.iloc[:6], times)
+    assert pred.shape == (6, len(times))
+    assert np.allclose(pred.to_numpy(), ref["predicted"], atol=TOL)
+
+
+def test_cox_survival_matches_rms_survival_at_cph_coefficients():
+    """rms::cph's Survival(t, lp) = S0(t)^exp(lp + center) with the Efron baseline, at cph's
+    own coefficients (cph stops earlier than coxph)."""
+    from gastrorad.stats.survival.cox import cox_baseline_hazard
+    d, cov, _ = _predict_case("predict_colon")
+    ref = GAPS["rms_survival_colon"]
+    lp = d[cov].to_numpy(float) @ np.array(ref["coef"])
+    for t, key in ((365, "s365"), (1095, "s1095")):
+        h0 = cox_baseline_hazard(d.time, d.status, lp, [t])[0]
+        assert np.allclose(np.exp(-h0 * np.exp(np.array(ref["lp"]) + ref["center"])), ref[key], atol=TOL)

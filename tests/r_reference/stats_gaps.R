@@ -63,7 +63,30 @@ fit_lung <- coxph(Surv(time, event) ~ age + sex + ph.ecog, data = lung_cc)
 ref$zph_veteran <- c(list(coef = unname(coef(fit_vet))), zph_ref(fit_vet))
 ref$zph_lung <- c(list(coef = unname(coef(fit_lung))), zph_ref(fit_lung))
 
+# --- item 3: predicted survival and baseline hazard of a Cox fit (Efron default, Breslow on request) ---
+suppressPackageStartupMessages(library(rms))
+colon <- read.csv(file.path(out_dir, "colon_death.csv"))   # written by models.R from survival's colon
+surv_ref <- function(fit, data, covs, times) {
+  z <- as.data.frame(setNames(as.list(rep(0, length(covs))), covs))
+  s_at <- function(sf) summary(sf, times = times, extend = TRUE)
+  e <- survfit(fit, newdata = z); b <- survfit(fit, newdata = z, ctype = 1)
+  bh <- basehaz(fit, centered = FALSE)
+  pred <- s_at(survfit(fit, newdata = data[1:6, covs]))$surv   # times x patients
+  list(coef = unname(coef(fit)), times = times, s0_efron = s_at(e)$surv, s0_breslow = s_at(b)$surv,
+       h0_efron = s_at(e)$cumhaz, h0_breslow = s_at(b)$cumhaz, basehaz_time = bh$time, basehaz = bh$hazard,
+       predicted = unname(t(pred)))
+}
+ref$predict_lung <- surv_ref(fit_lung, lung_cc, c("age", "sex", "ph.ecog"), c(90, 180, 365, 730))
+fit_colon <- coxph(Surv(time, status) ~ age + nodes + extent + obstruct, data = colon)
+ref$predict_colon <- surv_ref(fit_colon, colon, c("age", "nodes", "extent", "obstruct"), c(365, 1095, 1825))
+# rms::cph's Survival(): S(t | lp) = S0(t)^exp(lp + center), Efron baseline at cph's own coefficients
+ddc <- datadist(colon); options(datadist = "ddc")
+g <- cph(Surv(time, status) ~ age + nodes + extent + obstruct, data = colon, x = TRUE, y = TRUE, surv = TRUE)
+S <- Survival(g)
+ref$rms_survival_colon <- list(coef = unname(coef(g)), center = unname(g$center), lp = c(-1, -0.5, 0, 0.5, 1),
+                               s1095 = S(1095, c(-1, -0.5, 0, 0.5, 1)), s365 = S(365, c(-1, -0.5, 0, 0.5, 1)))
+
 ref$versions <- list(R = R.version.string, survival = as.character(packageVersion("survival")),
-                     glmnet = as.character(packageVersion("glmnet")))
+                     glmnet = as.character(packageVersion("glmnet")), rms = as.character(packageVersion("rms")))
 write_json(ref, file.path(out_dir, "stats_gaps.json"), digits = NA, auto_unbox = TRUE, pretty = TRUE)
 cat("wrote", file.path(out_dir, "stats_gaps.json"), "\n")

@@ -33,6 +33,7 @@ class CoxResult:
     time_col: str
     event_col: str
     covariates: list[str]
+    ties: str = "efron"
 
     @property
     def coef(self) -> np.ndarray:
@@ -41,6 +42,32 @@ class CoxResult:
     def linear_predictor(self, df: pd.DataFrame) -> np.ndarray:
         """x' beta (uncentred, as ``predict(coxph, type = "lp", reference = "zero")``)."""
         return df[self.covariates].to_numpy(float) @ self.coef
+
+    def baseline_hazard(self, times=None, *, ties: str | None = None) -> pd.DataFrame:
+        """Cumulative baseline hazard H0(t) at covariates 0, as ``basehaz(fit, centered =
+        FALSE)`` (``survfit.coxph`` with all covariates 0): the Efron estimator for an Efron fit
+        (survfit's default ``ctype = 2``, also what ``rms::cph``'s ``Survival()`` uses), the
+        Breslow (Nelson-Aalen type) one for a Breslow fit or with ``ties="breslow"``
+        (``ctype = 1``). ``times`` default: every distinct follow-up time, as basehaz."""
+        d = self.data
+        time = d[self.time_col].to_numpy(float)
+        at = np.unique(time) if times is None else np.atleast_1d(np.asarray(times, float))
+        h = cox_baseline_hazard(time, d[self.event_col].to_numpy(int), self.linear_predictor(d), at,
+                                ties=ties or self.ties)
+        return pd.DataFrame({"time": at, "hazard": h})
+
+    def baseline_survival(self, times, *, ties: str | None = None) -> np.ndarray:
+        """S0(t) = exp(-H0(t)) at covariates 0 (``survfit.coxph``'s default ``stype = 2``)."""
+        return np.exp(-self.baseline_hazard(times, ties=ties).hazard.to_numpy())
+
+    def predict_survival(self, df: pd.DataFrame, times, *, ties: str | None = None) -> pd.DataFrame:
+        """Predicted survival S(t | x) = exp(-H0(t) exp(x' beta)) of each row of ``df`` (rows) at
+        each of ``times`` (columns), as ``summary(survfit(fit, newdata = df), times = times)``
+        and ``rms::Survival(cph)(times, lp)``."""
+        times = np.atleast_1d(np.asarray(times, float))
+        h0 = self.baseline_hazard(times, ties=ties).hazard.to_numpy()
+        risk = np.exp(self.linear_predictor(df))
+        return pd.DataFrame(np.exp(-np.outer(risk, h0)), index=df.index, columns=list(times))
 
     def summary(self) -> pd.DataFrame:
         return self.table
@@ -66,6 +93,31 @@ def fit_cox(df: pd.DataFrame, time_col: str, event_col: str, covariates: list[st
                           "hr_upper": np.exp(coef + z * se)})
     return CoxResult(table, float(cph.log_likelihood_), len(data), int(data[event_col].sum()), cph, data, time_col,
                      event_col, list(covariates))
+
+
+def cox_baseline_hazard(time, event, lp, at, *, ties: str = "efron") -> np.ndarray:
+    """Cumulative baseline hazard at ``lp = 0`` evaluated at the times ``at`` (step function,
+    0 before the first death), from a Cox fit's linear predictors ``lp``. At a death time
+    with d deaths, risk-set total R and deaths' total D of exp(lp), the increment is
+    sum_{k<d} 1 / (R - (k / d) D) (Efron, ``survfit.coxph(ctype = 2)``) or d / R (Breslow,
+    ``ctype = 1``)."""
+    if ties not in ("efron", "breslow"):
+        raise ValueError("ties must be 'efron' or 'breslow'")
+    time, event, (lp,) = check_survival(time, event, lp)
+    lp = lp.astype(float)
+    shift = lp.mean()
+    w = np.exp(lp - shift)  # centred for range; undone below
+    ut, inv = np.unique(time, return_inverse=True)
+    tot = np.bincount(inv, weights=w, minlength=len(ut))
+    risk = np.cumsum(tot[::-1])[::-1]
+    dead_w = np.bincount(inv, weights=w * event, minlength=len(ut))
+    d = np.bincount(inv, weights=event, minlength=len(ut)).astype(int)
+    inc = np.zeros(len(ut))
+    for j in np.flatnonzero(d > 0):
+        k = np.arange(d[j]) / d[j] if ties == "efron" else np.zeros(d[j])
+        inc[j] = np.sum(1.0 / (risk[j] - k * dead_w[j]))
+    cum = np.concatenate([[0.0], np.cumsum(inc)]) * np.exp(-shift)
+    return cum[np.searchsorted(ut, np.asarray(at, float), side="right")]
 
 
 def _km_transform(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.ndarray:
