@@ -241,3 +241,20 @@ def test_cox_survival_matches_rms_survival_at_cph_coefficients():
     for t, key in ((365, "s365"), (1095, "s1095")):
         h0 = cox_baseline_hazard(d.time, d.status, lp, [t])[0]
         assert np.allclose(np.exp(-h0 * np.exp(np.array(ref["lp"]) + ref["center"])), ref[key], atol=TOL)
+
+
+@pytest.mark.parametrize("key", ["timeroc_lung", "timeroc_veteran", "timeroc_hard", "timeroc_colon"])
+def test_time_dependent_auc_se_and_ci_match_timeroc(key):
+    """Items 2 and 8: timeROC 0.4.1 (weighting = "marginal", iid = TRUE): cases T < t, the
+    censoring KM with deaths first at tied times, the i.i.d.-representation SE and
+    confint's pointwise CI (AUC +/- z SE; timeROC prints it in percent to 2 decimals)."""
+    ref = GAPS[key]
+    res = SV.time_dependent_auc(ref["time"], ref["event"], ref["marker"], ref["times"])
+    assert res.cases.tolist() == ref["cases"] and res.controls.tolist() == ref["controls"]
+    assert np.allclose(res.auc, ref["auc"], atol=TOL)
+    assert np.allclose(res.se, ref["se"], atol=TOL)
+    z = 1.959963984540054
+    assert np.allclose(res.lower, np.array(ref["auc"]) - z * np.array(ref["se"]), atol=TOL)
+    assert np.allclose(res.upper, np.array(ref["auc"]) + z * np.array(ref["se"]), atol=TOL)
+    ci = np.array(ref["ci_percent"])
+    assert np.abs(100 * res[["lower", "upper"]].to_numpy() - ci).max() <= 0.005 + 1e-9
