@@ -428,3 +428,35 @@ def test_lasso_logistic_selects_nothing_when_glmnet_selects_nothing():
     assert (cv.coef_1se[1:] == 0).all()
     b0, b = lasso_fit(X.to_numpy(float), d.y.to_numpy(), ref["lambda"][0])
     assert (b == 0).all() and b0 == pytest.approx(ref["coef_lambda_max"]["(Intercept)"], abs=1e-6)
+
+
+def test_logistic_loglik_aic_and_coefficients_match_glm():
+    """Item 8: the fitted logistic model's log-likelihood, AIC and BIC as logLik/AIC/BIC(glm)."""
+    from gastrorad.models.fusion import fit_logistic
+    ref = GAPS["logistic_asah"]
+    m = fit_logistic(_asah(), "y", ["age", "wfns", "s100b"])
+    assert m.coef == pytest.approx(ref["coef"], abs=1e-6)
+    assert m.loglik == pytest.approx(ref["loglik"], abs=1e-6)
+    assert m.aic == pytest.approx(ref["aic"], abs=1e-6) and m.bic == pytest.approx(ref["bic"], abs=1e-6)
+    assert m.n == 113 and m.converged
+
+
+def test_logistic_separation_warns_as_glm():
+    """Item 7: complete separation (every aSAH patient with S100B > 0.5 has a poor outcome, and
+    the rest are good outcomes below 0.1): glm warns that the algorithm did not converge and
+    that fitted probabilities are 0 or 1; fit_logistic gives the same warnings and R's
+    coefficients (it runs R's IRLS)."""
+    from gastrorad.models.fusion import fit_logistic
+    ref = GAPS["logistic_separation"]
+    d = _asah()
+    d = d[(d.s100b > 0.5) | ((d.s100b < 0.1) & (d.outcome == "Good"))]
+    assert len(d) == ref["n"]
+    assert ref["warnings"] == ["glm.fit: algorithm did not converge",
+                               "glm.fit: fitted probabilities numerically 0 or 1 occurred"]
+    with pytest.warns(RuntimeWarning) as rec:
+        m = fit_logistic(d, "y", ["s100b"])
+    msgs = [str(w.message) for w in rec]
+    assert any("algorithm did not converge" in w for w in msgs)
+    assert any("fitted probabilities numerically 0 or 1 occurred" in w for w in msgs)
+    assert not m.converged
+    assert m.coef == pytest.approx(ref["coef"], rel=1e-6)

@@ -103,6 +103,58 @@ ref$timeroc_hard <- troc(hard$time, hard$event, hard$x, c(10, 25, 30))
 ref$timeroc_colon <- troc(colon$time, colon$status, unname(predict(fit_colon, type = "lp")), c(365, 1095, 1825))
 ref$versions$timeROC <- as.character(packageVersion("timeROC"))
 
+# --- items 6, 7, 8: Cox fits (Breslow option, a single event, separation), KM at chosen times by
+# group, logistic log-likelihood and AIC (and the warnings R gives for degenerate fits) ---
+warn_of <- function(expr) { msgs <- character(0)
+  val <- withCallingHandlers(expr, warning = function(w) { msgs <<- c(msgs, conditionMessage(w))
+                                                           invokeRestart("muffleWarning") })
+  list(value = val, warnings = msgs) }
+cox_out <- function(fit, w = character(0)) list(coef = unname(coef(fit)), se = unname(sqrt(diag(vcov(fit)))),
+  loglik = unname(fit$loglik), iter = fit$iter, hr_lower = unname(summary(fit)$conf.int[, 3]),
+  hr_upper = unname(summary(fit)$conf.int[, 4]), aic = AIC(fit), warnings = w)
+ref$cox_breslow_lung <- cox_out(coxph(Surv(time, event) ~ age + sex + ph.ecog, data = lung_cc, ties = "breslow"))
+ref$cox_breslow_colon <- cox_out(coxph(Surv(time, status) ~ age + nodes + extent + obstruct, data = colon,
+                                       ties = "breslow"))
+w26 <- subset(lung, inst == 26 & sex == 2)[, c("time", "event", "age", "ph.ecog")]   # 5 women, 1 death
+ref$cox_one_event <- c(cox_out(coxph(Surv(time, event) ~ age, data = w26)),
+                       list(data = w26, zph_error = tryCatch({cox.zph(coxph(Surv(time, event) ~ age, data = w26)); ""},
+                                                             error = function(e) conditionMessage(e))))
+# one event by administrative censoring at the first death: the likelihood is flat, the fit stops
+# after 3-5 iterations; gastrorad follows coxph's iterations to the same point (to 1e-12)
+one_event <- function(d, covs) { cut <- min(d$time[d$event == 1]); d$event[d$time > cut] <- 0
+  f <- coxph(as.formula(paste("Surv(time, event) ~", paste(covs, collapse = "+"))), data = d)
+  c(cox_out(f), list(covariates = covs, cut = cut)) }
+vet_e <- transform(veteran, event = status)
+ref$cox_one_event_admin <- list(lung_age = one_event(lung[, c("time", "event", "age")], "age"),
+                                colon_age = one_event(transform(colon, event = status), "age"),
+                                veteran_age = one_event(vet_e, "age"),
+                                veteran_diagtime = one_event(vet_e, "diagtime"))
+sep <- warn_of(coxph(Surv(time, event) ~ ph.ecog, data = w26))   # the death has the highest ECOG: monotone
+ref$cox_separation <- cox_out(sep$value, sep$warnings)
+i32 <- subset(lung, inst == 32)[, c("time", "event", "sex")]        # no deaths among the women
+sep2 <- warn_of(coxph(Surv(time, event) ~ sex, data = i32))
+ref$cox_separation_sex <- c(cox_out(sep2$value, sep2$warnings), list(data = i32))
+
+km_times <- function(fit, times) { s <- summary(fit, times = times, extend = TRUE)
+  list(strata = if (is.null(s$strata)) rep("all", length(s$time)) else sub(".*=", "", as.character(s$strata)),
+       time = s$time, n_risk = s$n.risk, n_event = s$n.event, surv = s$surv, std_err = s$std.err,
+       lower = s$lower, upper = s$upper,
+       median = unname(tab_of(fit)[, "median"]), median_lower = unname(tab_of(fit)[, "0.95LCL"]),
+       median_upper = unname(tab_of(fit)[, "0.95UCL"])) }
+tab_of <- function(fit) { tab <- summary(fit)$table; if (is.matrix(tab)) tab else t(as.matrix(tab)) }
+ref$km_times_lung_sex <- km_times(survfit(Surv(time, event) ~ sex, data = lung), c(90, 180, 365, 730))
+ref$km_times_veteran_celltype_loglog <- km_times(survfit(Surv(time, status) ~ celltype, data = veteran,
+                                                         conf.type = "log-log"), c(30, 100, 200))
+ref$km_times_colon <- km_times(survfit(Surv(time, status) ~ 1, data = colon), c(365, 1095, 1825))
+
+asah$y <- ya
+lg <- glm(y ~ age + wfns + s100b, data = asah, family = binomial)
+ref$logistic_asah <- list(coef = unname(coef(lg)), loglik = as.numeric(logLik(lg)), aic = AIC(lg), bic = BIC(lg),
+                          null_loglik = as.numeric(logLik(update(lg, . ~ 1))), deviance = deviance(lg))
+sep_a <- subset(asah, s100b > 0.5 | (s100b < 0.1 & outcome == "Good"))   # every patient above 0.5 is Poor
+gs <- warn_of(glm(y ~ s100b, data = sep_a, family = binomial))
+ref$logistic_separation <- list(n = nrow(sep_a), coef = unname(coef(gs$value)), warnings = gs$warnings)
+
 ref$versions <- c(ref$versions, list(R = R.version.string, survival = as.character(packageVersion("survival")),
                      glmnet = as.character(packageVersion("glmnet")), rms = as.character(packageVersion("rms"))))
 write_json(ref, file.path(out_dir, "stats_gaps.json"), digits = NA, auto_unbox = TRUE, pretty = TRUE)
