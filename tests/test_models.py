@@ -405,3 +405,58 @@ def test_coxnet_solver_reaches_the_lasso_optimum():
     nz = b != 0
     assert np.abs(g[nz] - lam * np.sign(b[nz])).max() < 1e-8
     assert np.abs(g[~nz]).max() <= lam + 1e-8
+
+
+GAPS = json.loads((REF_DIR / "stats_gaps.json").read_text())
+
+
+def test_lasso_logistic_selects_nothing_when_glmnet_selects_nothing():
+    """Issue 13 item 4 (stats_gaps.R, aSAH): lambda.1se is lambda.max, where glmnet's
+    coefficients are exact zeros; the solver's -7.8e-18-sized leftovers must not count as
+    selected."""
+    from gastrorad.models.lasso import cv_lasso_logistic, lasso_fit
+    ref = GAPS["lasso_asah"]
+    d = _asah()
+    X = pd.DataFrame({"age": d.age, "ndka": d.ndka, "male": d.genderMale})
+    cv = cv_lasso_logistic(X, d.y.to_numpy(), foldid=ref["foldid"])
+    assert cv.lambdas == pytest.approx(ref["lambda"], rel=1e-6)
+    assert cv.lambda_1se == pytest.approx(ref["lambda_1se"]) == cv.lambdas[0]
+    assert cv.lambda_min == pytest.approx(ref["lambda_min"])
+    assert cv.selected("1se") == list(ref["selected_1se"]) == []
+    assert cv.selected("min") == ref["selected_min"]
+    assert cv.coef_1se[0] == pytest.approx(ref["coef_1se"]["(Intercept)"], abs=1e-6)
+    assert (cv.coef_1se[1:] == 0).all()
+    b0, b = lasso_fit(X.to_numpy(float), d.y.to_numpy(), ref["lambda"][0])
+    assert (b == 0).all() and b0 == pytest.approx(ref["coef_lambda_max"]["(Intercept)"], abs=1e-6)
+
+
+def test_logistic_loglik_aic_and_coefficients_match_glm():
+    """Item 8: the fitted logistic model's log-likelihood, AIC and BIC as logLik/AIC/BIC(glm)."""
+    from gastrorad.models.fusion import fit_logistic
+    ref = GAPS["logistic_asah"]
+    m = fit_logistic(_asah(), "y", ["age", "wfns", "s100b"])
+    assert m.coef == pytest.approx(ref["coef"], abs=1e-6)
+    assert m.loglik == pytest.approx(ref["loglik"], abs=1e-6)
+    assert m.aic == pytest.approx(ref["aic"], abs=1e-6) and m.bic == pytest.approx(ref["bic"], abs=1e-6)
+    assert m.n == 113 and m.converged
+
+
+def test_logistic_separation_warns_as_glm():
+    """Item 7: complete separation (every aSAH patient with S100B > 0.5 has a poor outcome, and
+    the rest are good outcomes below 0.1): glm warns that the algorithm did not converge and
+    that fitted probabilities are 0 or 1; fit_logistic gives the same warnings and R's
+    coefficients (it runs R's IRLS)."""
+    from gastrorad.models.fusion import fit_logistic
+    ref = GAPS["logistic_separation"]
+    d = _asah()
+    d = d[(d.s100b > 0.5) | ((d.s100b < 0.1) & (d.outcome == "Good"))]
+    assert len(d) == ref["n"]
+    assert ref["warnings"] == ["glm.fit: algorithm did not converge",
+                               "glm.fit: fitted probabilities numerically 0 or 1 occurred"]
+    with pytest.warns(RuntimeWarning) as rec:
+        m = fit_logistic(d, "y", ["s100b"])
+    msgs = [str(w.message) for w in rec]
+    assert any("algorithm did not converge" in w for w in msgs)
+    assert any("fitted probabilities numerically 0 or 1 occurred" in w for w in msgs)
+    assert not m.converged
+    assert m.coef == pytest.approx(ref["coef"], rel=1e-6)

@@ -65,12 +65,17 @@ ref$conc_lung <- conc_ref(lung_cc$time, lung_cc$event, lp)
 ref$conc_veteran_karno <- conc_ref(veteran$time, veteran$status, -veteran$karno)
 ref$conc_hard <- conc_ref(hard$time, hard$event, hard$x)
 
-# Cumulative/dynamic AUC with IPCW (Blanche 2013), written out from its definition:
-# cases T <= t with an event, weighted 1/G(T-); controls T > t; ties in the score count 1/2.
+# Cumulative/dynamic AUC with IPCW (Blanche 2013), written out as timeROC 0.4.1 computes it
+# (stats_gaps.R checks it against timeROC itself): cases T < t with an event, weighted
+# 1/G(T-); controls T > t; ties in the score count 1/2; G the censoring Kaplan-Meier with
+# deaths leaving the risk set before censorings at the same time (pec::ipcw).
 td_auc <- function(time, event, risk, t) {
-  cfit <- survfit(Surv(time, 1 - event) ~ 1)
-  G_left <- function(s) { idx <- findInterval(s, cfit$time, left.open = TRUE); c(1, cfit$surv)[idx + 1] }
-  case <- time <= t & event == 1; ctrl <- time > t
+  ut <- sort(unique(time))
+  n_risk <- sapply(ut, function(u) sum(time >= u))
+  d <- sapply(ut, function(u) sum(time == u & event == 1)); cens <- sapply(ut, function(u) sum(time == u & event == 0))
+  G <- cumprod(ifelse(cens > 0, 1 - cens / (n_risk - d), 1))
+  G_left <- function(s) { idx <- findInterval(s, ut, left.open = TRUE); c(1, G)[idx + 1] }
+  case <- time < t & event == 1; ctrl <- time > t
   w <- 1 / G_left(time[case])
   num <- sum(w * sapply(risk[case], function(r) sum(risk[ctrl] < r) + 0.5 * sum(risk[ctrl] == r)))
   num / (sum(w) * sum(ctrl))

@@ -1,6 +1,6 @@
 """Survival outcome, per cohort: Harrell's C with CI and its difference from the reference
 (survival::concordance), HR of high vs low risk at the cut-off locked on training with the
-log-rank test, time-dependent AUC at the horizons (IPCW, as timeROC), t-year calibration
+log-rank test, time-dependent AUC at the horizons (IPCW, as timeROC, with its SE), t-year calibration
 (observed Kaplan-Meier vs predicted survival, with a Hosmer-Lemeshow test on the t-year
 status as S3 reports it) and survival net benefit (as dcurves) for Cox fusion models.
 """
@@ -29,7 +29,8 @@ def predicted_survival(cfg, model: str, lp: np.ndarray, horizon: float) -> np.nd
 
 
 def _time_auc_ci(t, d, s, horizons, n_boot: int, seed: int) -> pd.DataFrame:
-    """AUC(t) at each horizon with a percentile bootstrap 95% CI (patients resampled)."""
+    """AUC(t) at each horizon with timeROC's SE and 95% CI (i.i.d. representation); with
+    ``n_boot`` the CI is a percentile bootstrap (patients resampled) instead."""
     res = time_dependent_auc(t, d, s, horizons)
     if n_boot:
         rng = np.random.default_rng(seed)
@@ -38,7 +39,7 @@ def _time_auc_ci(t, d, s, horizons, n_boot: int, seed: int) -> pd.DataFrame:
             i = rng.integers(0, len(t), len(t))
             if d[i].sum() == 0:
                 continue
-            reps.append(time_dependent_auc(t[i], d[i], s[i], horizons).auc.to_numpy(float))
+            reps.append(time_dependent_auc(t[i], d[i], s[i], horizons, se=False).auc.to_numpy(float))
         if reps:
             reps = np.array(reps)
             with np.errstate(all="ignore"):

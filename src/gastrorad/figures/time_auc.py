@@ -13,7 +13,7 @@ def plot_time_auc(time, event, models: dict[str, np.ndarray], horizons, *, title
                   time_label: str = "Time (months)"):
     fig, ax = new_figure(4.0, 3.0)
     for i, (name, r) in enumerate(models.items()):
-        res = time_dependent_auc(time, event, r, horizons)
+        res = time_dependent_auc(time, event, r, horizons, se=False)
         ax.plot(res.horizon, res.auc, marker="o", markersize=3, color=colour(i), label=name)
     ax.axhline(0.5, color=GREY, linestyle=":", linewidth=0.8)
     ax.set(ylim=(0.4, 1.0), xlabel=time_label, ylabel="Time-dependent AUC", title=title)

@@ -53,6 +53,19 @@ def lambda_sequence(X, y=None, *, kind: str = "logistic", time=None, event=None,
     return lam_max * ratio ** (np.arange(nlambda) / (nlambda - 1))
 
 
+def _logistic_null(Xs: np.ndarray, y01: np.ndarray, lam: float):
+    """The intercept-only solution (intercept on the standardised scale, exact zeros) when it is
+    optimal at ``lam``, else None. The null model solves the LASSO problem when every column's
+    gradient at it is within lambda, |X_std' (y - ybar)| / n <= lambda; glmnet then reports
+    exact zeros (its first lambda is that bound), while a generic solver leaves round-off
+    (e.g. -7.8e-18) that would count as selected. The bound is met up to coxnet's relative
+    tolerance for entering the active set (1e-9)."""
+    ybar = y01.mean()
+    if not 0 < ybar < 1 or np.max(np.abs(Xs.T @ (y01 - ybar))) / len(y01) > lam * (1 + 1e-9):
+        return None
+    return float(np.log(ybar / (1 - ybar)))
+
+
 def lasso_fit(X, y=None, lam: float = 0.1, *, kind: str = "logistic", time=None, event=None,
               tol: float = 1e-10, w_init: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """(intercept, coefficients) on the original scale at one lambda (intercept 0 for Cox).
@@ -67,6 +80,9 @@ def lasso_fit(X, y=None, lam: float = 0.1, *, kind: str = "logistic", time=None,
     if kind == "logistic":
         from skglm.datafits import Logistic
         yy = np.where(np.asarray(y) > 0, 1.0, -1.0)
+        null = _logistic_null(Xs, (yy > 0).astype(float), lam)
+        if null is not None:
+            return null, np.zeros(X.shape[1])
         est = GeneralizedLinearEstimator(Logistic(), L1(alpha=lam), ProxNewton(tol=tol, fit_intercept=True,
                                                                                max_iter=200))
         est.fit(Xs, yy)
@@ -168,8 +184,12 @@ def logistic_path(X, y, lambdas, *, tol: float = 1e-5, stop: bool = True) -> lis
     w = np.zeros(p + 1)
     out, rsq0 = [], 0.0
     for m, lam in enumerate(lambdas, start=1):
-        w = np.asarray(ProxNewton(tol=tol, fit_intercept=True, max_iter=200).solve(
-            Xs, yy, Logistic(), L1(alpha=lam), w_init=w.copy(), Xw_init=Xs @ w[:p] + w[p])[0]).ravel()
+        b0_null = _logistic_null(Xs, y01, lam)
+        if b0_null is not None:
+            w = np.concatenate([np.zeros(p), [b0_null]])
+        else:
+            w = np.asarray(ProxNewton(tol=tol, fit_intercept=True, max_iter=200).solve(
+                Xs, yy, Logistic(), L1(alpha=lam), w_init=w.copy(), Xw_init=Xs @ w[:p] + w[p])[0]).ravel()
         b = w[:p] / sd
         out.append((float(w[p]) - float(b @ mean), b))
         if stop and m >= 5 and null > 0:

@@ -364,14 +364,8 @@ def _nomogram_terms(slopes: dict, enc) -> dict:
 
 
 def _cox_baseline(res, horizons) -> dict:
-    """S0(t) at covariates 0 from the lifelines fit (whose baseline is at the covariate means)."""
+    """S0(t) at covariates 0 at each horizon: the Efron estimator for the Efron fit, as
+    ``survfit.coxph`` and ``rms::cph``'s ``Survival()`` (see ``CoxResult.baseline_survival``)."""
     if not horizons:
         return {}
-    f = res.fitter
-    base = f.baseline_survival_
-    shift = float(np.asarray(f._norm_mean) @ res.coef)
-    out = {}
-    for t in horizons:
-        s_mean = float(base[base.index <= t].iloc[-1, 0]) if (base.index <= t).any() else 1.0
-        out[t] = s_mean ** np.exp(-shift)
-    return out
+    return {t: float(s) for t, s in zip(horizons, res.baseline_survival(list(horizons)))}

@@ -88,15 +88,6 @@ def harrell_c(time, event, risk, *, level: float = 0.95) -> ConcordanceResult:
     return _result(conc, disc, tied, totals, level)
 
 
-def censoring_survival_left(time, event, at) -> np.ndarray:
-    """G(t-) of the censoring distribution (Kaplan-Meier with censorings as events)."""
-    from gastrorad.stats.survival.kaplan_meier import kaplan_meier
-    km = kaplan_meier(time, 1 - event)
-    t = km.table["time"].to_numpy()
-    s = np.concatenate([[1.0], km.table["surv"].to_numpy()])
-    return s[np.searchsorted(t, np.asarray(at, float), side="left")]
-
-
 def censoring_survival_deaths_first(time, event, at) -> np.ndarray:
     """G(t-) of the censoring distribution when deaths at a time precede censorings there:
     each censoring factor is 1 - c(u) / (n(u) - d(u)). This is the G that
