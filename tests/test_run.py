@@ -228,6 +228,23 @@ def test_predict_reproduces_the_run_and_refuses_mismatched_inputs(cohorts, tmp_p
     np.testing.assert_allclose(lp, nomo.lp, atol=1e-9)
     assert list((tmp_path / "pred" / "explain").rglob("*.png")), "Grad-CAM overlays for the new patients"
 
+    # issue 12 item 11: `gastrorad predict BUNDLE patients.csv` with the default (relative) --out, the first
+    # thing a new user types, failed with "predictions/inputs/manifest.csv: table does not exist"
+    from typer.testing import CliRunner
+
+    from gastrorad.cli import app
+    work = tmp_path / "work"
+    work.mkdir()
+    cwd = os.getcwd()
+    try:
+        os.chdir(work)
+        cli = CliRunner().invoke(app, ["predict", str(bundle), str(data / "manifest.csv"), "--clinical",
+                                       str(data / "clinical.csv"), "--no-gradcam"])
+    finally:
+        os.chdir(cwd)
+    assert cli.exit_code == 0, (cli.output, cli.exception)
+    assert (work / "predictions" / "predictions.csv").exists()
+
     # issue 12 item 12: a failed predict into the folder of an earlier one leaves no stale predictions.csv
     assert (tmp_path / "pred" / "predictions.csv").exists()
     cut = pd.read_csv(data / "manifest.csv", dtype={"patient_id": str})

@@ -171,6 +171,13 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
     info, cfg = load_bundle(bundle)
     bundle = Path(bundle)
     folder = bundle if bundle.is_dir() else bundle.parent
+    fit = json.loads((folder / "fit.json").read_text())
+    if not fit.get("models"):
+        skipped = fit.get("selection", {}).get("skipped_models", {})
+        why = "; ".join(f"{m}: {r}" for m, r in skipped.items()) or "none was fitted"
+        raise InputError(Problem(str(folder / "fit.json"), "this bundle holds no fitted model, so nothing can be "
+                                 f"predicted ({why}); the training cohort selected no clinical term and no image "
+                                 "feature: see the run's report"))
     # relative paths are the user's, against the working directory (the resolved study's base is the bundle)
     patients, out = Path(patients).resolve(), Path(out).resolve()
     clinical = Path(clinical).resolve() if clinical else None
@@ -217,7 +224,6 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
                                          f"{s.spatial_dims}D, the locked model was trained on {want['channels']} in "
                                          f"{want['spatial_dims']}D", column="phase"))
         weights = [folder / w for w in info["weights"]]
-        fit = json.loads((folder / "fit.json").read_text())
         if info["signature"] == "longitudinal":  # S3: LDLM/TDLM with BS/1F/2F, RECIST and TB-delta
             from gastrorad.dl.longitudinal.train import score_longitudinal
             from gastrorad.models.pipeline import _longitudinal_signatures

@@ -33,9 +33,7 @@ def canonical_order(names) -> list[str]:
 
 
 def split_counts(n: int, ratio: dict[str, float]) -> dict[str, int]:
-    """Split ``n`` into parts proportional to ``ratio`` (largest remainder; ties and the order of
-    the parts follow :func:`canonical_order`, not the order of the study file's keys)."""
-    ratio = {k: ratio[k] for k in canonical_order(ratio)}
+    """Split ``n`` into parts proportional to ``ratio`` (largest remainder, ties in ``ratio``'s order)."""
     total = sum(ratio.values())
     exact = {k: n * v / total for k, v in ratio.items()}
     counts = {k: int(np.floor(x)) for k, x in exact.items()}
@@ -89,8 +87,10 @@ def assign_cohorts(clinical: pd.DataFrame, cfg: StudyConfig, source: str = "clin
             problems.append(Problem(source, f"centre '{c}' named by cohorts.split has no patient", column="center"))
         rng = np.random.default_rng(cfg.seed)
         strata = _strata(df, cfg) if split.stratify else pd.Series("all", index=df.index)
+        # cohorts in canonical order: the split must not depend on the order of the study file's keys
+        ratio = {k: split.ratio[k] for k in canonical_order(split.ratio)}
         for name, members in stratified_split(np.flatnonzero(in_split.to_numpy()), strata[in_split].to_numpy(),
-                                              split.ratio, rng).items():
+                                              ratio, rng).items():
             cohort.iloc[members] = name
         rest = cohort.isna()
         cohort[rest] = df.loc[rest, "center"].map(lambda c: rules.external.get(c, "external"))
