@@ -4,6 +4,7 @@ resume after a killed run, and the model bundle reproducing the run's own scores
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -133,6 +134,11 @@ def test_recipe_end_to_end(recipe, cohorts, tmp_path):
     status = run_study(cfg, log=lambda m: None)
     assert all(v in ("ran", "skipped") for v in status.values())
     m = check_consistency(cfg.output_dir)
+    # R's warnings of the fits (issue 13 item 7) reach the report: each one recorded in a stage stamp is listed
+    from gastrorad.report.html import stage_warnings
+    html_text = (cfg.output_dir / "report.html").read_text()
+    for w in stage_warnings(cfg.output_dir):
+        assert "Warnings from the analysis" in html_text and w["message"][:60] in html.unescape(html_text)
     assert m["outcome"] == cfg.outcome.kind
     if recipe == "s5_gnen_survival":
         assert {"rad_arterial", "rad_venous", "combined"} <= set(m["models"])
@@ -340,3 +346,30 @@ def test_a_killed_run_resumes_without_recomputing(cohorts, tmp_path):
     assert status["fit"] == "cached" and status["evaluate"] == "ran" and status["report"] == "ran"
     status = run_study(load_study(study), start="fit", log=lambda m: None)
     assert status["signature"] == "cached" and status["fit"] == "ran"
+
+
+def test_statistics_warnings_are_recorded_per_stage_and_listed(s1_study, tmp_path, monkeypatch):
+    """Issue 13 item 7: a fit R would warn about (separation, no convergence) warns in the API, is
+    printed by the run, kept in the stage's stamp and listed in the report."""
+    import warnings
+
+    import gastrorad.runner as r
+    from gastrorad.errors import StatisticsWarning
+    from gastrorad.report.html import stage_warnings
+    cfg = load_study(s1_study / "study.yaml")
+    cfg.output = tmp_path / "run"
+    stage = next(s for s in r.STAGES if s.name == "validate")
+
+    def warn_twice(c):
+        for _ in range(2):
+            warnings.warn("logistic model (x): glm.fit: fitted probabilities numerically 0 or 1 occurred",
+                          StatisticsWarning)
+        warnings.warn("a library's own deprecation", FutureWarning)
+    monkeypatch.setattr(stage, "run", warn_twice)
+    lines = []
+    with pytest.warns(FutureWarning):  # other warnings pass through untouched
+        run_study(cfg, only=["validate"], log=lines.append)
+    assert any("warning: logistic model (x): glm.fit" in ln and "(x2)" in ln for ln in lines), lines
+    assert stage_warnings(cfg.output_dir) == [{"stage": "validate", "count": 2, "message":
+                                               "logistic model (x): glm.fit: fitted probabilities numerically 0 "
+                                               "or 1 occurred"}]

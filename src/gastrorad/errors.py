@@ -10,6 +10,11 @@ from dataclasses import dataclass, asdict
 from typing import Iterable
 
 
+class StatisticsWarning(RuntimeWarning):
+    """A fit or statistic that R would warn about (no convergence, separation, a test that cannot be
+    computed). ``gastrorad run`` records these per stage and lists them in the report, as R prints them."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One bad input: where it is and why it is bad.

@@ -24,9 +24,11 @@ The run folder (SPEC section 3)::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -34,7 +36,7 @@ from typing import Callable
 import yaml
 
 from gastrorad.config.study import StudyConfig
-from gastrorad.errors import InputError, Problem
+from gastrorad.errors import InputError, Problem, StatisticsWarning
 from gastrorad.io.atomic import atomic_write_text
 from gastrorad.io.hashing import code_hash, file_hash
 from gastrorad.io.lock import run_folder_lock
@@ -104,14 +106,33 @@ def is_fresh(stage: Stage, cfg: StudyConfig, key: str) -> bool:
     return True
 
 
-def _write_stamp(cfg: StudyConfig, stage: Stage, key: str, seconds: float) -> None:
+@contextlib.contextmanager
+def recording_statistics_warnings():
+    """Collect the :class:`~gastrorad.errors.StatisticsWarning` s raised inside the block (R's
+    warnings: no convergence, separation, a test that cannot be computed) as a list of
+    ``{"message", "count"}``, identical messages counted once; other warnings pass through."""
+    caught: list[dict] = []
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always", StatisticsWarning)
+        yield caught
+    counts: dict[str, int] = {}
+    for r in records:
+        if issubclass(r.category, StatisticsWarning):
+            counts[str(r.message)] = counts.get(str(r.message), 0) + 1
+        else:  # not ours to record: shown as Python would have shown it
+            warnings.warn_explicit(r.message, r.category, r.filename, r.lineno)
+    caught.extend({"message": m, "count": n} for m, n in counts.items())
+
+
+def _write_stamp(cfg: StudyConfig, stage: Stage, key: str, seconds: float, caught: list[dict] | None = None) -> None:
     outputs = {}
     for p in stage.outputs(cfg):
         if p.is_file():
             outputs[str(p.relative_to(cfg.output_dir))] = file_hash(p)
     atomic_write_text(_stamp_path(cfg, stage.name), json.dumps({"stage": stage.name, "key": key, "seconds": seconds,
                                                                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                                                "outputs": outputs}, indent=2))
+                                                                "outputs": outputs, "warnings": caught or []},
+                                                               indent=2))
 
 
 # -- the stages ------------------------------------------------------------------------------------------------
@@ -356,9 +377,12 @@ def _run_stages(cfg: StudyConfig, start, only, force, log, status: dict[str, str
             log(f"  {stage.name:<17} running ...")
             status[stage.name] = "failed"
             t0 = time.perf_counter()
-            stage.run(cfg)
+            with recording_statistics_warnings() as caught:
+                stage.run(cfg)
             seconds = time.perf_counter() - t0
-            _write_stamp(cfg, stage, key, seconds)
+            for w in caught:
+                log(f"  {stage.name:<17} warning: {w['message']}" + (f" (x{w['count']})" if w["count"] > 1 else ""))
+            _write_stamp(cfg, stage, key, seconds, caught)
             status[stage.name] = "ran"
             times[stage.name] = round(seconds, 2)
             log(f"  {stage.name:<17} done in {seconds:.1f} s")

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from gastrorad.errors import StatisticsWarning
+
 
 @njit(cache=True)
 def _loglik(eta, start, dcount, dsum):
@@ -114,7 +116,7 @@ class CoxData:
         self.converged = it >= 0
         if it < 0 and warn:
             import warnings
-            warnings.warn(f"LASSO-Cox did not converge at lambda={lam:.4g} in {max_outer} steps", RuntimeWarning,
+            warnings.warn(f"LASSO-Cox did not converge at lambda={lam:.4g} in {max_outer} steps", StatisticsWarning,
                           stacklevel=2)
         return b
 

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from gastrorad.errors import StatisticsWarning
+
 
 @dataclass
 class LogisticModel:
@@ -94,7 +96,7 @@ def fit_logistic(df: pd.DataFrame, outcome: str, columns: list[str], *, level: f
     R's IRLS (:func:`glm_logit`), Wald SEs from ``summary.glm``, ``logLik``, ``AIC``, ``BIC``.
 
     As R, a fit that did not converge in 25 iterations or whose fitted probabilities reach 0
-    or 1 (10 x machine epsilon; complete or quasi-complete separation) raises a RuntimeWarning
+    or 1 (10 x machine epsilon; complete or quasi-complete separation) raises a StatisticsWarning
     ("algorithm did not converge", "fitted probabilities numerically 0 or 1 occurred"): the
     coefficients then run off to infinity and their ORs and CIs are not meaningful.
     Collinear columns are an error.
@@ -108,11 +110,11 @@ def fit_logistic(df: pd.DataFrame, outcome: str, columns: list[str], *, level: f
     b, cov, mu, converged = glm_logit(X, y)
     what = f"logistic model ({', '.join(columns)})"
     if not converged:
-        warnings.warn(f"{what}: glm.fit: algorithm did not converge", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"{what}: glm.fit: algorithm did not converge", StatisticsWarning, stacklevel=2)
     if (mu > 1 - 10 * _DBL_EPS).any() or (mu < 10 * _DBL_EPS).any():
         warnings.warn(f"{what}: glm.fit: fitted probabilities numerically 0 or 1 occurred (complete or "
                       "quasi-complete separation: a coefficient runs off to infinity; its OR and CI are not "
-                      "meaningful)", RuntimeWarning, stacklevel=2)
+                      "meaningful)", StatisticsWarning, stacklevel=2)
     se = np.sqrt(np.diag(cov))
     z = stats.norm.ppf(1 - (1 - level) / 2)
     with np.errstate(over="ignore"):
@@ -132,7 +134,7 @@ def fit_cox_model(df: pd.DataFrame, time: str, event: str, columns: list[str], *
         return res, cox_zph(res).table
     except ValueError as exc:  # e.g. one event: no proportional-hazards test exists, the fit itself stands
         import warnings
-        warnings.warn(f"proportional-hazards test not available: {exc}", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"proportional-hazards test not available: {exc}", StatisticsWarning, stacklevel=2)
         return res, pd.DataFrame({"covariate": [*columns, "GLOBAL"], "chisq": np.nan,
                                   "df": [*([1] * len(columns)), len(columns)], "p": np.nan})
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from gastrorad.errors import StatisticsWarning
+
 
 def _standardize(X: np.ndarray):
     mean = X.mean(axis=0)
@@ -142,7 +144,7 @@ def cox_path(X, time, event, lambdas, *, tol: float = 1e-10, stop: bool = False,
         import warnings
         warnings.warn(f"LASSO-Cox path: {len(failed)} of {len(lambdas)} fits did not converge (lambda <= "
                       f"{max(failed):.3g}: the partial likelihood has no finite optimum near there)",
-                      RuntimeWarning, stacklevel=2)
+                      StatisticsWarning, stacklevel=2)
     return out
 
 
@@ -342,7 +344,7 @@ def cv_lasso_cox(X: pd.DataFrame, time, event, *, lambdas=None, foldid=None, nfo
         warnings.warn(f"LASSO-Cox cross-validation: {len(failed)} path fits did not converge, at lambdas down from "
                       f"{max(failed):.3g}, and the chosen lambda lies among them: the partial likelihood is close "
                       "to flat there (too many features for the events); treat the selection with caution",
-                      RuntimeWarning, stacklevel=2)
+                      StatisticsWarning, stacklevel=2)
     b_min, b_1se = (lasso_fit(Xa, lam=lambdas[i], kind="cox", time=time, event=event,
                               w_init=None if full is None else full[i])[1] for i in (i_min, i_1se))
     return LassoCV(lambdas, cvm, cvsd, float(lambdas[i_min]), float(lambdas[i_1se]), cols,

@@ -331,6 +331,17 @@ class _Report:
         body.append("</tbody></table>")
         self.add("tripod", "TRIPOD+AI checklist", "".join(body))
 
+    def warnings(self) -> None:
+        """R's warnings of the fits (no convergence, separation, untestable PH), as ``gastrorad run`` recorded them."""
+        rows = stage_warnings(self.out)
+        if not rows:
+            return
+        items = "".join(f"<li><b>{html.escape(r['stage'])}</b>: {html.escape(r['message'])}"
+                        + (f" (&times;{r['count']})" if r["count"] > 1 else "") + "</li>" for r in rows)
+        self.add("warnings", "Warnings from the analysis",
+                 "<p class='note'>Printed by R for the same fits (glm, coxph, cox.zph, glmnet); the estimates they "
+                 f"name are not to be interpreted.</p><ul>{items}</ul>")
+
     def versions(self) -> None:
         v = software_versions()
         cfg_text = (self.out / "config.resolved.yaml").read_text() if (self.out / "config.resolved.yaml").exists() \
@@ -359,10 +370,24 @@ class _Report:
         return "".join(parts)
 
 
+def stage_warnings(output_dir: Path) -> list[dict]:
+    """The statistics warnings recorded in the run's stage stamps (``<output>/.run/<stage>.json``,
+    written by the runner), in the order the stages finished: ``{stage, message, count}``."""
+    stamps = []
+    for path in (Path(output_dir) / ".run").glob("*.json"):
+        try:
+            stamps.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    stamps.sort(key=lambda st: st.get("finished", ""))
+    return [{"stage": st.get("stage", ""), **w} for st in stamps for w in st.get("warnings", [])]
+
+
 def build_report(cfg: StudyConfig) -> Path:
     """Write ``<output>/report.html`` from the run's metrics, tables and figures."""
     r = _Report(cfg)
     r.summary()
+    r.warnings()
     r.models_table()
     r.deep_vs_handcrafted()
     r.table_one()

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from gastrorad.errors import StatisticsWarning
 from gastrorad.stats.survival._checks import check_survival
 from gastrorad.stats.survival.kaplan_meier import kaplan_meier
 
@@ -172,7 +173,7 @@ def fit_cox(df: pd.DataFrame, time_col: str, event_col: str, covariates: list[st
     Rows with a missing value in any used column are dropped (as R's ``na.omit``). As R
     warns, a fit that did not converge, or whose log-likelihood converged while a
     coefficient still moves (``Loglik converged before variable ...; coefficient may be
-    infinite``: monotone likelihood, e.g. complete separation), raises a RuntimeWarning
+    infinite``: monotone likelihood, e.g. complete separation), raises a StatisticsWarning
     naming the covariates. Collinear covariates (singular information) are an error.
     """
     if ties not in ("efron", "breslow"):
@@ -213,7 +214,7 @@ def _warn_infinite(covariates, beta, u, var, converged, eps: float = 1e-9) -> No
     if not converged:
         warnings.warn(f"Cox model ({', '.join(covariates)}): ran out of iterations and did not converge (as coxph "
                       "warns); a coefficient may be infinite (monotone likelihood, e.g. complete separation: no "
-                      "events in one group); the hazard ratios and CIs are not meaningful", RuntimeWarning,
+                      "events in one group); the hazard ratios and CIs are not meaningful", StatisticsWarning,
                       stacklevel=3)
         return
     infs = np.abs(u @ var)
@@ -222,7 +223,7 @@ def _warn_infinite(covariates, beta, u, var, converged, eps: float = 1e-9) -> No
         names = ", ".join(c for c, b in zip(covariates, bad) if b)
         warnings.warn(f"Cox model: log-likelihood converged before coefficient(s) {names}; coefficient may be "
                       "infinite (monotone likelihood, e.g. complete separation: as coxph warns). Hazard ratios "
-                      "and CIs for them are not meaningful", RuntimeWarning, stacklevel=3)
+                      "and CIs for them are not meaningful", StatisticsWarning, stacklevel=3)
 
 
 def cox_baseline_hazard(time, event, lp, at, *, ties: str = "efron") -> np.ndarray:
