@@ -3,6 +3,8 @@ weights, and a planted texture signal found by a frozen random network + LASSO."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +14,7 @@ import yaml
 from gastrorad.config import load_study
 from gastrorad.dl import backbones as B
 from gastrorad.dl.features import FeatureExtractor, extract_features, pool_stage, roi_weight, weights_digest
-from gastrorad.preprocess.cache import save_patches
+from gastrorad.preprocess.cache import load_patches, save_patches
 from gastrorad.stats import auc
 
 
@@ -117,3 +119,25 @@ def test_frozen_random_network_finds_planted_texture_and_caches(tmp_path):
     labels = pd.read_csv(cfg.clinical_path).set_index("patient_id").label
     internal = sig[sig.cohort == "internal"]
     assert auc(labels.loc[internal.patient_id].to_numpy(), internal.rad_venous.to_numpy()) > 0.75
+
+
+def test_per_slice_features_average_each_slice_with_the_mask(tmp_path):
+    """features.per_slice: each CT slice of a stack, paired with the ROI mask, is one sample; the
+    patient's features are the mean over the slices (a 2-channel network sees every sample)."""
+    cfg = _texture_study(tmp_path / "tex", n=6)
+    paths = pd.read_csv(cfg.output_dir / "patches.csv").path
+    for p in paths:
+        arr, _, _ = load_patches(p)
+        stack = np.stack([arr[0] * 0.5, arr[0], arr[0] + 1.0, arr[1]]).astype(np.float32)
+        save_patches(Path(p), stack, ["slice-1", "slice+0", "slice+1", "mask"], {})
+    cfg.features.per_slice = True
+    torch.manual_seed(0)
+    net = B.create_model("tiny", in_channels=2, spatial_dims=2).eval()
+    table = extract_features(cfg, net, phase="venous").set_index("patient_id")
+    fx = FeatureExtractor(net, stages="all", pooling=["avg", "max", "roi_avg", "roi_std"],
+                          channels=["slice+0", "mask"], roi_erosion=cfg.features.roi_erosion)
+    arr, _, _ = load_patches(paths[0])
+    samples = torch.as_tensor(np.stack([np.stack([arr[j], arr[3]]) for j in range(3)]))
+    expected = fx(samples).mean(axis=0)
+    got = table.loc["T000", fx.names].to_numpy(float)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

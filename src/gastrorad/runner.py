@@ -208,9 +208,11 @@ def _features(cfg):
     import lightning as L
     L.seed_everything(cfg.seed, verbose=False)
     s = load_sample_table(cfg, cfg.preprocess.phases[0])
-    net = build_model(cfg, s.channels, s.spatial_dims).eval()
+    # with features.per_slice the network sees one CT slice and the mask per sample
+    in_channels = 2 if cfg.features.per_slice else s.channels
+    net = build_model(cfg, in_channels, s.spatial_dims).eval()
     # the extractor is saved so the bundle applies exactly these weights to new patients
-    save_checkpoint(cfg.output_dir / "models" / "feature_extractor.pt", net, channels=s.channels,
+    save_checkpoint(cfg.output_dir / "models" / "feature_extractor.pt", net, channels=in_channels,
                     spatial_dims=s.spatial_dims, cfg=cfg, history=[])
     from gastrorad.dl.features import extract_reader_features
     for phase in cfg.preprocess.phases:

@@ -342,6 +342,9 @@ class FeaturesConfig(Strict):
     batch_size: int = Field(32, ge=1, description="Patches per forward pass.")
     roi_erosion: int = Field(2, ge=0, description="ROI poolings use the ROI eroded by this many patch pixels: its "
                              "boundary ring is mostly partial volume with gas, fluid or fat.")
+    per_slice: bool = Field(False, description="stack25d patches with a mask channel: each CT slice, paired with the "
+                            "ROI mask, is one sample through the network and the features are averaged over the "
+                            "slices (texture estimated on several slices of the tumour instead of one).")
 
 
 class RadiomicsConfig(Strict):

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from gastrorad.config.study import StudyConfig
 from gastrorad.dl.data import build_eval_transform, load_sample_table
+from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write, atomic_write_text
 from gastrorad.io.hashing import code_hash
 from gastrorad.preprocess.cache import load_patches
@@ -171,9 +172,29 @@ def _cached_features(cache: Path) -> tuple[np.ndarray, list[str]] | None:
         return z["features"], [str(n) for n in z["names"]]
 
 
+def per_slice_samples(arr: np.ndarray, channels: list[str]) -> np.ndarray:
+    """A (C, H, W) stack of CT slices plus a mask channel as (n_slices, 2, H, W): each slice with the mask."""
+    m = channels.index("mask")
+    return np.stack([np.stack([arr[j], arr[m]]) for j in range(arr.shape[0]) if j != m])
+
+
+def feature_channels(cfg: StudyConfig, channels: list[str]) -> list[str]:
+    """The channels one sample has as the feature network sees it (one slice and the mask with per_slice)."""
+    if cfg.features.per_slice:
+        if "mask" not in channels or len(channels) < 3:
+            raise InputError(Problem("study file", "features.per_slice needs stack25d patches with several slices "
+                                     f"and a mask channel; the patches have {channels}", column="features.per_slice"))
+        return ["slice+0", "mask"]
+    return channels
+
+
 def _patch_tensor(cfg: StudyConfig, path: str, transform) -> torch.Tensor:
     """The samples of one patch file as a (samples, C, ...) tensor, as the network sees them."""
-    arr, _, _ = load_patches(path)
+    arr, channels, _ = load_patches(path)
+    if cfg.features.per_slice:
+        feature_channels(cfg, channels)  # refuses patches without slices and mask
+        x = torch.as_tensor(per_slice_samples(arr, channels), dtype=torch.float32)
+        return torch.stack([torch.as_tensor(transform(s), dtype=torch.float32) for s in x]) if transform else x
     patch = cfg.preprocess.patch
     as_slices = arr.ndim == 4 and arr.shape[1] == 1 and patch.mode in ("slices", "volume3d") and \
         getattr(patch, "as_slices", True)
@@ -232,7 +253,8 @@ def _extractor(cfg: StudyConfig, net, frame: pd.DataFrame, pooling: str | list[s
     pool = [pool] if isinstance(pool, str) else list(pool)
     first = frame.path.iloc[0]
     _, channels, _ = load_patches(first)
-    return FeatureExtractor(net, stages=fc.stages, pooling=pool, channels=channels, batch_size=fc.batch_size,
+    return FeatureExtractor(net, stages=fc.stages, pooling=pool, channels=feature_channels(cfg, channels),
+                            batch_size=fc.batch_size,
                             roi_erosion=fc.roi_erosion)
 
 
@@ -241,7 +263,7 @@ def _pooled_features(cfg: StudyConfig, net, frame: pd.DataFrame, keys: list[str]
     """Pooled features of every patch file of ``frame``, averaged over the rows sharing ``keys``."""
     files = frame.drop_duplicates("path").reset_index(drop=True)
     extractor = _extractor(cfg, net, files, pooling)
-    key = extractor.key()
+    key = {**extractor.key(), "per_slice": cfg.features.per_slice}
     transform = build_eval_transform(cfg.augment)
     got = _files_features(cfg, extractor, list(files.path), key, transform, progress)
     rows = [feats.mean(axis=0) for feats, _ in got]
