@@ -218,6 +218,9 @@ class JobRunner:
             for path, label in names.items():
                 reason = reason.replace(path, label)
             reason = reason.replace(folder + "/", "")
+            named = [label for label in names.values() if label in reason]
+            if text == "patients.csv" and inputs.patient_id and named:  # image job: name the upload, not our CSV
+                text = named[0]
             out.append({"file": text, "row": p.row, "column": p.column, "reason": reason, "severity": p.severity})
         return out
 

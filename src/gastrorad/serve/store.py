@@ -71,6 +71,9 @@ class Store:
     """Thin access layer over the tables; every method opens its own short session."""
 
     def __init__(self, url: str):
+        if url.startswith("sqlite:///"):
+            from pathlib import Path
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         kw = {"connect_args": {"check_same_thread": False}} if url.startswith("sqlite") else {"pool_pre_ping": True}
         self.engine = create_engine(url, **kw)
         if url.startswith("sqlite"):
