@@ -47,6 +47,12 @@ def _problems_json(problems) -> list[dict]:
             for p in problems]
 
 
+def _warm_up() -> None:
+    import gastrorad.dl.features  # noqa: F401
+    import gastrorad.dl.train  # noqa: F401
+    import gastrorad.preprocess  # noqa: F401
+
+
 def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
     """The ASGI app serving ``bundles`` (folders); state in ``settings.state_dir``."""
     settings = settings or ServeSettings()
@@ -58,8 +64,12 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app):
+        import threading
+
         import torch
         torch.set_num_threads(max(1, settings.threads_per_job))
+        # the first image job would otherwise pay for importing the imaging and network code
+        threading.Thread(target=_warm_up, daemon=True).start()
         yield
         runner.shutdown()
 
@@ -142,11 +152,8 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
             store.audit(who, "calculate", model=model.id, bundle_hash=model.bundle_hash,
                         input_hashes={"values": digest}, outcome=f"refused: {len(exc.problems)} problem(s)")
             raise
-        jid = store.new_job("calculator", model.id, model.bundle_hash, who, body.patient_id, status="running")
         result["values"] = body.values
-        store.update_job(jid, status="done", progress=1.0, stage="done", result=result)
-        store.audit(who, "calculate", model=model.id, bundle_hash=model.bundle_hash,
-                    input_hashes={"values": digest}, job_id=jid, outcome="done")
+        jid = store.add_calculation(model.id, model.bundle_hash, who, body.patient_id, result, {"values": digest})
         return {"job_id": jid, **result}
 
     async def _save_uploads(form, jid: str, allowed) -> tuple[dict[str, Upload], dict[str, str]]:

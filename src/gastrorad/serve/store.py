@@ -112,6 +112,18 @@ class Store:
                       study_id=study_id, status=status))
         return jid
 
+    def add_calculation(self, model: str, bundle_hash: str, token_name: str, study_id: str, result: dict,
+                        input_hashes: dict) -> str:
+        """A finished calculator job and its audit row, in one transaction (one disk sync per request)."""
+        jid = str(uuid.uuid4())
+        with self.session.begin() as s:
+            s.add(Job(id=jid, kind="calculator", model=model, bundle_hash=bundle_hash, token_name=token_name,
+                      study_id=study_id, status="done", progress=1.0, stage="done", finished=_now(),
+                      result=json.dumps(result)))
+            s.add(Audit(token_name=token_name, action="calculate", model=model, bundle_hash=bundle_hash,
+                        input_hashes=json.dumps(input_hashes, sort_keys=True), job_id=jid, outcome="done"))
+        return jid
+
     def update_job(self, jid: str, **fields) -> None:
         if "result" in fields and not isinstance(fields["result"], str):
             fields["result"] = json.dumps(fields["result"])
