@@ -18,7 +18,7 @@ Prints p50/p95 latency, errors, the server's RSS before, between and after the p
 ratio p50 / direct. The server is stopped at the end, whatever happens.
 
     python bench/serve.py [--bundle demo/run/bundle] [--cohort demo/s1_cohort] [--requests 200]
-                          [--concurrency 16] [--jobs 10] [--job-concurrency 2]
+                          [--concurrency 16] [--jobs 10] [--job-concurrency 2] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -52,6 +52,14 @@ def pct(xs, q):
     return float(np.percentile(np.asarray(xs) * 1000, q)) if xs else float("nan")
 
 
+def load(fn, items, concurrency: int) -> tuple[list[float], int, float]:
+    """Run ``fn`` (-> (seconds, errors)) over ``items`` at ``concurrency``: latencies, errors, wall time."""
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        out = list(pool.map(fn, items))
+    return [dt for dt, _ in out], sum(e for _, e in out), time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", type=Path, default=Path("demo/run/bundle"))
@@ -60,6 +68,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--jobs", type=int, default=10)
     ap.add_argument("--job-concurrency", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of both phases (RSS after each)")
     args = ap.parse_args()
 
     import httpx
@@ -112,7 +121,6 @@ def main() -> None:
             return time.perf_counter() - t0
         with ThreadPoolExecutor(args.concurrency) as pool:
             direct_conc = list(pool.map(direct_one, range(args.requests)))
-        lat, errors = [], 0
 
         def one(i):
             p = patients[i % len(patients)]
@@ -127,12 +135,7 @@ def main() -> None:
                       (g["score"] is not None and abs(g["score"] - expected[p["patient_id"]][k]["score"]) > 1e-9)
                       for k, g in got.items())
             return dt, int(bad)
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(args.concurrency) as pool:
-            for dt, e in pool.map(one, range(args.requests)):
-                lat.append(dt)
-                errors += e
-        wall = time.perf_counter() - t0
+        lat, errors, wall = load(one, range(args.requests), args.concurrency)
         rss["after_calculator"] = server.memory_info().rss
         print(f"nomogram calculator: {args.requests} requests at concurrency {args.concurrency} in {wall:.1f} s "
               f"({args.requests / wall:.0f}/s); latency p50 {pct(lat, 50):.1f} ms, p95 {pct(lat, 95):.1f} ms; "
@@ -157,7 +160,6 @@ def main() -> None:
                                      gradcam=model.info["signature"] == "dl_probability").predictions
             ref_times.append(time.perf_counter() - t0)
             ref[pid] = dict(zip(preds.model, preds.score))
-        jlat, jerr = [], 0
 
         def job(case):
             pid, image, mask, values = case
@@ -181,24 +183,18 @@ def main() -> None:
                 return dt, 1
             bad = pid in ref and any(abs(g["score"] - ref[pid][k]) > 1e-9 for k, g in s["result"]["models"].items())
             return dt, int(bad)
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(args.job_concurrency) as pool:
-            for dt, e in pool.map(job, cases):
-                jlat.append(dt)
-                jerr += e
-        wall = time.perf_counter() - t0
+        jlat, jerr, wall = load(job, cases, args.job_concurrency)
         rss["after_jobs"] = server.memory_info().rss
         print(f"image jobs: {len(cases)} at concurrency {args.job_concurrency} in {wall:.1f} s; latency (upload to "
               f"result) p50 {pct(jlat, 50):.0f} ms, p95 {pct(jlat, 95):.0f} ms; errors {jerr}; direct "
               f"predict_patients p50 {pct(ref_times, 50):.0f} ms; ratio p50 served/direct "
               f"{pct(jlat, 50) / pct(ref_times, 50):.2f}")
-        # a second round of both: memory should not keep growing
-        with ThreadPoolExecutor(args.concurrency) as pool:
-            errors += sum(e for _, e in pool.map(one, range(args.requests)))
-        with ThreadPoolExecutor(args.job_concurrency) as pool:
-            jerr += sum(e for _, e in pool.map(job, cases))
-        rss["after_second_round"] = server.memory_info().rss
-        print(f"second round of both: errors {errors} (calculator, total), {jerr} (jobs, total)")
+        # more rounds of both: memory should level off
+        for r in range(2, args.rounds + 1):
+            errors += load(one, range(args.requests), args.concurrency)[1]
+            jerr += load(job, cases, args.job_concurrency)[1]
+            rss[f"after_round_{r}"] = server.memory_info().rss
+        print(f"{args.rounds} rounds of both: errors {errors} (calculator, total), {jerr} (jobs, total)")
         print("server RSS (MB): " + ", ".join(f"{k} {v / 1e6:.0f}" for k, v in rss.items()))
         leftovers = [p for p in (tmp / "jobs").rglob("*") if p.is_dir() and p.name in ("uploads", "work")]
         print(f"upload/work folders left after the jobs: {len(leftovers)}")
