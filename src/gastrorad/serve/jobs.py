@@ -225,55 +225,59 @@ class JobRunner:
         return out
 
     def _run(self, jid: str, kind: str, model: ServedModel, inputs: JobInputs, token_name: str, hashes: dict):
+        folder = self.job_dir(jid)
+        uploads, work, result_dir = folder / "uploads", folder / "work", folder / "result"
+        try:
+            self.store.update_job(jid, status="running", stage="checking the uploads", progress=0.02)
+            final = {"status": "done", "stage": "done", "progress": 1.0,
+                     "result": self._score(jid, kind, model, inputs, uploads, work, result_dir)}
+            outcome = "done"
+        except InputError as exc:
+            final = {"status": "failed", "stage": "refused", "problems": self._public(exc.problems, jid, inputs)}
+            outcome = f"refused: {len(exc.problems)} problem(s)"
+        except Exception as exc:  # a bug or a storage fault: the job fails, the server goes on
+            import logging
+            logging.getLogger("gastrorad.serve").exception("job %s failed", jid)
+            final = {"status": "failed", "stage": "error",
+                     "problems": [{"file": "", "row": None, "column": None, "severity": "error",
+                                   "reason": f"internal error ({type(exc).__name__}); see the server log"}]}
+            outcome = f"error: {type(exc).__name__}"
+        # the images are gone before the job says it has ended
+        if not self.settings.retain_uploads:
+            shutil.rmtree(uploads, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+        self.store.update_job(jid, **final)
+        self.store.audit(token_name, f"{kind}_job", model=model.id, bundle_hash=model.bundle_hash,
+                         input_hashes=hashes, job_id=jid, outcome=outcome)
+
+    def _score(self, jid: str, kind: str, model: ServedModel, inputs: JobInputs, uploads: Path, work: Path,
+               result_dir: Path) -> dict:
         from gastrorad.bundle.predict import predict_patients
         from gastrorad.serve.calculator import as_result, clinical_frame, range_flags
 
-        folder = self.job_dir(jid)
-        uploads, work, result_dir = folder / "uploads", folder / "work", folder / "result"
-        outcome = "failed"
-        try:
-            self.store.update_job(jid, status="running", stage="checking the uploads", progress=0.02)
-            if kind == "image":
-                patients = self.image_patients_file(model, inputs, uploads)
-            else:
-                patients = self.batch_patients_file(model, inputs, uploads)
-            self.store.update_job(jid, stage="cutting patches", progress=0.1)
+        if kind == "image":
+            patients = self.image_patients_file(model, inputs, uploads)
+        else:
+            patients = self.batch_patients_file(model, inputs, uploads)
+        self.store.update_job(jid, stage="cutting patches", progress=0.1)
 
-            def progress(done, total):
-                self.store.update_job(jid, progress=0.1 + 0.6 * done / max(total, 1),
-                                      stage=f"cutting patches ({done}/{total})")
-            res = predict_patients(model.folder, patients, work, gradcam=kind == "image", progress=progress)
-            self.store.update_job(jid, stage="writing the result", progress=0.95)
-            result_dir.mkdir(parents=True, exist_ok=True)
-            preds = res.predictions
-            preds.to_csv(result_dir / "predictions.csv", index=False)
-            if kind == "image":
-                result = as_result(model, preds, inputs.patient_id)
-                clin = clinical_frame(model, inputs.patient_id, inputs.clinical)
-                result["flags"] = range_flags(model, clin, result["signature"])
-                cams = sorted((work / "explain").rglob("*.png")) if (work / "explain").exists() else []
-                if cams:
-                    shutil.copyfile(cams[0], result_dir / "gradcam.png")
-                result["gradcam"] = bool(cams)
-                result["values"] = inputs.clinical
-            else:
-                result = {"patients": int(preds.patient_id.nunique()), "rows": int(len(preds)),
-                          "models": sorted(preds.model.unique().tolist())}
-            self.store.update_job(jid, status="done", stage="done", progress=1.0, result=result)
-            outcome = "done"
-        except InputError as exc:
-            self.store.update_job(jid, status="failed", stage="refused", problems=self._public(exc.problems, jid, inputs))
-            outcome = f"refused: {len(exc.problems)} problem(s)"
-        except Exception as exc:  # a bug or a storage fault: the job fails, the server goes on
-            self.store.update_job(jid, status="failed", stage="error",
-                                  problems=[{"file": "", "row": None, "column": None, "severity": "error",
-                                             "reason": f"internal error ({type(exc).__name__}); see the server log"}])
-            outcome = f"error: {type(exc).__name__}"
-            import logging
-            logging.getLogger("gastrorad.serve").exception("job %s failed", jid)
-        finally:
-            if not self.settings.retain_uploads:
-                shutil.rmtree(uploads, ignore_errors=True)
-            shutil.rmtree(work, ignore_errors=True)
-            self.store.audit(token_name, f"{kind}_job", model=model.id, bundle_hash=model.bundle_hash,
-                             input_hashes=hashes, job_id=jid, outcome=outcome)
+        def progress(done, total):
+            self.store.update_job(jid, progress=0.1 + 0.6 * done / max(total, 1),
+                                  stage=f"cutting patches ({done}/{total})")
+        res = predict_patients(model.folder, patients, work, gradcam=kind == "image", progress=progress)
+        self.store.update_job(jid, stage="writing the result", progress=0.95)
+        result_dir.mkdir(parents=True, exist_ok=True)
+        preds = res.predictions
+        preds.to_csv(result_dir / "predictions.csv", index=False)
+        if kind != "image":
+            return {"patients": int(preds.patient_id.nunique()), "rows": int(len(preds)),
+                    "models": sorted(preds.model.unique().tolist())}
+        result = as_result(model, preds, inputs.patient_id)
+        clin = clinical_frame(model, inputs.patient_id, inputs.clinical)
+        result["flags"] = range_flags(model, clin, result["signature"])
+        cams = sorted((work / "explain").rglob("*.png")) if (work / "explain").exists() else []
+        if cams:
+            shutil.copyfile(cams[0], result_dir / "gradcam.png")
+        result["gradcam"] = bool(cams)
+        result["values"] = inputs.clinical
+        return result
