@@ -139,7 +139,8 @@ def main() -> None:
         rss["after_calculator"] = server.memory_info().rss
         print(f"nomogram calculator: {args.requests} requests at concurrency {args.concurrency} in {wall:.1f} s "
               f"({args.requests / wall:.0f}/s); latency p50 {pct(lat, 50):.1f} ms, p95 {pct(lat, 95):.1f} ms; "
-              f"errors {errors}; direct call p50 {pct(direct, 50):.2f} ms one at a time, p50 {pct(direct_conc, 50):.1f} "
+              f"errors {errors}; direct call p50 {pct(direct, 50):.2f} ms one at a time, "
+              f"p50 {pct(direct_conc, 50):.1f} "
               f"ms / p95 {pct(direct_conc, 95):.1f} ms at concurrency {args.concurrency} in threads; ratio p50 "
               f"served/direct {pct(lat, 50) / pct(direct, 50):.1f} (one at a time), "
               f"{pct(lat, 50) / pct(direct_conc, 50):.2f} (same concurrency)")

@@ -40,24 +40,39 @@ CLINICAL = ("age", "sex", "ct")
 PID = "P0003"
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """A tiny S1 run (60 patients, scratch profile) and its cohort: (bundle folder, cohort folder)."""
+S5_CLINICAL = ("age", "ki67", "m_stage")
+
+
+def _tiny_run(root: Path, kind: str, n: int, recipe: str, clinical: dict) -> tuple[Path, Path]:
+    """A synthetic cohort run through the recipe with test_run's tiny settings; the clinical
+    candidates replaced by ``clinical`` and all kept (no selection), whatever the tiny cohort says,
+    so the calculator has a clinical model to run. Returns (bundle folder, cohort folder)."""
     from gastrorad.config.study import load_study
     from gastrorad.runner import run_study
     from gastrorad.synth import synthesize
-    root = tmp_path_factory.mktemp("serve")
-    data = synthesize("s1", root / "s1", n=60, seed=5, workers=1, matrix_scale=0.5).folder
-    path = tiny_study("s1_nact_resistance", data, root / "run")
-    # three candidates kept whatever the tiny cohort says, so the calculator has a clinical model to run
+    data = synthesize(kind, root / kind, n=n, seed=5, workers=1, matrix_scale=0.5).folder
+    path = tiny_study(recipe, data, root / "run")
     raw = yaml.safe_load(path.read_text())
-    raw["clinical"] = {"variables": list(CLINICAL), "categorical": ["sex", "ct"],
-                       "groups": {"ct": {"T2+3": ["T2", "T3"], "T4a+4b": ["T4a", "T4b"]}}, "reference": {"ct": "T2+3"},
-                       "selection": {"screen_p": None, "method": "none"}}
+    raw["clinical"] = {**clinical, "selection": {"screen_p": None, "method": "none"}}
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg = load_study(path)
     run_study(cfg, log=lambda m: None)
     return cfg.output_dir / "bundle", data
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A tiny S1 run (60 patients, scratch profile: a trained network, Grad-CAM)."""
+    return _tiny_run(tmp_path_factory.mktemp("serve"), "s1", 60, "s1_nact_resistance", {
+        "variables": list(CLINICAL), "categorical": ["sex", "ct"], "reference": {"ct": "T2+3"},
+        "groups": {"ct": {"T2+3": ["T2", "T3"], "T4a+4b": ["T4a", "T4b"]}}})
+
+
+@pytest.fixture(scope="module")
+def survival_study(tmp_path_factory):
+    """A tiny S5 run (40 patients, fast profile: two phases, Cox models with 36/60-month survival)."""
+    return _tiny_run(tmp_path_factory.mktemp("serve_s5"), "s5", 40, "s5_gnen_survival",
+                     {"variables": list(S5_CLINICAL), "categorical": ["m_stage"]})
 
 
 def _settings(tmp: Path, **kw) -> ServeSettings:
@@ -89,7 +104,7 @@ def _patient(data: Path, pid: str = PID) -> tuple[dict, pd.Series]:
 
 
 def _predict(bundle: Path, data: Path, pids: list[str], tmp: Path, manifest: pd.DataFrame | None = None,
-             gradcam: bool = False) -> pd.DataFrame:
+             gradcam: bool = False, clinical=CLINICAL) -> pd.DataFrame:
     """`gastrorad predict` on the given patients (their manifest rows and clinical values)."""
     man = manifest if manifest is not None else pd.read_csv(data / "manifest.csv", dtype={"patient_id": str})
     man = man[man.patient_id.isin(pids)].copy()
@@ -97,7 +112,7 @@ def _predict(bundle: Path, data: Path, pids: list[str], tmp: Path, manifest: pd.
         man[col] = [str((data / v).resolve()) if isinstance(v, str) and v and not Path(v).is_absolute() else v
                     for v in man[col]]
     clin = pd.read_csv(data / "clinical.csv", dtype={"patient_id": str})
-    clin = clin[clin.patient_id.isin(pids)][["patient_id", *CLINICAL]]
+    clin = clin[clin.patient_id.isin(pids)][["patient_id", *clinical]]
     tmp.mkdir(parents=True, exist_ok=True)
     man.merge(clin, on="patient_id").to_csv(tmp / "patients.csv", index=False)
     return predict_patients(bundle, tmp / "patients.csv", tmp / "out", gradcam=gradcam).predictions
@@ -309,6 +324,34 @@ def test_dicom_zip_with_seg_equals_predict_and_non_ct_refused(server, study, tmp
     assert st["problems"][0]["file"] == "image_venous" and "not CT" in st["problems"][0]["reason"]
 
 
+def test_rtstruct_and_box_jobs_equal_predict(server, study, tmp_path):
+    """The other two ROI kinds: an RTSTRUCT naming its structure, and a box instead of a mask."""
+    from gastrorad.synth.dicom_writer import write_rtstruct
+    bundle, data = study
+    values, row = _patient(data)
+    shutil.copy(data / row.image, tmp_path / "ct.nii.gz")
+    payload, files, folder = _dicom_zip(tmp_path / "ct.nii.gz")
+    mask = sitk.ReadImage(str(data / row["mask"]))
+    rt = write_rtstruct(mask, files, tmp_path / "rt.dcm", name="GTV")
+    st = _image_job(server, {"image_venous": ("series.zip", payload), "mask_venous": ("rt.dcm", rt.read_bytes())},
+                    values, extra={"mask_label_venous": "GTV"})
+    assert st["status"] == "done", st["problems"]
+    man = pd.DataFrame([{"patient_id": PID, "image": str(folder), "mask": f"{rt}#GTV", "phase": "venous"}])
+    preds = _predict(bundle, data, [PID], tmp_path / "rt", manifest=man)
+    for name, got in st["result"]["models"].items():
+        assert abs(got["score"] - preds[preds.model == name].score.iloc[0]) < 1e-9
+    z, y, x = np.nonzero(sitk.GetArrayFromImage(mask))
+    box = f"{x.min()} {y.min()} {z.min()} {x.max()} {y.max()} {z.max()}"
+    st = _image_job(server, {"image_venous": ("ct.nii.gz", (data / row.image).read_bytes())}, values,
+                    extra={"bbox_venous": box})
+    assert st["status"] == "done", st["problems"]
+    man = pd.DataFrame([{"patient_id": PID, "image": str(data / row.image), "mask": "", "bbox": box,
+                         "phase": "venous"}])
+    preds = _predict(bundle, data, [PID], tmp_path / "box", manifest=man)
+    for name, got in st["result"]["models"].items():
+        assert abs(got["score"] - preds[preds.model == name].score.iloc[0]) < 1e-9
+
+
 def test_mask_geometry_mismatch_and_missing_inputs(server, study, tmp_path):
     _, data = study
     values, row = _patient(data)
@@ -407,6 +450,48 @@ def test_batch_equals_predict(server, study, tmp_path):
     st = _wait(c, h, r.json()["job_id"])
     assert st["status"] == "failed"
     assert {(p["row"], p["column"]) for p in st["problems"]} == {(2, "image"), (3, "mask")}
+
+
+def test_two_bundles_side_by_side_and_survival_equals_predict(study, survival_study, tmp_path):
+    """S1 and S5 served together; S5's t-year survival from the calculator and from a two-phase
+    image job are predict's numbers."""
+    s1, _ = study
+    s5, data = survival_study
+    settings = _settings(tmp_path / "state")
+    h = _auth(Store(settings.db_url).create_token("s"))
+    with TestClient(create_app([s1, s5], settings)) as c:
+        models = {m["study"]: m for m in c.get("/api/v1/models", headers=h).json()}
+        assert set(models) == {"s1_nact_resistance", "s5_gnen_survival"}
+        m = models["s5_gnen_survival"]
+        assert m["outcome"] == "survival" and {36.0, 60.0} <= set(m["horizons"])
+        assert m["card"]["metric"] == "Harrell C-index"
+        pid = "P0002"
+        clin = pd.read_csv(data / "clinical.csv", dtype={"patient_id": str}).set_index("patient_id").loc[pid]
+        values = {v: (clin[v].item() if hasattr(clin[v], "item") else clin[v]) for v in S5_CLINICAL}
+        preds = _predict(s5, data, [pid], tmp_path / "p", clinical=S5_CLINICAL)
+        got = c.post(f"/api/v1/models/{m['id']}/calculate", headers=h, json={"patient_id": pid, "values": values})
+        assert got.status_code == 200, got.text
+        ref = preds[preds.model == "clinical"].iloc[0]
+        for t, surv in got.json()["models"]["clinical"]["survival"].items():
+            assert abs(surv - ref[f"survival_at_{t}"]) < 1e-9
+        man = pd.read_csv(data / "manifest.csv", dtype={"patient_id": str})
+        man = man[(man.patient_id == pid) & man.reader.isna()] if "reader" in man else man[man.patient_id == pid]
+        files = {}
+        for r in man.itertuples():
+            files[f"image_{r.phase}"] = (f"{r.phase}.nii.gz", (data / r.image).read_bytes())
+            files[f"mask_{r.phase}"] = (f"{r.phase}_roi.nii.gz", (data / r.mask).read_bytes())
+        r = c.post(f"/api/v1/models/{m['id']}/jobs", headers=h, files=files,
+                   data={"patient_id": pid, "clinical": json.dumps(values)})
+        assert r.status_code == 202, r.text
+        st = _wait(c, h, r.json()["job_id"])
+        assert st["status"] == "done", st["problems"]
+        for name, res in st["result"]["models"].items():
+            ref = preds[preds.model == name].iloc[0]
+            assert abs(res["lp"] - ref.lp) < 1e-9 and res["risk_group"] == ref.risk_group
+            for t, surv in res["survival"].items():
+                assert abs(surv - ref[f"survival_at_{t}"]) < 1e-9
+        summary = c.get(f"/api/v1/jobs/{r.json()['job_id']}/summary.png", headers=h)
+        assert summary.content[:4] == b"\x89PNG"
 
 
 # ---- the real server: CLI on loopback, and the page in Chromium ----------------------------------

@@ -137,8 +137,9 @@ def model_card(cfg: StudyConfig, fit: dict) -> dict:
                f"time to event ({o.time}, {o.event}; {o.time_unit})")
     card = {
         "title": cfg.report.title or cfg.name,
-        "intended_use": (f"Research use: estimates {'the probability of ' + o.label if o.kind == 'binary' else 'survival'}"
-                         f" for adults with gastric cancer from {', '.join(cfg.preprocess.phases)}-phase CT with a "
+        "intended_use": (f"Research use: estimates "
+                         f"{'the probability of ' + o.label if o.kind == 'binary' else 'survival'} for adults "
+                         f"with gastric cancer from {', '.join(cfg.preprocess.phases)}-phase CT with a "
                          "tumour region of interest and the clinical variables below, as developed in the study "
                          f"'{cfg.name}'. Not a diagnostic device; apply only to patients like the training cohort."),
         "outcome": outcome,

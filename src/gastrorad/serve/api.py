@@ -185,7 +185,8 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
             "patient_id": {"type": "string", "description": "Study ID typed by the user."},
             "clinical": {"type": "string", "description": "JSON object: clinical variable -> value."},
             "image_<phase>": {"type": "string", "format": "binary",
-                              "description": "CT of each phase of the model: NIfTI/NRRD/MHA, or a zipped DICOM series."},
+                              "description": "CT of each phase of the model: NIfTI/NRRD/MHA, or a zipped "
+                                             "DICOM series."},
             "mask_<phase>": {"type": "string", "format": "binary",
                              "description": "ROI: label image (NIfTI...) or DICOM SEG/RTSTRUCT (.dcm)."},
             "mask_label_<phase>": {"type": "string", "description": "Label number, segment or RTSTRUCT ROI name."},
@@ -263,7 +264,8 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
         j = get_job(jid, who)
         return {"job_id": j.id, "kind": j.kind, "model": j.model, "bundle_sha256": j.bundle_hash,
                 "patient_id": j.study_id, "status": j.status, "progress": j.progress, "stage": j.stage,
-                "created": j.created.isoformat() + "Z", "finished": j.finished.isoformat() + "Z" if j.finished else None,
+                "created": j.created.isoformat() + "Z",
+                "finished": j.finished.isoformat() + "Z" if j.finished else None,
                 "result": json.loads(j.result) if j.result and j.status == "done" else None,
                 "problems": json.loads(j.problems) if j.problems else []}
 

@@ -86,6 +86,14 @@ def summary_png(model: ServedModel, result: dict, values: dict, *, kind: str, gr
         if result.get("signature"):
             body.append("  image signature: " + ", ".join(f"{k} = {v:.4f}" for k, v in result["signature"].items()
                                                           if v is not None))
+        perf = model.card.get("performance") or []
+        metric = model.card.get("metric", "")
+        for name in result["models"]:
+            rows = [r for r in perf if r["model"] == name and r.get("auc_or_c") is not None]
+            cells = [f"{r['cohort']} {r['auc_or_c']:.3f}" + (f" ({r['lower']:.3f}-{r['upper']:.3f})"
+                                                              if r.get("lower") is not None else "") for r in rows]
+            if cells:
+                body.append(f"  {name} {metric} (95% CI): " + "; ".join(cells))
         flags = result.get("flags") or []
         if flags:
             body += ["", "Flags:"] + [f"  {f['variable']}: {f['reason']}" for f in flags]

@@ -60,8 +60,8 @@ class ServedModel:
             if not entry:  # a bundle without a card: levels from the encoder, no range
                 if v in enc["categorical"]:
                     groups = enc["groups"].get(v)
-                    entry = {"type": "categorical",
-                             "levels": [x for lv in enc["levels"][v] for x in (groups.get(lv, [lv]) if groups else [lv])]}
+                    levels = [x for lv in enc["levels"][v] for x in (groups.get(lv, [lv]) if groups else [lv])]
+                    entry = {"type": "categorical", "levels": levels}
                 else:
                     entry = {"type": "numeric"}
                 entry["impute"] = enc["impute"].get(v)
@@ -83,6 +83,10 @@ def load_models(bundles: list[str | Path]) -> dict[str, ServedModel]:
         folder = folder.resolve()
         digest = file_hash(folder / "bundle.json")
         fit = json.loads((folder / "fit.json").read_text())
+        if not fit.get("models"):
+            problems.append(Problem(str(folder / "fit.json"), "this bundle holds no fitted model, so there is "
+                                    "nothing to serve (see the run's report for why)"))
+            continue
         card = json.loads((folder / "card.json").read_text()) if "card.json" in info.get("files", {}) else {}
         sig_cols = set(info["signature_columns"])
         calc = [k for k, v in fit["models"].items() if not set(v["columns"]) & sig_cols]

@@ -150,7 +150,8 @@ class Store:
             jobs = s.scalars(select(Job).where(Job.status.in_(("queued", "running")))).all()
             for j in jobs:
                 j.status, j.finished = "failed", _now()
-                j.problems = json.dumps([{"file": "", "reason": "the server stopped while this job ran; submit it again"}])
+                j.problems = json.dumps([{"file": "", "reason": "the server stopped while this job ran; "
+                                                                "submit it again"}])
             return len(jobs)
 
     # audit
