@@ -352,13 +352,18 @@ def test_rtstruct_and_box_jobs_equal_predict(server, study, tmp_path):
         assert abs(got["score"] - preds[preds.model == name].score.iloc[0]) < 1e-9
 
 
+def _bad_mask(mask: Path, out: Path) -> Path:
+    """The mask on another grid (spacing 1.5 times the image's)."""
+    img = sitk.ReadImage(str(mask))
+    img.SetSpacing(tuple(s * 1.5 for s in img.GetSpacing()))
+    sitk.WriteImage(img, str(out))
+    return out
+
+
 def test_mask_geometry_mismatch_and_missing_inputs(server, study, tmp_path):
     _, data = study
     values, row = _patient(data)
-    mask = sitk.ReadImage(str(data / row["mask"]))
-    shifted = sitk.Image(mask)
-    shifted.SetSpacing(tuple(s * 1.5 for s in mask.GetSpacing()))
-    sitk.WriteImage(shifted, str(tmp_path / "bad.nii.gz"))
+    _bad_mask(data / row["mask"], tmp_path / "bad.nii.gz")
     st = _image_job(server, {"image_venous": ("ct.nii.gz", (data / row.image).read_bytes()),
                              "mask_venous": ("bad.nii.gz", (tmp_path / "bad.nii.gz").read_bytes())}, values)
     assert st["status"] == "failed"
@@ -631,6 +636,12 @@ def test_page_in_headless_chromium(study, tmp_path):
             status, png = _get(f"{url}/api/v1/jobs/{job}/summary.png", token)
             assert status == 200 and png[:4] == b"\x89PNG"
             (shots / "serve_summary.png").write_bytes(png)
+            # a mask on another grid: a clear error on the page, naming the upload
+            bad = _bad_mask(data / row["mask"], tmp_path / "bad_mask.nii.gz")
+            driver.find_element(By.ID, "mask_venous").send_keys(str(bad))
+            driver.find_element(By.ID, "submit-images").click()
+            WebDriverWait(driver, 120).until(lambda d: "mask_venous" in d.find_element(By.ID, "error").text)
+            assert "grid" in driver.find_element(By.ID, "error").text
             # an out-of-range value is flagged in the form
             age = driver.find_element(By.ID, "v_age")
             age.clear()

@@ -219,9 +219,11 @@ class JobRunner:
                 reason = reason.replace(path, label)
             reason = reason.replace(folder + "/", "")
             named = [label for label in names.values() if label in reason]
-            if text == "patients.csv" and inputs.patient_id and named:  # image job: name the upload, not our CSV
-                text = named[0]
-            out.append({"file": text, "row": p.row, "column": p.column, "reason": reason, "severity": p.severity})
+            row, column = p.row, p.column
+            if inputs.patient_id and (text == "patients.csv" or named):  # image job: our CSV means nothing to the user
+                text = named[0] if named else "clinical"
+                row, column = None, column if column not in ("image", "mask", "bbox", "phase") else None
+            out.append({"file": text, "row": row, "column": column, "reason": reason, "severity": p.severity})
         return out
 
     def _run(self, jid: str, kind: str, model: ServedModel, inputs: JobInputs, token_name: str, hashes: dict):

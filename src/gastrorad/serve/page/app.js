@@ -15,6 +15,10 @@ const el = (tag, attrs = {}, text = "") => {
 };
 const fmt = (x, d = 3) => (x === null || x === undefined ? "-" : Number(x).toFixed(d));
 
+// "file [column], row n: reason", one problem a line
+const problemText = (problems) => problems.map((p) => (p.file || "") + (p.column ? " [" + p.column + "]" : "") +
+  (p.row ? ", row " + p.row : "") + ": " + p.reason).join("\n");
+
 async function api(path, opts = {}) {
   const headers = Object.assign({ Authorization: "Bearer " + token }, opts.headers || {});
   const r = await fetch(API + path, Object.assign({}, opts, { headers }));
@@ -23,7 +27,7 @@ async function api(path, opts = {}) {
     let msg = r.status + " " + r.statusText;
     try {
       const j = await r.json();
-      if (j.problems) msg = j.problems.map((p) => (p.column || p.file) + ": " + p.reason).join("\n");
+      if (j.problems) msg = problemText(j.problems);
       else if (j.detail) msg = typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail);
     } catch (e) { /* not JSON */ }
     throw new Error(msg);
@@ -237,7 +241,7 @@ async function doImages() {
       $("job-stage").textContent = s.status + ": " + s.stage;
       if (s.status === "done") { await showResult(job_id, s.result); break; }
       if (s.status === "failed") {
-        $("error").textContent = s.problems.map((p) => (p.column || p.file) + ": " + p.reason).join("\n");
+        $("error").textContent = problemText(s.problems);
         break;
       }
       await new Promise((res) => setTimeout(res, 700));
