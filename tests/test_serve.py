@@ -642,10 +642,13 @@ def test_page_in_headless_chromium(study, tmp_path):
             driver.find_element(By.ID, "submit-images").click()
             WebDriverWait(driver, 120).until(lambda d: "mask_venous" in d.find_element(By.ID, "error").text)
             assert "grid" in driver.find_element(By.ID, "error").text
+            assert not driver.find_element(By.ID, "result").is_displayed()  # the last patient's result is gone
             # an out-of-range value is flagged in the form
             age = driver.find_element(By.ID, "v_age")
             age.clear()
             age.send_keys("150")
             assert "flagged" in age.get_attribute("class")
+            driver.execute_script("document.getElementById('clinical').scrollIntoView()")
+            driver.save_screenshot(str(shots / "serve_error_and_flag.png"))
     finally:
         driver.quit()

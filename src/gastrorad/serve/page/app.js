@@ -204,9 +204,16 @@ async function showResult(jobId, result) {
   $("result").dataset.job = jobId;
 }
 
+// a new request hides the last result, so it can never be read as this patient's
+function clearResult() {
+  $("error").textContent = "";
+  $("result").hidden = true;
+  lastJob = null;
+}
+
 async function doCalculate(ev) {
   ev.preventDefault();
-  $("error").textContent = "";
+  clearResult();
   try {
     const r = await api("/models/" + current.id + "/calculate", {
       method: "POST", headers: { "Content-Type": "application/json" },
@@ -218,7 +225,7 @@ async function doCalculate(ev) {
 }
 
 async function doImages() {
-  $("error").textContent = "";
+  clearResult();
   const fd = new FormData();
   fd.append("patient_id", $("patient_id").value);
   fd.append("clinical", JSON.stringify(values()));
