@@ -1,18 +1,17 @@
 """Pictures the page shows and downloads: the nomogram with one patient's points, and the
-one-page PNG summary. pyplot is not thread-safe, so drawing is serialised by one lock."""
+one-page PNG summary. pyplot is not thread-safe, so drawing is serialised by the house style's
+lock (:data:`gastrorad.figures.style.DRAW_LOCK`), which Grad-CAM overlays of concurrent jobs hold too."""
 
 from __future__ import annotations
 
 import io
 import textwrap
-import threading
 from pathlib import Path
 
 import numpy as np
 
+from gastrorad.figures.style import DRAW_LOCK as _DRAW
 from gastrorad.serve.registry import ServedModel
-
-_DRAW = threading.Lock()
 
 
 def nomogram_of(model: ServedModel):
