@@ -22,9 +22,11 @@ from starlette.datastructures import UploadFile
 
 from gastrorad import __version__
 from gastrorad.errors import InputError, Problem
-from gastrorad.serve.calculator import calculate
+from gastrorad.io.hashing import file_hash
+from gastrorad.io.safe_paths import id_problem
+from gastrorad.serve.calculator import calculate, clinical_frame
 from gastrorad.serve.figures import nomogram_png, summary_png
-from gastrorad.serve.jobs import JobInputs, JobRunner, Upload, sha256_file
+from gastrorad.serve.jobs import JobInputs, JobRunner, Upload, upload_suffix
 from gastrorad.serve.registry import ServedModel, load_models
 from gastrorad.serve.security import BodyLimit, SecurityHeaders
 from gastrorad.serve.settings import ServeSettings
@@ -103,7 +105,7 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
                              "problems": _problems_json(exc.problems)}, status_code=422)
 
     # ---- open endpoints --------------------------------------------------------------------
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def page():
         return FileResponse(PAGE / "index.html", media_type="text/html")
 
@@ -167,12 +169,11 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
                 raise InputError(Problem(key, "unexpected file field"))
             if key in uploads:
                 raise InputError(Problem(key, "given twice"))
-            from gastrorad.serve.jobs import _suffix
-            dest = folder / f"{key}{_suffix(value.filename or '') or '.bin'}"
+            dest = folder / f"{key}{upload_suffix(value.filename or '') or '.bin'}"
             with open(dest, "wb") as out:
                 await run_in_threadpool(shutil.copyfileobj, value.file, out, 1 << 20)
             uploads[key] = Upload(key, value.filename or "", dest)
-            hashes[key] = await run_in_threadpool(sha256_file, dest)
+            hashes[key] = await run_in_threadpool(file_hash, dest)
         return uploads, hashes
 
     def _admit():
@@ -203,7 +204,6 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
         _admit()
         form = await request.form(max_files=2 * len(model.info["phases"]) + 2)
         pid = str(form.get("patient_id") or "").strip()
-        from gastrorad.io.safe_paths import id_problem
         why = id_problem(pid) if pid else "missing"
         if why:
             raise InputError(Problem("patient_id", why))
@@ -212,7 +212,6 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
             assert isinstance(clinical, dict)
         except (ValueError, AssertionError):
             raise InputError(Problem("clinical", "must be a JSON object: variable -> value")) from None
-        from gastrorad.serve.calculator import clinical_frame
         clinical_frame(model, pid, clinical)  # unknown variables and bad IDs refused before any upload is kept
         phases = model.info["phases"]
         names = {f"{k}_{ph}" for ph in phases for k in ("image", "mask")}
@@ -223,7 +222,7 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
             shutil.rmtree(runner.job_dir(jid), ignore_errors=True)
             store.update_job(jid, status="failed", problems=_problems_json(exc.problems))
             raise
-        inputs = JobInputs(pid, {k: v for k, v in clinical.items()}, uploads,
+        inputs = JobInputs(pid, dict(clinical), uploads,
                            {ph: str(form.get(f"bbox_{ph}") or "") for ph in phases},
                            {ph: str(form.get(f"mask_label_{ph}") or "") for ph in phases})
         hashes["clinical"] = hashlib.sha256(json.dumps(clinical, sort_keys=True, default=str).encode()).hexdigest()

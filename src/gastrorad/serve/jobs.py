@@ -10,7 +10,6 @@ place of the server's file paths, which never leave the server.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import threading
@@ -31,15 +30,8 @@ IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
 _NON_CT = {"MR", "PT", "NM", "US", "CR", "DX", "MG", "XA", "RF", "OT", "SC"}
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _suffix(name: str) -> str:
+def upload_suffix(name: str) -> str:
+    """The suffix that tells what an upload is (``.nii.gz``, ``.zip``, ``.dcm``...), or ""."""
     low = name.lower()
     for s in (".nii.gz", *IMAGE_SUFFIXES, ".zip", ".dcm", ".csv"):
         if low.endswith(s):
@@ -104,7 +96,7 @@ class JobRunner:
 
     # ---- laying out the inputs -------------------------------------------------------------
     def _image_ref(self, up: Upload, dest: Path) -> str:
-        suffix = _suffix(up.filename)
+        suffix = upload_suffix(up.filename)
         if suffix == ".zip":
             folder = dest / f"{up.field}_series"
             safe_extract(up.path, folder, field=up.field, **self._limits())
@@ -116,7 +108,7 @@ class JobRunner:
                                  "NIfTI/NRRD/MHA file or a zipped DICOM series (.zip)"))
 
     def _mask_ref(self, up: Upload, selector: str) -> str:
-        suffix = _suffix(up.filename)
+        suffix = upload_suffix(up.filename)
         if suffix not in (*IMAGE_SUFFIXES, ".dcm"):
             raise InputError(Problem(up.field, "a mask is a label image (NIfTI/NRRD/MHA) or a DICOM SEG/RTSTRUCT "
                                      "file (.dcm)"))
