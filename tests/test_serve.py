@@ -422,6 +422,53 @@ def test_upload_limit_and_queue_limit(study, tmp_path):
         assert r.status_code == 429
 
 
+def test_older_bundle_without_card_and_edited_bundle(study, tmp_path):
+    """A bundle exported before card.json is served (no card, levels from the encoder); a bundle
+    whose card was edited after export is refused at start, naming the file."""
+    from gastrorad.errors import InputError
+    bundle, data = study
+    old = tmp_path / "old"
+    shutil.copytree(bundle, old)
+    (old / "card.json").unlink()
+    info = json.loads((old / "bundle.json").read_text())
+    del info["files"]["card.json"]
+    (old / "bundle.json").write_text(json.dumps(info))
+    settings = _settings(tmp_path / "state")
+    h = _auth(Store(settings.db_url).create_token("o"))
+    with TestClient(create_app([old], settings)) as c:
+        m = c.get("/api/v1/models", headers=h).json()[0]
+        assert not m["card_complete"] and set(m["clinical"]["ct"]["levels"]) == {"T2", "T3", "T4a", "T4b"}
+        values, _ = _patient(data)
+        r = c.post(f"/api/v1/models/{m['id']}/calculate", headers=h, json={"patient_id": PID, "values": values})
+        assert r.status_code == 200 and r.json()["models"]["clinical"]["probability"] is not None
+    edited = tmp_path / "edited"
+    shutil.copytree(bundle, edited)
+    card = json.loads((edited / "card.json").read_text())
+    card["performance"] = []
+    (edited / "card.json").write_text(json.dumps(card))
+    with pytest.raises(InputError, match="changed since export"):
+        create_app([edited], _settings(tmp_path / "state2"))
+
+
+def test_chunked_upload_over_the_limit_and_interrupted_jobs(study, tmp_path):
+    bundle, _ = study
+    settings = _settings(tmp_path, max_upload_mb=1)
+    store = Store(settings.db_url)
+    token = store.create_token("u")
+    stale = store.new_job("image", "m", "h", "u", "P1", status="running")  # a server stopped mid-job
+    with TestClient(create_app([bundle], settings)) as c:
+        job = c.get(f"/api/v1/jobs/{stale}", headers=_auth(token)).json()
+        assert job["status"] == "failed" and "server stopped" in job["problems"][0]["reason"]
+        mid = c.get("/api/v1/models", headers=_auth(token)).json()[0]["id"]
+
+        def body():  # no Content-Length: the limit is enforced while the body streams
+            for _ in range(20):
+                yield b"x" * 100_000
+        r = c.post(f"/api/v1/models/{mid}/batch", content=body(),
+                   headers={**_auth(token), "Content-Type": "multipart/form-data; boundary=zzz"})
+        assert r.status_code == 413
+
+
 # ---- batch ----------------------------------------------------------------------------------------
 
 def test_batch_equals_predict(server, study, tmp_path):
