@@ -92,7 +92,8 @@ def summary_png(model: ServedModel, result: dict, values: dict, *, kind: str, gr
             cells = [f"{r['cohort']} {r['auc_or_c']:.3f}" + (f" ({r['lower']:.3f}-{r['upper']:.3f})"
                                                               if r.get("lower") is not None else "") for r in rows]
             if cells:
-                body.append(f"  {name} {metric} (95% CI): " + "; ".join(cells))
+                body += textwrap.wrap(f"{name} {metric} (95% CI): " + "; ".join(cells), 100,
+                                      initial_indent="  ", subsequent_indent="    ")
         flags = result.get("flags") or []
         if flags:
             body += ["", "Flags:"] + [f"  {f['variable']}: {f['reason']}" for f in flags]
