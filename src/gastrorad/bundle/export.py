@@ -5,6 +5,9 @@
     bundle.json       what the bundle expects (phases, patch mode, channels, clinical variables),
                       the models and their cut-offs, software versions, and the SHA-256 of every file
     study.yaml        the resolved study file (preprocessing, model, signature and fusion parameters)
+    card.json         the model card (since issue 14): intended use, cohorts, performance with CIs,
+                      TRIPOD+AI items, training ranges of the clinical inputs and of the signature;
+                      bundles exported before it have none and are still served and applied
     fit.json          clinical encoding (levels, reference, imputation values), fusion coefficients,
                       cut-offs, Cox baseline survival, nomogram axes
     signatures.json   how the image signature is made (LASSO coefficients for deep features)
@@ -65,6 +68,7 @@ def export_bundle(cfg: StudyConfig, folder: Path | None = None) -> Path:
         shutil.copy2(out / "models" / "feature_extractor.pt", tmp / "weights" / "feature_extractor.pt")
         weights = ["weights/feature_extractor.pt"]
     shutil.copy2(fit_path, tmp / "fit.json")
+    (tmp / "card.json").write_text(json.dumps(model_card(cfg, fit), indent=2, default=_plain))
     if (out / "signatures.json").exists():
         shutil.copy2(out / "signatures.json", tmp / "signatures.json")
     resolved = cfg.model_dump(mode="json")
@@ -97,6 +101,87 @@ def export_bundle(cfg: StudyConfig, folder: Path | None = None) -> Path:
         shutil.rmtree(folder)
     tmp.rename(folder)
     return folder / "bundle.json"
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else str(v)
+
+
+def _finite(v):
+    import math
+    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
+
+
+def model_card(cfg: StudyConfig, fit: dict) -> dict:
+    """What a clinician reads before using the locked model (``card.json`` of the bundle).
+
+    Taken from the finished run: the cohorts and the performance of the bundle's models with
+    their CIs (``metrics/metrics.json``), the locked cut-offs, the TRIPOD+AI items the run
+    knows, and the training-cohort range of every clinical input and image signature (so a
+    served model can flag values outside them instead of extrapolating silently).
+    """
+    import pandas as pd
+
+    from gastrorad.data.tables import read_table
+    from gastrorad.report.tripod import tripod_checklist
+
+    out = cfg.output_dir
+    o = cfg.outcome
+    metrics_path = out / "metrics" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    tables = metrics.get("tables", {})
+    keep = set(fit["models"]) | set(fit.get("signature_columns", []))
+    perf = [{k: _finite(r.get(k)) for k in ("cohort", "model", "n", "auc_or_c", "lower", "upper")}
+            for r in tables.get("performance", []) if r.get("model") in keep]
+    outcome = (f"{o.label} (binary, 1 = outcome of interest)" if o.kind == "binary" else
+               f"time to event ({o.time}, {o.event}; {o.time_unit})")
+    card = {
+        "title": cfg.report.title or cfg.name,
+        "intended_use": (f"Research use: estimates "
+                         f"{'the probability of ' + o.label if o.kind == 'binary' else 'survival'} for adults "
+                         f"with gastric cancer from {', '.join(cfg.preprocess.phases)}-phase CT with a "
+                         "tumour region of interest and the clinical variables below, as developed in the study "
+                         f"'{cfg.name}'. Not a diagnostic device; apply only to patients like the training cohort."),
+        "outcome": outcome,
+        "metric": "AUC" if o.kind == "binary" else "Harrell C-index",
+        "cohorts": tables.get("cohorts", []),
+        "performance": perf,
+        "cutoffs": {k: v["cutoff"] for k, v in fit["models"].items()},
+        "tripod": [{"item": i, "topic": t, "answer": a} for i, t, a in tripod_checklist(cfg, metrics, fit)],
+        "clinical": {}, "signature_ranges": {},
+    }
+    enc = fit["encoder"]
+    used = {c for spec in fit["models"].values() for c in spec["columns"]}
+    try:  # training-cohort ranges: the clinical table joined with the run's cohort assignment
+        clin = read_table(cfg.clinical_path)
+        sigs = pd.read_csv(out / "signatures.csv", dtype={"patient_id": str})
+        train_ids = set(sigs.loc[sigs.cohort == "training", "patient_id"])
+        train = clin[clin.patient_id.isin(train_ids)]
+        sigs = sigs[sigs.cohort == "training"]
+    except (InputError, OSError, KeyError, AttributeError):
+        train, sigs = None, None
+    for v in enc["variables"]:
+        if not set(enc["terms"].get(v, [])) & used:
+            continue
+        entry: dict = {"impute": enc["impute"].get(v)}
+        if v in enc["categorical"]:
+            groups = enc["groups"].get(v)
+            entry["type"] = "categorical"
+            entry["levels"] = [x for lv in enc["levels"][v] for x in (groups.get(lv, [lv]) if groups else [lv])]
+        else:
+            entry["type"] = "numeric"
+            if train is not None and v in train:
+                x = pd.to_numeric(train[v], errors="coerce").dropna()
+                if len(x):
+                    entry["range"] = [float(x.min()), float(x.max())]
+        card["clinical"][v] = entry
+    if sigs is not None:
+        for c in fit.get("signature_columns", []):
+            if c in sigs:
+                x = pd.to_numeric(sigs[c], errors="coerce").dropna()
+                if len(x):
+                    card["signature_ranges"][c] = [float(x.min()), float(x.max())]
+    return card
 
 
 def load_bundle(folder: str | Path) -> tuple[dict, StudyConfig]:

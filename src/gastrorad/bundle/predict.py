@@ -156,6 +156,60 @@ def _nomogram_points(spec: dict, design: pd.DataFrame, grouped: pd.DataFrame) ->
     return out
 
 
+def score_models(fit: dict, clin: pd.DataFrame, sig: pd.DataFrame | None, source: str,
+                 clin_rows: list[int] | None = None, models: list[str] | None = None) -> pd.DataFrame:
+    """The locked models' scores, risk groups, t-year survival and nomogram points.
+
+    ``clin``: one row per patient (``patient_id`` and the clinical values, as read from the
+    user's table); ``sig``: the image signature per patient (``patient_id`` and the
+    signature columns), or None when only models without an image signature are wanted
+    (the nomogram calculator of ``gastrorad serve``). ``models`` limits the models scored.
+    ``clin_rows`` maps problems back to the rows of ``source``. Used by :func:`predict_patients`,
+    so the calculator gives exactly the numbers ``gastrorad predict`` gives.
+    """
+    from gastrorad.models.encoding import ClinicalEncoder
+
+    enc = ClinicalEncoder.from_dict(fit["encoder"])
+    used = {c for spec in fit["models"].values() for c in spec["columns"]}
+    absent = [v for v in enc.variables if v not in clin.columns]
+    if absent:  # candidates no locked model uses need not be given: any valid value, it multiplies nothing
+        if any(set(enc.terms_.get(v, [])) & used for v in absent):
+            raise InputError([Problem(source, "clinical variable used by the locked model is missing", column=v)
+                              for v in absent if set(enc.terms_.get(v, [])) & used])
+        clin = clin.assign(**{v: enc.impute_.get(v, (enc.levels_.get(v) or [0])[0]) for v in absent})
+    if sig is None:
+        sig = pd.DataFrame({"patient_id": clin.patient_id.astype(str).to_numpy()})
+    try:
+        X = enc.transform(clin.reset_index(drop=True), source)
+    except InputError as exc:  # report the rows of the file as given, not of the scored subset
+        origin = list(clin_rows) if clin_rows is not None else [sheet_row(i) for i in range(len(clin))]
+        raise InputError([Problem(p.file, p.reason, row=origin[p.row - 2] if p.row else None, column=p.column)
+                          for p in exc.problems]) from exc
+    X.index = clin.index[X.index]  # back to the clinical rows (a "drop" missing policy may leave some out)
+    design = clin.loc[X.index, ["patient_id"]].join(X).merge(sig, on="patient_id", how="left").set_index("patient_id")
+    grouped = enc._grouped(clin.set_index("patient_id"))
+    for var in enc.categorical:
+        grouped[var] = grouped[var].fillna(enc.impute_[var])
+    rows = []
+    for name, spec in fit["models"].items():
+        if models is not None and name not in models:
+            continue
+        cols = spec["columns"]
+        lp = spec["intercept"] + design[cols].to_numpy(float) @ np.asarray(spec["coef"], float)
+        score = 1 / (1 + np.exp(-lp)) if spec["kind"] == "logistic" else lp
+        d = pd.DataFrame({"patient_id": design.index, "model": name, "score": score, "lp": lp,
+                          "cutoff": spec["cutoff"],
+                          "risk_group": np.where(score >= spec["cutoff"], "high", "low")})
+        d.loc[~np.isfinite(score), "risk_group"] = ""
+        for t, s0 in spec.get("baseline_survival", {}).items():
+            d[f"survival_at_{float(t):g}"] = s0 ** np.exp(lp)
+        if "nomogram" in spec:
+            pts = _nomogram_points(spec, design, grouped.loc[design.index])
+            d = d.join(pts.reset_index(drop=True))
+        rows.append(d)
+    return pd.concat(rows, ignore_index=True)
+
+
 def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, *, clinical: str | Path | None = None,
                      gradcam: bool = True, workers: int = 1, progress=None, log=None) -> PredictResult:
     """Score new patients with a locked bundle; writes ``<out>/predictions.csv`` (and Grad-CAM).
@@ -165,7 +219,6 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
     """
     from gastrorad.config.study import CohortConfig
     from gastrorad.dl.train import load_checkpoint, score_study
-    from gastrorad.models.encoding import ClinicalEncoder
     from gastrorad.preprocess import preprocess_study
 
     info, cfg = load_bundle(bundle)
@@ -250,34 +303,7 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
             raise InputError(Problem(str(folder / "fit.json"), f"a fusion model uses the handcrafted radiomics signature "
                                      f"({', '.join(handcrafted)}), which predict does not compute for new patients yet; "
                                      "lock a model without it"))
-        enc = ClinicalEncoder.from_dict(fit["encoder"])
-        try:
-            X = enc.transform(clin.reset_index(drop=True), str(clinical or patients))
-        except InputError as exc:  # report the rows of the file as given, not of the scored subset
-            origin = list(clin_rows)
-            raise InputError([Problem(p.file, p.reason, row=origin[p.row - 2] if p.row else None, column=p.column)
-                              for p in exc.problems]) from exc
-        X.index = clin.index[X.index]  # back to the clinical rows (a "drop" missing policy may leave some out)
-        design = clin.loc[X.index, ["patient_id"]].join(X).merge(sig, on="patient_id", how="left").set_index("patient_id")
-        grouped = enc._grouped(clin.set_index("patient_id"))
-        for var in enc.categorical:
-            grouped[var] = grouped[var].fillna(enc.impute_[var])
-        rows = []
-        for name, spec in fit["models"].items():
-            cols = spec["columns"]
-            lp = spec["intercept"] + design[cols].to_numpy(float) @ np.asarray(spec["coef"], float)
-            score = 1 / (1 + np.exp(-lp)) if spec["kind"] == "logistic" else lp
-            d = pd.DataFrame({"patient_id": design.index, "model": name, "score": score, "lp": lp,
-                              "cutoff": spec["cutoff"],
-                              "risk_group": np.where(score >= spec["cutoff"], "high", "low")})
-            d.loc[~np.isfinite(score), "risk_group"] = ""
-            for t, s0 in spec.get("baseline_survival", {}).items():
-                d[f"survival_at_{float(t):g}"] = s0 ** np.exp(lp)
-            if "nomogram" in spec:
-                pts = _nomogram_points(spec, design, grouped.loc[design.index])
-                d = d.join(pts.reset_index(drop=True))
-            rows.append(d)
-        preds = pd.concat(rows, ignore_index=True)
+        preds = score_models(fit, clin, sig, str(clinical or patients), clin_rows)
         sig_out = sig.rename(columns={"dl_score": "DL signature"})
         preds = preds.merge(sig_out, on="patient_id", how="left")
         atomic_write_text(out / "predictions.csv", preds.to_csv(index=False))

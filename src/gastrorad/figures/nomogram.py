@@ -32,9 +32,10 @@ def _outcome_axis(nomo, horizon=None, time_unit: str = ""):
 
 
 @styled
-def plot_nomogram(nomo, *, horizons=None, title: str = "", time_unit: str = ""):
+def plot_nomogram(nomo, *, horizons=None, title: str = "", time_unit: str = "", patient: dict | None = None):
     """Draw ``nomo`` (:class:`gastrorad.models.nomogram.Nomogram`); ``time_unit`` labels the
-    survival horizons (e.g. "months")."""
+    survival horizons (e.g. "months"). ``patient`` (axis name -> points) marks one patient's
+    points in red on each axis it gives, and their total when it gives every axis."""
     import matplotlib.pyplot as plt
 
     horizons = list(horizons or (nomo.baseline_survival.keys() if nomo.kind == "cox" else [None]))
@@ -70,6 +71,15 @@ def plot_nomogram(nomo, *, horizons=None, title: str = "", time_unit: str = ""):
         label, pos, _ = _outcome_axis(nomo, h, time_unit)
         if pos:
             ruler(total_row + 1 + j, [p * scale for p, _ in pos], [f"{v:g}" for _, v in pos], label)
+    if patient:
+        for i, a in enumerate(nomo.axes, start=1):
+            if a.name in patient and patient[a.name] is not None:
+                ax.plot([patient[a.name]], [i], "o", color="#c0392b", markersize=6, zorder=5)
+                ax.plot([patient[a.name]] * 2, [0, i], color="#c0392b", linewidth=0.6, linestyle=":")
+        if all(patient.get(a.name) is not None for a in nomo.axes):
+            total = sum(patient[a.name] for a in nomo.axes)
+            ax.plot([total * scale], [total_row], "o", color="#c0392b", markersize=6, zorder=5)
+            ax.plot([total * scale] * 2, [total_row, total_row + len(horizons)], color="#c0392b", linewidth=0.8)
     ax.set_title(title)
     fig.tight_layout()
     return fig

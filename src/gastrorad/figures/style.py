@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +15,10 @@ from gastrorad.io.atomic import atomic_write  # noqa: E402
 #: Colour-blind-safe palette (Okabe-Ito), in the order models are drawn.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 GREY = "#7F7F7F"
+
+#: pyplot's figure registry and rcParams are process-wide: drawing and saving hold this lock, so
+#: threads (the jobs of ``gastrorad serve``) cannot restyle or close each other's figures.
+DRAW_LOCK = threading.RLock()
 
 RC = {
     "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
@@ -28,7 +33,7 @@ def styled(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with plt.rc_context(RC):
+        with DRAW_LOCK, plt.rc_context(RC):
             return fn(*args, **kwargs)
     return wrapper
 
@@ -46,11 +51,12 @@ def save_figure(fig, stem: str | Path, *, dpi: int = 300) -> list[Path]:
     """Save ``fig`` as ``stem.png`` and ``stem.svg`` (atomically) and close it."""
     stem = Path(stem)
     paths = []
-    with plt.rc_context(RC):
-        for ext in ("png", "svg"):
-            path = stem.with_suffix(f".{ext}")
-            with atomic_write(path, suffix=f".{ext}") as tmp:
-                fig.savefig(tmp, dpi=dpi if ext == "png" else None, bbox_inches="tight", format=ext)
-            paths.append(path)
-    plt.close(fig)
+    with DRAW_LOCK:
+        with plt.rc_context(RC):
+            for ext in ("png", "svg"):
+                path = stem.with_suffix(f".{ext}")
+                with atomic_write(path, suffix=f".{ext}") as tmp:
+                    fig.savefig(tmp, dpi=dpi if ext == "png" else None, bbox_inches="tight", format=ext)
+                paths.append(path)
+        plt.close(fig)
     return paths
