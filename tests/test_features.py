@@ -141,3 +141,36 @@ def test_per_slice_features_average_each_slice_with_the_mask(tmp_path):
     expected = fx(samples).mean(axis=0)
     got = table.loc["T000", fx.names].to_numpy(float)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_mask_used_only_for_pooling_keeps_whole_patch_features_contour_free(tmp_path):
+    """features.mask_input: false builds the network on the CT channel alone (the runner's
+    extract-features stage); a re-drawn contour then leaves the whole-patch features unchanged
+    and moves the ROI ones only through the pooling region (S5's ICC > 0.8 filter)."""
+    from scipy import ndimage
+
+    from gastrorad.dl.checkpoint import read_plain
+    from gastrorad.runner import run_study
+    cfg = _texture_study(tmp_path / "tex", n=8)
+    cfg.features.mask_input = False
+    run_study(cfg, only=["extract-features"], log=lambda m: None)
+    state = read_plain(cfg.output_dir / "models" / "feature_extractor.pt")
+    assert _in_channels_of(state) == 1
+    first = pd.read_csv(cfg.output_dir / "features_venous.csv").set_index("patient_id")
+    for p in pd.read_csv(cfg.output_dir / "patches.csv").path:  # a second reader: the contour grown by 1 px
+        arr, ch, _ = load_patches(p)
+        arr[1] = ndimage.binary_dilation(arr[1] > 0.5).astype(np.float32)
+        save_patches(Path(p), arr, ch, {})
+    run_study(cfg, only=["extract-features"], log=lambda m: None)
+    second = pd.read_csv(cfg.output_dir / "features_venous.csv").set_index("patient_id")
+    whole = [c for c in first.columns if "_avg_" in c and "roi" not in c or "_max_" in c and "roi" not in c]
+    roi = [c for c in first.columns if "roi_" in c]
+    assert whole and roi
+    np.testing.assert_allclose(second[whole].to_numpy(), first[whole].to_numpy(), rtol=0, atol=1e-6)
+    assert not np.allclose(second[roi].to_numpy(), first[roi].to_numpy())
+
+
+def _in_channels_of(state) -> int:
+    weights = state["state_dict"] if "state_dict" in state else state
+    first = next(v for k, v in weights.items() if k.endswith("weight") and getattr(v, "ndim", 0) == 4)
+    return int(first.shape[1])

@@ -208,8 +208,11 @@ def _features(cfg):
     import lightning as L
     L.seed_everything(cfg.seed, verbose=False)
     s = load_sample_table(cfg, cfg.preprocess.phases[0])
-    # with features.per_slice the network sees one CT slice and the mask per sample
+    # with features.per_slice the network sees one CT slice and the mask per sample; without mask_input the
+    # mask channel only chooses where to pool
     in_channels = 2 if cfg.features.per_slice else s.channels
+    if not cfg.features.mask_input and getattr(cfg.preprocess.patch, "mask_channel", False):
+        in_channels -= 1
     net = build_model(cfg, in_channels, s.spatial_dims).eval()
     # the extractor is saved so the bundle applies exactly these weights to new patients
     save_checkpoint(cfg.output_dir / "models" / "feature_extractor.pt", net, channels=in_channels,

@@ -342,6 +342,9 @@ class FeaturesConfig(Strict):
     batch_size: int = Field(32, ge=1, description="Patches per forward pass.")
     roi_erosion: int = Field(2, ge=0, description="ROI poolings use the ROI eroded by this many patch pixels: its "
                              "boundary ring is mostly partial volume with gas, fluid or fat.")
+    mask_input: bool = Field(True, description="Feed the ROI mask channel to the network as an input (True), or "
+                             "use it only to pool inside the ROI (False): then the whole-patch features do not "
+                             "depend on the contour at all, and the ROI ones only through the pooling region.")
     per_slice: bool = Field(False, description="stack25d patches with a mask channel: each CT slice, paired with the "
                             "ROI mask, is one sample through the network and the features are averaged over the "
                             "slices (texture estimated on several slices of the tumour instead of one).")
