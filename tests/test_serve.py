@@ -65,7 +65,7 @@ def study(tmp_path_factory):
     """A tiny S1 run (60 patients, scratch profile: a trained network, Grad-CAM)."""
     return _tiny_run(tmp_path_factory.mktemp("serve"), "s1", 60, "s1_nact_resistance", {
         "variables": list(CLINICAL), "categorical": ["sex", "ct"], "reference": {"ct": "T2+3"},
-        "groups": {"ct": {"T2+3": ["T2", "T3"], "T4a+4b": ["T4a", "T4b"]}}})
+        "groups": {"ct": {"T2+3": ["T2", "T3"], "T4a+4b": ["T4a", "T4b"]}}, "units": {"age": "years"}})
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +204,7 @@ def test_models_list_the_card(server, study):
     assert {"clinical", "integrated"} <= set(perf.model) and (perf.lower <= perf.auc_or_c).all()
     assert any(r["item"] == "23a" for r in card["tripod"])
     assert m["clinical"]["age"]["type"] == "numeric" and len(m["clinical"]["age"]["range"]) == 2
+    assert m["clinical"]["age"]["unit"] == "years"  # clinical.units of the study file, shown on the form
     assert set(m["clinical"]["ct"]["levels"]) == {"T2", "T3", "T4a", "T4b"}  # the levels a user types
     png = server["client"].get(f"/api/v1/models/{m['id']}/nomogram.png", headers=server["alice"])
     assert png.content[:4] == b"\x89PNG"

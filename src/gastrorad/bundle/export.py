@@ -170,6 +170,8 @@ def model_card(cfg: StudyConfig, fit: dict) -> dict:
             entry["levels"] = [x for lv in enc["levels"][v] for x in (groups.get(lv, [lv]) if groups else [lv])]
         else:
             entry["type"] = "numeric"
+            if v in cfg.clinical.units:
+                entry["unit"] = cfg.clinical.units[v]
             if train is not None and v in train:
                 x = pd.to_numeric(train[v], errors="coerce").dropna()
                 if len(x):

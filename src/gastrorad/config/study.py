@@ -328,6 +328,15 @@ class ClinicalConfig(Strict):
                                                description="Level grouping, e.g. ct: {T2+3: [T2, T3], T4: [T4a, T4b]}.")
     missing: Literal["impute", "drop"] = Field("impute", description="Training median/mode imputation, or drop.")
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    units: dict[str, str] = Field(default_factory=dict, description="Unit of each numeric variable as the table holds "
+                                  "it (e.g. age: years, cea: ng/mL); shown in the model card and the serve form.")
+
+    @model_validator(mode="after")
+    def _units_of_variables(self) -> "ClinicalConfig":
+        unknown = sorted(set(self.units) - set(self.variables)) if self.variables else []
+        if unknown:
+            raise ValueError(f"units given for {unknown}, which are not among the clinical variables {self.variables}")
+        return self
 
 
 class FeaturesConfig(Strict):

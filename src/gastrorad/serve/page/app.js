@@ -124,6 +124,10 @@ function showForm(m) {
       for (const lv of spec.levels) input.append(el("option", { value: lv }, lv));
     } else {
       input = el("input", { id: "v_" + name, name, type: "number", step: "any" });
+      if (spec.unit) {
+        lab.append(el("span", { class: "unit" }, "(" + spec.unit + ") "));
+        input.placeholder = spec.unit;
+      }
       if (spec.range) {
         lab.append(el("span", { class: "unit" }, "training range " + spec.range[0] + "-" + spec.range[1] + " "));
         input.dataset.lo = spec.range[0];
