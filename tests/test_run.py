@@ -150,6 +150,13 @@ def test_recipe_end_to_end(recipe, cohorts, tmp_path):
         assert all(0 < v["kept"] <= v["of"] for v in sig["icc"].values())
         readers = pd.read_csv(cfg.output_dir / "features_venous_readers.csv")
         assert set(readers.reader) == {"r1", "r2"}
+        # the handcrafted reference passes the same ICC filter (like for like), on its own re-segmentation table
+        hcr_readers = pd.read_csv(cfg.output_dir / "radiomics_venous_readers.csv", dtype={"patient_id": str})
+        assert set(hcr_readers.reader) == {"r1", "r2"}
+        assert hcr_readers.groupby("reader").size().to_dict() == readers.groupby("reader").size().to_dict()
+        for phase in ("arterial", "venous"):
+            icc = sig["radiomics"][phase]["icc"]
+            assert 0 < icc["kept"] <= icc["of"]
     if recipe == "s3_her2_longitudinal":
         assert {"Nomo-LDLM-2F", "Nomo-w/o-TDLM-2F", "RECIST-2F", "TB-delta-2F"} <= set(m["models"])
         scores = pd.read_csv(cfg.output_dir / "dl_scores.csv")

@@ -149,9 +149,9 @@ def _hcr(cfg: StudyConfig) -> bool:
     return radiomics_enabled(cfg)
 
 
-def _radiomics_paths(cfg: StudyConfig) -> list[Path]:
-    from gastrorad.radiomics.study import radiomics_paths
-    return radiomics_paths(cfg)
+def _radiomics_paths(cfg: StudyConfig, readers: bool = False) -> list[Path]:
+    from gastrorad.radiomics.study import radiomics_paths, radiomics_reader_paths
+    return radiomics_paths(cfg) + (radiomics_reader_paths(cfg) if readers else [])
 
 
 def _models_json(cfg):
@@ -285,12 +285,13 @@ STAGES: list[Stage] = [
           + [c.output_dir / "models" / "feature_extractor.pt"], lambda c: not _dl(c)),
     Stage("radiomics", _radiomics, ("radiomics", "preprocess.spacing", "preprocess.interpolation", "preprocess.window",
                                     "preprocess.patch.mode", "preprocess.phases", "data", "cohorts"),
-          lambda c: [c.manifest_path, c.clinical_path], lambda c: _radiomics_paths(c), lambda c: _hcr(c)),
+          lambda c: [c.manifest_path, c.clinical_path], lambda c: _radiomics_paths(c, readers=True),
+          lambda c: _hcr(c)),
     Stage("signature", _signature, ("signature", "radiomics", "seed", "outcome", "cohorts", "longitudinal"),
           lambda c: ([c.output_dir / "dl_scores.csv"] if _dl(c) else
                      [c.output_dir / f"features_{p}{r}.csv" for p in c.preprocess.phases for r in ("", "_readers")]
                      + [c.resolve(v) for v in c.signature.icc_features.values()]) + [c.clinical_path]
-          + (_radiomics_paths(c) if _hcr(c) else [])
+          + (_radiomics_paths(c, readers=True) if _hcr(c) else [])
           + ([c.manifest_path] if _longitudinal(c) else []),
           _out("signatures.csv", "signatures.json")),
     Stage("fit", _fit, ("clinical", "fusion", "outcome", "cohorts", "seed", "evaluation.horizons"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -129,14 +130,37 @@ def _handcrafted_signatures(cfg: StudyConfig, clinical: pd.DataFrame, table: pd.
                  and tr[c].std() > 0]
         d = d.dropna(subset=feats)
         n_all = len(feats)
+        icc_info = _handcrafted_icc(cfg, out / f"radiomics_{phase}_readers.csv", feats)
+        if icc_info is not None:
+            feats, icc_info = icc_info
+            if not feats:
+                info[phase] = {"skipped": f"no handcrafted feature has ICC > {cfg.signature.icc_threshold}",
+                               "icc": icc_info}
+                continue
         if cfg.radiomics.max_correlation is not None:
             feats = drop_redundant(d[d.cohort == "training"][feats], cfg.radiomics.max_correlation)
         name = f"{HANDCRAFTED_PREFIX}{phase}"
         d[name], info[phase] = lasso_signature(cfg, d, feats, cfg.radiomics.lambda_rule, cfg.radiomics.nfolds,
                                                cfg.signature.nlambda)
         info[phase]["features"] = {"extracted": n_all, "after_redundancy_filter": len(feats)}
+        if icc_info is not None:
+            info[phase]["icc"] = icc_info
         table = table.merge(d[["patient_id", name]], on="patient_id", how="left")
     return table, info
+
+
+def _handcrafted_icc(cfg: StudyConfig, path: Path, feats: list[str]):
+    """The ICC filter the deep signature passes (S5: ICC > 0.8 on the re-segmentations), applied
+    to the handcrafted reference so the two are compared like for like; None without
+    re-segmentations. Returns (kept features, {"kept", "of"})."""
+    if not cfg.signature.icc_from_readers or cfg.signature.icc_features or not path.exists():
+        return None
+    from gastrorad.models.icc import icc_filter
+    rep = pd.read_csv(path, dtype={"patient_id": str, "reader": str}, keep_default_na=False)
+    t = icc_filter(rep[["patient_id", "reader", *[c for c in feats if c in rep.columns]]],
+                   threshold=cfg.signature.icc_threshold, form=cfg.signature.icc_form)
+    keep = set(t.feature[t.keep])
+    return [c for c in feats if c in keep], {"kept": int(t.keep.sum()), "of": int(len(t))}
 
 
 RECIST_SCORE = {"CR": 0, "PR": 1, "SD": 2, "PD": 3}

@@ -41,6 +41,13 @@ def radiomics_paths(cfg: StudyConfig) -> list[Path]:
     return [cfg.output_dir / f"radiomics_{p}.csv" for p in cfg.preprocess.phases]
 
 
+def radiomics_reader_paths(cfg: StudyConfig) -> list[Path]:
+    """Handcrafted features of the re-segmented ROIs and of the same patients' main reading
+    (``r1``), per phase: written when the manifest has re-segmentations (S5) and read by the ICC
+    filter of the handcrafted reference, so it passes the same reproducibility screen as the deep one."""
+    return [cfg.output_dir / f"radiomics_{p}_readers.csv" for p in cfg.preprocess.phases]
+
+
 def extract_study_radiomics(cfg: StudyConfig, *, progress=None) -> dict[str, pd.DataFrame]:
     """Handcrafted features of every patient's primary ROI at baseline (main reading), per phase."""
     from gastrorad.data.cohorts import assign_cohorts
@@ -63,4 +70,30 @@ def extract_study_radiomics(cfg: StudyConfig, *, progress=None) -> dict[str, pd.
         t = cohorts.merge(t, on="patient_id", how="inner")
         atomic_write_text(cfg.output_dir / f"radiomics_{phase}.csv", t.to_csv(index=False))
         out[phase] = t
+    _reader_tables(cfg, res.table, progress)
     return out
+
+
+def _reader_tables(cfg: StudyConfig, main: pd.DataFrame, progress) -> None:
+    """``radiomics_<phase>_readers.csv`` for the ICC filter, when the manifest names re-segmentations."""
+    from gastrorad.data.tables import read_table
+    from gastrorad.radiomics.table import extract_feature_table
+    manifest = read_table(cfg.manifest_path)
+    readers = sorted({str(r) for r in manifest.get("reader", pd.Series(dtype=str)).dropna() if str(r).strip()})
+    if not readers or not cfg.signature.icc_from_readers:
+        return
+    again = []
+    for reader in readers:
+        r = extract_feature_table(cfg.manifest_path, settings=settings_for(cfg),
+                                  cache_dir=cfg.output_dir / "cache" / "radiomics", workers=cfg.radiomics.workers,
+                                  progress=progress, phases=cfg.preprocess.phases, reader=reader)
+        r.raise_if_errors()
+        again.append(r.table.assign(reader=reader))
+    again = pd.concat(again, ignore_index=True)
+    for phase, path in zip(cfg.preprocess.phases, radiomics_reader_paths(cfg)):
+        b = again[again.phase == phase].drop(columns=["phase"])
+        a = main[(main.phase == phase) & main.patient_id.isin(set(b.patient_id))].drop(columns=["phase"])
+        t = pd.concat([a.assign(reader="r1"), b], ignore_index=True)
+        atomic_write_text(path, t[["patient_id", "reader", *[c for c in t.columns if c not in ("patient_id",
+                                                                                              "reader")]]]
+                          .to_csv(index=False))
