@@ -66,10 +66,7 @@ def _load(study: Path, profile: str | None = None, *, data: Path | None = None, 
                              "truth": str(data / "truth.csv") if (data / "truth.csv").exists() else None}
     if output is not None:
         overrides["output"] = str(output.resolve())
-    try:
-        cfg = load_study(find_study_file(study), profile=profile, overrides=overrides)
-    except InputError as exc:
-        _fail(exc)
+    cfg = load_study(find_study_file(study), profile=profile, overrides=overrides)
     _output[:] = [cfg.output_dir.resolve()]
     return cfg
 
@@ -163,13 +160,10 @@ def preprocess(
     """
     from gastrorad.preprocess import preprocess_study
     cfg = _load(study)
-    try:
-        with _progress() as prog:
-            task = prog.add_task("preprocess", total=None)
-            res = preprocess_study(cfg, workers=workers,
-                                   progress=lambda d, t: prog.update(task, completed=d, total=t))
-    except InputError as exc:
-        _fail(exc)
+    with _progress() as prog:
+        task = prog.add_task("preprocess", total=None)
+        res = preprocess_study(cfg, workers=workers,
+                               progress=lambda d, t: prog.update(task, completed=d, total=t))
     console.print(f"{len(res.index)} patch sets: {res.computed} computed, {res.cached} from cache, "
                   f"{res.seconds:.1f} s; index {cfg.output_dir / 'patches.csv'}")
     if res.problems:
@@ -206,10 +200,7 @@ def demo(
             synthesize("s1", cohort, n=n, seed=seed, workers=2, progress=lambda d: prog.update(task, completed=d))
     cfg = _load(Path("s1_nact_resistance"), None if profile == "none" else profile, data=cohort, output=out / "run")
     console.print(f"[bold]gastrorad run s1_nact_resistance[/bold] (profile {cfg.profile}) -> {cfg.output_dir.resolve()}")
-    try:
-        run_study(cfg, log=_log_line)
-    except InputError as exc:
-        _fail(exc)
+    run_study(cfg, log=_log_line)
     _run_summary(cfg, time.perf_counter() - t0)
 
 
@@ -226,11 +217,8 @@ def train(study: Path = typer.Argument(..., help="Study file (YAML)."),
     """
     from gastrorad.dl.train import train_model
     cfg = _load(study)
-    try:
-        bar = progress and console.is_terminal
-        res = train_model(cfg, phase=phase, progress=bar, log=_log_line)
-    except InputError as exc:
-        _fail(exc)
+    bar = progress and console.is_terminal
+    res = train_model(cfg, phase=phase, progress=bar, log=_log_line)
     console.print(f"trained {len(res.checkpoints)} model(s) in {res.seconds:.1f} s: "
                   + ", ".join(str(p) for p in res.checkpoints))
     for h in res.history:
@@ -246,10 +234,7 @@ def score(study: Path = typer.Argument(..., help="Study file (YAML)."),
     """
     from gastrorad.dl.train import score_study
     cfg = _load(study)
-    try:
-        s = score_study(cfg, phase=phase)
-    except InputError as exc:
-        _fail(exc)
+    s = score_study(cfg, phase=phase)
     console.print(f"{len(s)} patients scored -> {cfg.output_dir / 'dl_scores.csv'}")
     console.print(s.groupby("cohort")["score"].describe()[["count", "mean", "min", "max"]].to_string())
 
@@ -292,10 +277,7 @@ def radiomics(study: Path = typer.Argument(..., help="Study file (YAML).")) -> N
     """
     from gastrorad.radiomics.study import extract_study_radiomics
     cfg = _load(study)
-    try:
-        tables = extract_study_radiomics(cfg)
-    except InputError as exc:
-        _fail(exc)
+    tables = extract_study_radiomics(cfg)
     for phase, t in tables.items():
         console.print(f"{phase}: {len(t)} patients x {t.shape[1] - 2} features -> "
                       f"{cfg.output_dir / f'radiomics_{phase}.csv'}")
@@ -324,10 +306,7 @@ def signature(study: Path = typer.Argument(..., help="Study file (YAML).")) -> N
     """
     from gastrorad.models.pipeline import build_signatures
     cfg = _load(study)
-    try:
-        t = build_signatures(cfg)
-    except InputError as exc:
-        _fail(exc)
+    t = build_signatures(cfg)
     cols = [c for c in t.columns if c not in ("patient_id", "cohort")]
     console.print(f"{len(t)} patients, signatures {cols} -> {cfg.output_dir / 'signatures.csv'}")
 
@@ -340,10 +319,7 @@ def fit(study: Path = typer.Argument(..., help="Study file (YAML).")) -> None:
     """
     from gastrorad.models.pipeline import fit_models
     cfg = _load(study)
-    try:
-        res = fit_models(cfg)
-    except InputError as exc:
-        _fail(exc)
+    res = fit_models(cfg)
     console.print(f"clinical terms kept: {res.selection.get('clinical_terms')}")
     for name, table in res.coefficients.items():
         console.print(f"\n{name} (cut-off {res.cutoffs[name]:.4g}, locked on training)")
@@ -363,10 +339,7 @@ def evaluate(study: Path = typer.Argument(..., help="Study file (YAML)."),
     """
     from gastrorad.evaluation import evaluate_study
     cfg = _load(study, profile)
-    try:
-        res = evaluate_study(cfg)
-    except InputError as exc:
-        _fail(exc)
+    res = evaluate_study(cfg)
     _print_headline(res.tables["headline"], cfg.outcome.kind)
     console.print(f"metrics -> {cfg.output_dir / 'metrics' / 'metrics.json'} ({res.seconds:.1f} s)")
 
@@ -380,10 +353,7 @@ def report(study: Path = typer.Argument(..., help="Study file (YAML)."),
     """
     from gastrorad.report import build_report
     cfg = _load(study, profile)
-    try:
-        path = build_report(cfg)
-    except InputError as exc:
-        _fail(exc)
+    path = build_report(cfg)
     console.print(f"report -> {path.resolve()}")
 
 
@@ -408,11 +378,8 @@ def run(study: Path = typer.Argument(..., help="Study file (YAML) or recipe."),
     t0 = time.perf_counter()
     console.print(f"[bold]gastrorad run[/bold] {cfg.name}" + (f" (profile {cfg.profile})" if cfg.profile else "")
                   + f" -> {cfg.output_dir.resolve()}")
-    try:
-        run_study(cfg, start=from_stage, only=[s.strip() for s in only.split(",")] if only else None, force=force,
-                  log=_log_line)
-    except InputError as exc:
-        _fail(exc)
+    run_study(cfg, start=from_stage, only=[s.strip() for s in only.split(",")] if only else None, force=force,
+              log=_log_line)
     _run_summary(cfg, time.perf_counter() - t0)
 
 
@@ -466,11 +433,8 @@ def predict(bundle: Path = typer.Argument(..., help="Model bundle folder (<run>/
     """
     from gastrorad.bundle import predict_patients
     _output[:] = [out.resolve()]
-    try:
-        res = predict_patients(bundle, patients, out, clinical=clinical, gradcam=gradcam, workers=workers,
-                               log=_log_line)
-    except InputError as exc:
-        _fail(exc)
+    res = predict_patients(bundle, patients, out, clinical=clinical, gradcam=gradcam, workers=workers,
+                           log=_log_line)
     p = res.predictions
     console.print(f"{p.patient_id.nunique()} patients scored with {p.model.nunique()} model(s) -> "
                   f"{(res.folder / 'predictions.csv').resolve()}")

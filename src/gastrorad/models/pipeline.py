@@ -57,12 +57,7 @@ def build_signatures(cfg: StudyConfig) -> pd.DataFrame:
             if icc_path is None and cfg.signature.icc_from_readers and (out / f"features_{phase}_readers.csv").exists():
                 icc_path = out / f"features_{phase}_readers.csv"  # re-segmentations listed in the manifest
             if icc_path is not None:
-                from gastrorad.models.icc import icc_filter
-                rep = read_table(cfg.resolve(icc_path))
-                icc_t = icc_filter(rep[["patient_id", "reader", *[c for c in feats if c in rep.columns]]],
-                                   threshold=cfg.signature.icc_threshold, form=cfg.signature.icc_form)
-                feats = [c for c in feats if c in set(icc_t.feature[icc_t.keep])]
-                info.setdefault("icc", {})[phase] = {"kept": int(icc_t.keep.sum()), "of": int(len(icc_t))}
+                feats, info.setdefault("icc", {})[phase] = icc_screen(cfg, cfg.resolve(icc_path), feats)
                 if not feats:
                     raise InputError(Problem(str(icc_path), f"no feature of phase '{phase}' has ICC > "
                                              f"{cfg.signature.icc_threshold}"))
@@ -130,9 +125,9 @@ def _handcrafted_signatures(cfg: StudyConfig, clinical: pd.DataFrame, table: pd.
                  and tr[c].std() > 0]
         d = d.dropna(subset=feats)
         n_all = len(feats)
-        icc_info = _handcrafted_icc(cfg, out / f"radiomics_{phase}_readers.csv", feats)
-        if icc_info is not None:
-            feats, icc_info = icc_info
+        icc_info, readers = None, out / f"radiomics_{phase}_readers.csv"
+        if cfg.signature.icc_from_readers and not cfg.signature.icc_features and readers.exists():
+            feats, icc_info = icc_screen(cfg, readers, feats)
             if not feats:
                 info[phase] = {"skipped": f"no handcrafted feature has ICC > {cfg.signature.icc_threshold}",
                                "icc": icc_info}
@@ -149,14 +144,12 @@ def _handcrafted_signatures(cfg: StudyConfig, clinical: pd.DataFrame, table: pd.
     return table, info
 
 
-def _handcrafted_icc(cfg: StudyConfig, path: Path, feats: list[str]):
-    """The ICC filter the deep signature passes (S5: ICC > 0.8 on the re-segmentations), applied
-    to the handcrafted reference so the two are compared like for like; None without
-    re-segmentations. Returns (kept features, {"kept", "of"})."""
-    if not cfg.signature.icc_from_readers or cfg.signature.icc_features or not path.exists():
-        return None
+def icc_screen(cfg: StudyConfig, path: Path, feats: list[str]) -> tuple[list[str], dict]:
+    """``feats`` with ICC > ``signature.icc_threshold`` on the repeated readings in ``path``
+    (patient_id, reader, features), and {"kept", "of"}: the deep signature's screen (S5) and the
+    handcrafted reference's, so the two are compared like for like."""
     from gastrorad.models.icc import icc_filter
-    rep = pd.read_csv(path, dtype={"patient_id": str, "reader": str}, keep_default_na=False)
+    rep = read_table(path)
     t = icc_filter(rep[["patient_id", "reader", *[c for c in feats if c in rep.columns]]],
                    threshold=cfg.signature.icc_threshold, form=cfg.signature.icc_form)
     keep = set(t.feature[t.keep])
