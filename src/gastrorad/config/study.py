@@ -458,6 +458,22 @@ class LongitudinalConfig(Strict):
                                                                       "reproducibility table (mean and SD).")
 
 
+class ComputeConfig(Strict):
+    """Where the run's work goes: per-patient work (preprocess, deep features, radiomics, scoring, explain) on
+    Dask, resampling statistics (bootstrap, optimism correction, CV folds) in parallel processes."""
+
+    scheduler: str = Field("local", description=(
+        "'local': a Dask LocalCluster started for the run (nothing to set up); 'serial': this process only; "
+        "or the address of a running Dask scheduler (tcp://host:8786), e.g. one started by dask-jobqueue on "
+        "SLURM or dask-kubernetes."))
+    workers: int | None = Field(None, ge=1, description=(
+        "Worker processes of the local cluster and parallel jobs of the resampling statistics "
+        "(default: preprocess.workers)."))
+    threads_per_worker: int = Field(1, ge=1, description="Threads per Dask worker (torch and ITK threads too).")
+    memory_limit: str | None = Field("auto", description="Memory limit per local worker, e.g. '4GB'; 'auto' "
+                                                         "shares the machine's memory; null: no limit.")
+
+
 class StudyConfig(Strict):
     name: str = "study"
     seed: int = Field(42, description="Seed of every random step (splits, training, bootstrap).")
@@ -476,6 +492,7 @@ class StudyConfig(Strict):
     longitudinal: LongitudinalConfig | None = Field(None, description="S3: LDLM / TDLM over lesions x time points.")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
     output: Path = Field(Path("runs/study"), description="Run folder.")
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the study file (set by load_study).")
     profile: str | None = Field(None, exclude=True, description="Profile applied by load_study (e.g. 'fast').")
