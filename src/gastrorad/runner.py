@@ -60,11 +60,20 @@ def _section(cfg: StudyConfig, dotted: str):
 
 
 def _images_fingerprint(cfg: StudyConfig) -> str:
-    """Size and mtime of every image and mask the manifest names (folders: of their files)."""
-    from gastrorad.data.tables import load_manifest
+    """Size and mtime of every image and mask the manifest names (folders: of their files); for a URL,
+    what its storage reports (size, ETag, mtime: one listing, no download)."""
+    from gastrorad.data.tables import load_manifest, remote_cache
+    from gastrorad.io.remote import is_url
     manifest, _ = load_manifest(cfg.manifest_path, cfg.manifest_path.parent)
+    remote = remote_cache(cfg)
     h = hashlib.sha256()
     for ref in sorted(set(manifest.get("image_path", [])) | set(manifest.get("mask_path", [])) - {""}):
+        if is_url(ref):
+            try:
+                h.update(f"{ref}|{remote.fingerprint(ref)}\n".encode())
+            except InputError:
+                h.update(f"{ref}|<missing>\n".encode())  # reported by the stage itself, with its row
+            continue
         p = Path(str(ref).partition("#")[0])
         files = sorted(p.rglob("*")) if p.is_dir() else [p]
         for f in files:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from gastrorad.bundle.export import load_bundle
-from gastrorad.data.tables import MANIFEST_OPTIONAL, MANIFEST_REQUIRED, read_table, sheet_row
+from gastrorad.data.tables import MANIFEST_OPTIONAL, MANIFEST_REQUIRED, read_table, resolve_reference, sheet_row
 from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write_text
 
@@ -123,9 +123,7 @@ def _in_user_files(inputs: Path, patients: str, clinical: str, clin_rows: list[i
 def _absolute(base: Path, ref) -> str:
     if ref is None or (isinstance(ref, float) and np.isnan(ref)) or str(ref).strip() == "":
         return ""
-    head, sep, tail = str(ref).strip().partition("#")
-    p = Path(head)
-    return str(p if p.is_absolute() else base / p) + (sep + tail if sep else "")
+    return resolve_reference(base, str(ref).strip())  # URLs (s3://, file://) are kept as written
 
 
 def _check_phases(manifest: pd.DataFrame, info: dict, source: str) -> None:
@@ -265,6 +263,8 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
         cfg.output = out
         cfg.preprocess.workers = workers
         cfg.preprocess.cache_dir = out / "cache" / "patches"
+        # URL images: this site's storage (endpoint, credentials from the environment), not the training site's
+        cfg.data.remote_cache, cfg.data.storage_options = out / "cache" / "remote", {}
         pre = preprocess_study(cfg, validate=False, progress=progress)
         if pre.problems:
             raise InputError(pre.problems)

@@ -40,10 +40,31 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+#: Option names refused in ``data.storage_options`` (``key``, ``secret``, ``token``, ``password``, ...).
+_CREDENTIAL_WORDS = ("key", "secret", "token", "password", "credential", "sas", "connection_string")
+
+
 class DataConfig(Strict):
     manifest: Path = Field(description="Image manifest (CSV or Parquet), one row per image instance.")
     clinical: Path = Field(description="Clinical table (CSV or Parquet), one row per patient.")
     truth: Path | None = Field(None, description="Optional truth table of a synthetic study (oracle figures only).")
+    remote_cache: Path | None = Field(None, description=(
+        "Local copies of images and masks the manifest gives as URLs (s3://, gs://, file://, ...); "
+        "default <output>/cache/remote."))
+    storage_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
+        "fsspec options per URL protocol, e.g. {s3: {endpoint_url: 'http://minio:9000'}}. Credentials come "
+        "from the environment or fsspec's configuration, never from the study file."))
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_credentials(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for protocol, options in v.items():
+            for name in options:
+                if any(word in name.lower() for word in _CREDENTIAL_WORDS):
+                    raise ValueError(f"storage_options.{protocol}.{name} looks like a credential; the study file is "
+                                     "copied into run folders and bundles, so give credentials in the environment "
+                                     "(e.g. AWS_ACCESS_KEY_ID, GOOGLE_APPLICATION_CREDENTIALS) or fsspec's config")
+        return v
 
 
 class SurvivalColumns(Strict):
@@ -534,6 +555,10 @@ class StudyConfig(Strict):
     @property
     def cache_dir(self) -> Path:
         return self.resolve(self.preprocess.cache_dir) or self.output_dir / "cache" / "patches"
+
+    @property
+    def remote_cache_dir(self) -> Path:
+        return self.resolve(self.data.remote_cache) or self.output_dir / "cache" / "remote"
 
 
 def deep_merge(base: dict, patch: dict) -> dict:

@@ -8,11 +8,16 @@ numbers in problems are spreadsheet rows (header = row 1).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from gastrorad.errors import InputError, Problem
+from gastrorad.io.remote import RemoteCache
+
+if TYPE_CHECKING:
+    from gastrorad.config.study import StudyConfig
 
 #: Manifest columns: required, then optional with their defaults.
 MANIFEST_REQUIRED = ("patient_id", "image")
@@ -96,9 +101,22 @@ def load_manifest(path: str | Path, base_dir: str | Path) -> tuple[pd.DataFrame,
             problems.append(Problem(str(path), "empty patient_id", row=sheet_row(i), column="patient_id"))
     for col in ("patient_id", "lesion_id", "phase", "reader"):
         problems += _unsafe_ids(path, df, col)
-    df["image_path"] = [_resolve(base_dir, v) for v in df["image"]]
-    df["mask_path"] = [_resolve(base_dir, v) if v else "" for v in df["mask"]]
+    df["image_path"] = [resolve_reference(base_dir, v) for v in df["image"]]
+    df["mask_path"] = [resolve_reference(base_dir, v) if v else "" for v in df["mask"]]
+    problems += _url_problems(path, df)
     return df, problems
+
+
+def _url_problems(path: Path, df: pd.DataFrame) -> list[Problem]:
+    """A problem per URL whose protocol is unknown or needs a package that is not installed (no download)."""
+    from gastrorad.io.remote import is_url, protocol_problem
+    out = []
+    for col in ("image", "mask"):
+        for i, v in enumerate(df[col]):
+            reason = protocol_problem(v) if is_url(v) else None
+            if reason:
+                out.append(Problem(str(path), f"{reason} ({v})", row=sheet_row(i), column=col))
+    return out
 
 
 def _unsafe_ids(path: Path, df: pd.DataFrame, col: str) -> list[Problem]:
@@ -114,14 +132,30 @@ def _unsafe_ids(path: Path, df: pd.DataFrame, col: str) -> list[Problem]:
     return out
 
 
-def _resolve(base: Path, ref: str) -> str:
-    """Resolve a path (keeping a '#selector' suffix) against the study folder."""
+def resolve_reference(base: Path, ref: str) -> str:
+    """Resolve a path (keeping a '#selector' suffix) against the study folder; URLs (``s3://...``,
+    ``file://...``) are kept as written and read through :class:`gastrorad.io.remote.RemoteCache`."""
+    from gastrorad.io.remote import is_url
     if not ref:
         return ""
+    if is_url(ref):
+        return ref
     head, sep, tail = ref.partition("#")
     p = Path(head)
     p = p if p.is_absolute() else base / p
     return str(p) + (sep + tail if sep else "")
+
+
+def remote_cache(cfg: "StudyConfig") -> RemoteCache:
+    """The study's cache of images and masks given as URLs (``data.remote_cache``, ``data.storage_options``)."""
+    return RemoteCache(cfg.remote_cache_dir, cfg.data.storage_options)
+
+
+def local_row(row: dict, remote: RemoteCache) -> dict:
+    """A manifest row whose ``image_path`` and ``mask_path`` are local files: URLs are fetched into
+    ``remote`` (an unchanged cached copy is reused), plain paths are kept."""
+    return {**row, "image_path": remote.local(row["image_path"], column="image"),
+            "mask_path": remote.local(row["mask_path"], column="mask")}
 
 
 def load_clinical(path: str | Path) -> tuple[pd.DataFrame, list[Problem]]:

@@ -20,11 +20,12 @@ import SimpleITK as sitk
 
 from gastrorad.config.study import StudyConfig
 from gastrorad.data.cohorts import assign_cohorts
-from gastrorad.data.tables import load_clinical, load_manifest, sheet_row
+from gastrorad.data.tables import load_clinical, load_manifest, remote_cache, sheet_row
 from gastrorad.errors import InputError, Problem
 from gastrorad.io.geometry import Geometry, geometry_mismatch
 from gastrorad.io.images import is_image_file, read_image, read_image_geometry, split_reference
 from gastrorad.io.masks import read_mask
+from gastrorad.io.remote import RemoteCache
 
 
 @dataclass
@@ -96,7 +97,7 @@ def validate_study(cfg: StudyConfig, *, check_images: bool = True, workers: int 
     if manifest is not None and "image_path" in manifest.columns:
         P += _check_manifest_rows(manifest, clinical, cfg, mpath)
         if check_images:
-            P += _check_images(manifest, mpath, workers)
+            P += _check_images(manifest, mpath, workers, remote_cache(cfg))
     report.summary = summarise(clinical, manifest, cfg)
     return report
 
@@ -220,17 +221,18 @@ def _check_manifest_rows(manifest: pd.DataFrame, clinical: pd.DataFrame, cfg: St
 
 
 def _check_one_image(args) -> list[Problem]:
-    source, rows = args
+    source, remote, rows = args
     first = rows[0]
     problems: list[Problem] = []
     try:
-        geom = read_image_geometry(first["image_path"])
-        raw_geom = read_image_geometry(first["image_path"], canonical=False)
+        image = remote.local(first["image_path"])  # a URL is read through the cache (fetched once)
+        geom = read_image_geometry(image)
+        raw_geom = read_image_geometry(image, canonical=False)
     except InputError as exc:
         return [Problem(source, f"{p.reason} ({p.file})", row=first["row"], column="image") for p in exc.problems]
     for r in rows:
         if r["mask_path"]:
-            problems += _check_mask(r, geom, source)
+            problems += _check_mask(r, geom, source, remote)
         if r["bbox"]:
             try:
                 box = parse_bbox(r["bbox"])
@@ -243,7 +245,11 @@ def _check_one_image(args) -> list[Problem]:
     return problems
 
 
-def _check_mask(r, geom: Geometry, source: str) -> list[Problem]:
+def _check_mask(r, geom: Geometry, source: str, remote: RemoteCache) -> list[Problem]:
+    try:
+        r = {**r, "mask_path": remote.local(r["mask_path"])}
+    except InputError as exc:
+        return [Problem(source, f"{p.reason} ({p.file})", row=r["row"], column="mask") for p in exc.problems]
     path, _ = split_reference(r["mask_path"])
     if not path.exists():
         return [Problem(source, f"mask file does not exist ({path})", row=r["row"], column="mask")]
@@ -272,8 +278,8 @@ def _check_mask(r, geom: Geometry, source: str) -> list[Problem]:
     return []
 
 
-def _check_images(manifest: pd.DataFrame, source: str, workers: int) -> list[Problem]:
-    groups = [(source, g.to_dict("records")) for _, g in manifest.groupby("image_path", sort=False)]
+def _check_images(manifest: pd.DataFrame, source: str, workers: int, remote: RemoteCache) -> list[Problem]:
+    groups = [(source, remote, g.to_dict("records")) for _, g in manifest.groupby("image_path", sort=False)]
     problems: list[Problem] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for probs in pool.map(_check_one_image, groups):

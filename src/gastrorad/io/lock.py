@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -44,8 +45,12 @@ def run_folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete the temporary files of interrupted atomic writes under ``folder``; returns them."""
-    stale = [p for p in folder.rglob(f"{TEMP_PREFIX}*") if p.is_file()]
+    """Delete the temporary files of interrupted atomic writes under ``folder`` (and the temporary
+    folders of interrupted downloads, :mod:`gastrorad.io.remote`); returns them."""
+    stale = [p for p in folder.rglob(f"{TEMP_PREFIX}*") if p.is_file() or p.is_dir()]
     for p in stale:
-        p.unlink(missing_ok=True)
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
     return stale

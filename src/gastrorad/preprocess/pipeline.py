@@ -17,7 +17,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from gastrorad.config.study import StudyConfig
-from gastrorad.data.tables import load_manifest
+from gastrorad.data.tables import load_manifest, local_row, remote_cache
 from gastrorad.data.validate import parse_bbox, validate_study
 from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write_text
@@ -128,9 +128,11 @@ def process_patient(task: tuple[StudyConfig, list[dict]]) -> dict:
     """All instances of one patient: cached ones are skipped. Runs in a worker process."""
     cfg, rows = task
     images: dict = {}
+    remote = remote_cache(cfg)
     out, problems, computed, cached = [], [], 0, 0
     for row in rows:
         try:
+            row = local_row(row, remote)  # URLs: a local cached copy, so the key hashes the same bytes
             key = instance_key(row["image_path"], row["mask_path"], row["bbox"], study_params(cfg, row["lesion_site"]))
             path = _instance_path(cfg, row, key)
             if path.exists():

@@ -53,10 +53,11 @@ def extract_study_radiomics(cfg: StudyConfig, *, progress=None) -> dict[str, pd.
     from gastrorad.data.cohorts import assign_cohorts
     from gastrorad.data.tables import read_table
     from gastrorad.errors import InputError
+    from gastrorad.data.tables import remote_cache
     from gastrorad.radiomics.table import extract_feature_table
     res = extract_feature_table(cfg.manifest_path, settings=settings_for(cfg),
                                 cache_dir=cfg.output_dir / "cache" / "radiomics", workers=cfg.radiomics.workers,
-                                progress=progress, phases=cfg.preprocess.phases)
+                                progress=progress, phases=cfg.preprocess.phases, remote=remote_cache(cfg))
     res.raise_if_errors()
     clinical = read_table(cfg.clinical_path)
     assigned, problems = assign_cohorts(clinical, cfg, str(cfg.clinical_path))
@@ -77,6 +78,7 @@ def extract_study_radiomics(cfg: StudyConfig, *, progress=None) -> dict[str, pd.
 def _reader_tables(cfg: StudyConfig, main: pd.DataFrame, progress) -> None:
     """``radiomics_<phase>_readers.csv`` for the ICC filter, when the manifest names re-segmentations."""
     from gastrorad.data.tables import read_table
+    from gastrorad.data.tables import remote_cache
     from gastrorad.radiomics.table import extract_feature_table
     manifest = read_table(cfg.manifest_path)
     readers = sorted({str(r) for r in manifest.get("reader", pd.Series(dtype=str)).dropna() if str(r).strip()})
@@ -86,7 +88,8 @@ def _reader_tables(cfg: StudyConfig, main: pd.DataFrame, progress) -> None:
     for reader in readers:
         r = extract_feature_table(cfg.manifest_path, settings=settings_for(cfg),
                                   cache_dir=cfg.output_dir / "cache" / "radiomics", workers=cfg.radiomics.workers,
-                                  progress=progress, phases=cfg.preprocess.phases, reader=reader)
+                                  progress=progress, phases=cfg.preprocess.phases, reader=reader,
+                                  remote=remote_cache(cfg))
         r.raise_if_errors()
         again.append(r.table.assign(reader=reader))
     again = pd.concat(again, ignore_index=True)

@@ -25,6 +25,7 @@ from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write_text
 from gastrorad.io.hashing import code_hash
 from gastrorad.io.images import read_image
+from gastrorad.io.remote import RemoteCache
 from gastrorad.io.masks import read_mask
 from gastrorad.io.parallel import map_patients
 from gastrorad.preprocess.cache import file_digest
@@ -84,6 +85,7 @@ def extract_feature_table(
     lesion_id: str = "primary",
     timepoint: int = 0,
     reader: str = "",
+    remote: RemoteCache | None = None,
 ) -> HandcraftedTable:
     """Handcrafted features of every patient and phase of a study.
 
@@ -110,6 +112,9 @@ def extract_feature_table(
     lesion_id, timepoint, reader
         Which ROI is the patient's: by default the primary tumour at baseline in the main
         reading. ``reader="R2"`` gives the table of a re-segmentation (for ICC screening).
+    remote
+        Where images and masks given as URLs are cached (default: a :class:`~gastrorad.io.remote.RemoteCache`
+        in the user's cache folder).
 
     Returns
     -------
@@ -136,7 +141,8 @@ def extract_feature_table(
     for r in chosen:
         by_patient.setdefault(r["patient_id"], []).append(r)
     cache = str(cache_dir) if cache_dir is not None else None
-    tasks = [(settings, library, source, cache, by_patient[p]) for p in sorted(by_patient)]
+    remote = remote or RemoteCache()
+    tasks = [(settings, library, source, cache, remote, by_patient[p]) for p in sorted(by_patient)]
     results = map_patients(_patient_features, tasks, workers, progress)
     records = sorted((rec for res in results for rec in res["records"]), key=lambda r: (r["patient_id"], r["phase"]))
     names = list(dict.fromkeys(k for rec in records for k in rec["features"]))
@@ -188,12 +194,16 @@ def _safe(text: str) -> str:
 
 def _patient_features(task: tuple) -> dict:
     """Features of one patient's instances (cached ones are read back). Runs in a worker."""
-    settings, library, source, cache_dir, rows = task
+    settings, library, source, cache_dir, remote, rows = task
     images: dict = {}
     records, problems, computed, cached = [], [], 0, 0
     for row in rows:
         column = "image"
         try:
+            row = {**row, "image": remote.local(row["image"])}
+            column = "mask"
+            row = {**row, "mask": remote.local(row["mask"])}
+            column = "image"
             if not row["mask"]:
                 column = "mask"
                 raise InputError(Problem(row["image"], "handcrafted features need a mask (this row has none)"))
