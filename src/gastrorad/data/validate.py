@@ -25,7 +25,7 @@ from gastrorad.errors import InputError, Problem
 from gastrorad.io.geometry import Geometry, geometry_mismatch
 from gastrorad.io.images import is_image_file, read_image, read_image_geometry, split_reference
 from gastrorad.io.masks import read_mask
-from gastrorad.io.remote import RemoteCache
+from gastrorad.io.remote import RemoteCache, as_written
 
 
 @dataclass
@@ -229,7 +229,8 @@ def _check_one_image(args) -> list[Problem]:
         geom = read_image_geometry(image)
         raw_geom = read_image_geometry(image, canonical=False)
     except InputError as exc:
-        return [Problem(source, f"{p.reason} ({p.file})", row=first["row"], column="image") for p in exc.problems]
+        return [Problem(source, f"{p.reason} ({as_written(p.file)})", row=first["row"], column="image")
+                for p in exc.problems]
     for r in rows:
         if r["mask_path"]:
             problems += _check_mask(r, geom, source, remote)
@@ -271,10 +272,11 @@ def _check_mask(r, geom: Geometry, source: str, remote: RemoteCache) -> list[Pro
             ref.SetDirection(geom.direction)
             read_mask(r["mask_path"], ref)
     except InputError as exc:
-        return [Problem(source, f"{p.reason} ({p.file})", row=r["row"], column="mask") for p in exc.problems]
+        return [Problem(source, f"{p.reason} ({as_written(p.file)})", row=r["row"], column="mask")
+                for p in exc.problems]
     except RuntimeError as exc:
-        return [Problem(source, f"unreadable mask {path}: {str(exc).strip().splitlines()[-1][:200]}", row=r["row"],
-                        column="mask")]
+        return [Problem(source, f"unreadable mask {as_written(str(path))}: "
+                        f"{str(exc).strip().splitlines()[-1][:200]}", row=r["row"], column="mask")]
     return []
 
 

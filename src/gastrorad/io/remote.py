@@ -46,6 +46,8 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _VERSION_FIELDS = {"size", "etag", "mtime", "lastmodified", "last_modified", "updated", "generation", "md5hash",
                    "versionid", "content_md5"}
 _log = logging.getLogger("gastrorad.remote")
+#: Cached copy -> URL, for the copies this process resolved: problems name the URL the user wrote.
+_WRITTEN: dict[str, str] = {}
 
 
 def is_url(ref: str) -> bool:
@@ -72,6 +74,17 @@ def protocol_problem(url: str) -> str | None:
         return (f"unknown storage protocol '{protocol}://' (fsspec knows s3://, gs://, az://, file://, http(s):// "
                 "and others)")
     return None
+
+
+def as_written(file: str) -> str:
+    """``file`` as the manifest names it: a cached copy (or a file inside a cached folder) resolved by
+    :meth:`RemoteCache.local` in this process becomes its URL; anything else is returned unchanged."""
+    path = Path(file)
+    for p in (path, *path.parents):
+        if str(p) in _WRITTEN:
+            rest = path.relative_to(p).as_posix()
+            return _WRITTEN[str(p)] + ("" if rest == "." else "/" + rest)
+    return file
 
 
 def default_cache_root() -> Path:
@@ -113,6 +126,7 @@ class RemoteCache:
         if not (target / name).exists():
             _fetch(fs, path, kind, entries, folder, target.name, name, url, column)
             _remove_other_versions(folder, target.name)
+        _WRITTEN[str(target / name)] = url
         return str(target / name) + selector
 
     def fingerprint(self, ref: str) -> str:

@@ -25,6 +25,7 @@ from gastrorad.io.geometry import to_canonical
 from gastrorad.io.images import read_image
 from gastrorad.io.masks import read_mask
 from gastrorad.io.parallel import map_patients
+from gastrorad.io.remote import as_written
 from gastrorad.preprocess.cache import instance_key, save_patches
 from gastrorad.preprocess.patches import PatchRequest, PatchSet, get_patch_mode
 from gastrorad.preprocess.roi import roi_from_bbox, roi_from_mask
@@ -145,7 +146,7 @@ def process_patient(task: tuple[StudyConfig, list[dict]]) -> dict:
                         "lesion_id": row["lesion_id"], "lesion_site": row["lesion_site"], "reader": row["reader"],
                         "path": str(path), "key": key})
         except InputError as exc:
-            problems += [Problem(str(cfg.manifest_path), f"{p.reason} ({p.file})", row=row["row"],
+            problems += [Problem(str(cfg.manifest_path), f"{p.reason} ({as_written(p.file)})", row=row["row"],
                                  column=p.column or "image") for p in exc.problems]
         except (ValueError, RuntimeError) as exc:
             problems.append(Problem(str(cfg.manifest_path), f"cannot cut patches: {exc}", row=row["row"], column="mask"))

@@ -25,7 +25,7 @@ from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write_text
 from gastrorad.io.hashing import code_hash
 from gastrorad.io.images import read_image
-from gastrorad.io.remote import RemoteCache
+from gastrorad.io.remote import RemoteCache, as_written
 from gastrorad.io.masks import read_mask
 from gastrorad.io.parallel import map_patients
 from gastrorad.preprocess.cache import file_digest
@@ -228,7 +228,7 @@ def _patient_features(task: tuple) -> dict:
                 computed += 1
             records.append({"patient_id": row["patient_id"], "phase": row["phase"], "features": features})
         except InputError as exc:
-            problems += [Problem(source, f"{p.reason} ({p.file})", row=row["row"], column=column)
+            problems += [Problem(source, f"{p.reason} ({as_written(p.file)})", row=row["row"], column=column)
                          for p in exc.problems]
         except (ValueError, RuntimeError) as exc:
             problems.append(Problem(source, f"cannot compute handcrafted features: {exc} ({row['mask']})",
