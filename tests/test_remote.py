@@ -262,3 +262,13 @@ def test_a_killed_download_leaves_nothing_a_locked_run_keeps(tmp_path):
     partial.write_bytes(b"half")
     remove_stale_temporaries(tmp_path)
     assert not partial.parent.exists() and (tmp_path / "cache" / "remote" / "abc").is_dir()
+
+
+def test_a_metaimage_header_url_brings_its_data_file(tmp_path, downloads):
+    import SimpleITK as sitk
+    from gastrorad.io.images import read_image
+    img = sitk.GetImageFromArray(np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6))
+    sitk.WriteImage(img, str(tmp_path / "ct.mhd"), useCompression=False)  # ct.mhd + ct.raw
+    local = RemoteCache(tmp_path / "cache").local((tmp_path / "ct.mhd").as_uri())
+    assert (Path(local).parent / "ct.raw").is_file() and sum(downloads) == 2
+    assert np.array_equal(sitk.GetArrayFromImage(read_image(local, canonical=False)), sitk.GetArrayFromImage(img))

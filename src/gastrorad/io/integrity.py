@@ -170,6 +170,22 @@ def _ints(path: Path, text: str, what: str) -> list[int]:
         raise _fail(path, f"header field {what} is not a list of integers: '{text[:60]}'") from exc
 
 
+def detached_data_file(path: str | Path) -> str | None:
+    """The single data file a MetaImage (``.mhd``) or detached NRRD (``.nhdr``) header names beside itself,
+    or None (voxels in the header's own file, a list or pattern of files, or another format)."""
+    path = Path(path)
+    if path.name.lower().endswith(".mhd"):
+        source = _text_header(path, "=", lambda k: k == "elementdatafile")[0].get("elementdatafile", "LOCAL")
+    elif path.name.lower().endswith(".nhdr"):
+        fields = _text_header(path, ":", lambda k: False)[0]
+        source = fields.get("data file", fields.get("datafile", "LOCAL"))
+    else:
+        return None
+    if source.upper() == "LOCAL" or " " in source or source.upper().startswith("LIST") or "%" in source:
+        return None
+    return source
+
+
 def _check_meta(path: Path) -> None:
     fields, end = _text_header(path, "=", lambda k: k == "elementdatafile")
     if "dimsize" not in fields or "elementtype" not in fields:

@@ -39,6 +39,7 @@ from typing import Any, Mapping
 
 from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import TEMP_PREFIX, _umask
+from gastrorad.io.integrity import detached_data_file
 from gastrorad.io.safe_paths import inside
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -168,31 +169,21 @@ def _listing(fs, path: str, url: str, column: str | None) -> tuple[str, dict[str
 
 def _fetch(fs, path: str, kind: str, entries: dict[str, dict], folder: Path, version: str, name: str, url: str,
            column: str | None) -> None:
-    """Download into a ``.partial.`` folder beside ``folder/version``, check sizes, rename into place."""
+    """Download into a ``.partial.`` folder beside ``folder/version``, check sizes, rename into place.
+
+    A MetaImage or detached NRRD header brings the data file it names (fetched beside it)."""
     folder.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{version}.", dir=folder))
     try:
         os.chmod(tmp, 0o777 & ~_umask())
-        if kind == "file":
-            pairs = [(path, inside(tmp, name))]
-        else:
-            prefix = path.rstrip("/") + "/"
-            try:
-                pairs = [(prefix + rel, inside(tmp, name, *rel.split("/"))) for rel in sorted(entries)]
-            except ValueError as exc:  # a key such as '../x' would land outside the cache
-                raise InputError(Problem(url, f"refused: {exc}", column=column)) from exc
-        _log.debug("remote cache: fetching %d file(s) of %s", len(pairs), _hash(url, 24))
-        try:
-            _download(fs, pairs)
-        except FileNotFoundError as exc:
-            raise InputError(Problem(url, "file or folder does not exist", column=column)) from exc
-        except Exception as exc:
-            raise InputError(Problem(url, f"cannot read from storage: {_short(exc)}", column=column)) from exc
-        for (rpath, local), info in zip(pairs, (entries[k] for k in sorted(entries))):
-            size = info.get("size")
-            if size is not None and local.stat().st_size != int(size):
-                raise InputError(Problem(url, f"download incomplete: {local.stat().st_size} of {size} bytes of "
-                                         f"{posixpath.basename(rpath)}", column=column))
+        base, root = (posixpath.dirname(path), tmp) if kind == "file" else (path.rstrip("/"), tmp / name)
+        files = [(posixpath.join(base, rel), rel, entries[rel]) for rel in sorted(entries)]
+        _log.debug("remote cache: fetching %d file(s) of %s", len(files), _hash(url, 24))
+        _get(fs, files, root, url, column)
+        companion = detached_data_file(tmp / name) if kind == "file" else None
+        if companion:
+            rpath = posixpath.normpath(posixpath.join(base, companion))
+            _get(fs, [(rpath, companion, _info(fs, rpath, url, column))], root, url, column)
         try:
             os.replace(tmp, folder / version)
         except OSError:
@@ -200,6 +191,35 @@ def _fetch(fs, path: str, kind: str, entries: dict[str, dict], folder: Path, ver
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _get(fs, files: list[tuple[str, str, dict]], root: Path, url: str, column: str | None) -> None:
+    """Fetch ``(remote path, relative local path, info)`` under ``root``; every copy must have its listed size."""
+    try:
+        pairs = [(rpath, inside(root, *rel.split("/"))) for rpath, rel, _ in files]
+    except ValueError as exc:  # a key such as '../x' would land outside the cache
+        raise InputError(Problem(url, f"refused: {exc}", column=column)) from exc
+    try:
+        _download(fs, pairs)
+    except FileNotFoundError as exc:
+        raise InputError(Problem(url, "file or folder does not exist", column=column)) from exc
+    except Exception as exc:
+        raise InputError(Problem(url, f"cannot read from storage: {_short(exc)}", column=column)) from exc
+    for (rpath, local), (_, _, info) in zip(pairs, files):
+        size = info.get("size")
+        if size is not None and local.stat().st_size != int(size):
+            raise InputError(Problem(url, f"download incomplete: {local.stat().st_size} of {size} bytes of "
+                                     f"{posixpath.basename(rpath)}", column=column))
+
+
+def _info(fs, rpath: str, url: str, column: str | None) -> dict:
+    try:
+        return fs.info(rpath)
+    except FileNotFoundError as exc:
+        raise InputError(Problem(url, f"its data file {posixpath.basename(rpath)} does not exist beside it",
+                                 column=column)) from exc
+    except Exception as exc:
+        raise InputError(Problem(url, f"cannot read from storage: {_short(exc)}", column=column)) from exc
 
 
 def _download(fs, pairs: list[tuple[str, Path]]) -> None:
