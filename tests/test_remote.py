@@ -272,3 +272,16 @@ def test_a_metaimage_header_url_brings_its_data_file(tmp_path, downloads):
     local = RemoteCache(tmp_path / "cache").local((tmp_path / "ct.mhd").as_uri())
     assert (Path(local).parent / "ct.raw").is_file() and sum(downloads) == 2
     assert np.array_equal(sitk.GetArrayFromImage(read_image(local, canonical=False)), sitk.GetArrayFromImage(img))
+
+
+def test_run_stage_key_lists_urls_without_downloading(tiny, tmp_path, downloads):
+    import shutil
+    from gastrorad.runner import _images_fingerprint
+    store = tmp_path / "store"
+    shutil.copytree(tiny / "images", store / "images")
+    shutil.copytree(tiny / "masks", store / "masks")
+    cfg = _study(tiny, tmp_path, lambda v: (store / v).as_uri())
+    before = _images_fingerprint(cfg)
+    assert _images_fingerprint(cfg) == before and sum(downloads) == 0
+    (store / "masks" / "P0001_venous_primary.nii.gz").write_bytes(b"replaced")
+    assert _images_fingerprint(cfg) != before and sum(downloads) == 0
