@@ -514,6 +514,12 @@ class StudyConfig(Strict):
                                  f"{', '.join(sorted(known))})")
         return self
 
+    @property
+    def resample_jobs(self) -> int:
+        """Parallel jobs of the resampling statistics: ``compute.workers``, else
+        ``preprocess.workers`` (results do not depend on it; small problems stay serial)."""
+        return self.compute.workers or self.preprocess.workers
+
     def resolve(self, path: Path | None) -> Path | None:
         if path is None:
             return None
