@@ -19,7 +19,9 @@ from gastrorad.stats import resample
 
 @pytest.fixture
 def always_parallel(monkeypatch):
+    from gastrorad.models import lasso
     monkeypatch.setattr(resample, "MIN_SECONDS", 0.0)
+    monkeypatch.setattr(lasso, "_LOGISTIC_PARALLEL_SECONDS", 0.0)
 
 
 def _pid(_):
