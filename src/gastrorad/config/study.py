@@ -297,7 +297,8 @@ class TrainingConfig(Strict):
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     epochs: int = Field(100, ge=1)
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="Samples per optimiser step, over all data-parallel processes "
+                                                  "(each of N processes takes batch_size / N).")
     warmup_epochs: int = Field(0, ge=0)
     schedule: Literal["cosine", "constant"] = "cosine"
     early_stopping: EarlyStoppingConfig | None = Field(default_factory=EarlyStoppingConfig)
@@ -314,7 +315,17 @@ class TrainingConfig(Strict):
     top_k: int = Field(10, ge=1)
     pooling: Literal["max", "avg"] = Field("max", description="Global pooling of deep features (S5: max).")
     precision: str = Field("auto", description="'auto' (16-mixed on CUDA, 32 on CPU), '32', 'bf16-mixed', ...")
-    devices: str = Field("auto", description="'auto' uses every GPU (DDP) when CUDA is present.")
+    accelerator: str = Field("auto", description="Lightning accelerator: 'auto' (CUDA when present, else CPU), "
+                                                 "'cpu', 'gpu'.")
+    devices: str = Field("auto", description=(
+        "Devices per node: 'auto' (every GPU when CUDA is present, else one CPU process), a count ('2'), or GPU "
+        "indices ('0,1'). More than one device trains with data-parallel processes (strategy)."))
+    strategy: Literal["auto", "ddp_spawn", "ddp_fork", "ddp"] = Field("auto", description=(
+        "Data-parallel training: 'auto' is one process for one device, else ddp_spawn; 'ddp_spawn' starts one "
+        "process per device from this call (works inside `gastrorad run`, and with CUDA); 'ddp_fork' forks them "
+        "(faster start on CPU; not with CUDA already in use); 'ddp' when torchrun or SLURM srun started every "
+        "process (multi-node: run `gastrorad train` that way, see the README)."))
+    num_nodes: int = Field(1, ge=1, description="Machines taking part in the training (strategy 'ddp').")
     num_workers: int = Field(0, ge=0)
     distill: DistillConfig | None = None
 
@@ -534,6 +545,12 @@ class StudyConfig(Strict):
                 raise ValueError(f"training.val_cohort: no cohort '{name}' in this study (cohorts: "
                                  f"{', '.join(sorted(known))})")
         return self
+
+    @property
+    def resample_jobs(self) -> int:
+        """Parallel jobs of the resampling statistics: ``compute.workers``, else
+        ``preprocess.workers`` (results do not depend on it; small problems stay serial)."""
+        return self.compute.workers or self.preprocess.workers
 
     def resolve(self, path: Path | None) -> Path | None:
         if path is None:

@@ -35,6 +35,7 @@ from gastrorad.config.study import StudyConfig
 from gastrorad.data.cohorts import stratified_split
 from gastrorad.dl.backbones import NAMED_WEIGHTS, GastroNet, create_model, freeze, load_pretrained
 from gastrorad.dl.checkpoint import save_checkpoint
+from gastrorad.dl import distributed
 from gastrorad.dl.data import PatchDataset, SampleTable, build_augment, build_eval_transform
 from gastrorad.dl.module import GastroModule
 from gastrorad.dl.progress import EpochLog
@@ -119,8 +120,12 @@ def _loader(ds, batch_size, shuffle, seed, num_workers, sampler=None):
 
 def _quiet_lightning() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
-                 "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed"):
+                 "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed",
+                 "lightning.fabric.utilities.distributed", "lightning.pytorch.utilities.distributed"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    import warnings
+    # validation metrics are computed from predictions gathered over every rank (module.py): the same on all
+    warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
 
 
 class BestAndLast(L.Callback):
@@ -161,14 +166,18 @@ class BestAndLast(L.Callback):
         if self.key is None or trainer.should_stop or trainer.current_epoch + 1 >= trainer.max_epochs:
             return
         t0 = time.monotonic()
-        if t0 - self._written_at < max(self.every_seconds, 20 * self._write_seconds):
+        due = t0 - self._written_at >= max(self.every_seconds, 20 * self._write_seconds)
+        # rank 0's clock decides for every rank: saving the trainer's state is collective under DDP
+        if not trainer.strategy.broadcast(due, src=0):
             return
-        if self.best_state is not None:
+        zero = trainer.is_global_zero
+        if zero and self.best_state is not None:
             torch.save(self.best_state, self.out / "best.pt.tmp")
-        trainer.save_checkpoint(self.out / "last.ckpt.tmp", weights_only=False)
-        if self.best_state is not None:
-            os.replace(self.out / "best.pt.tmp", self.out / "best.pt")
-        os.replace(self.out / "last.ckpt.tmp", self.out / "last.ckpt")
+        trainer.save_checkpoint(self.out / "last.ckpt.tmp", weights_only=False)  # written by rank 0
+        if zero:
+            if self.best_state is not None:
+                os.replace(self.out / "best.pt.tmp", self.out / "best.pt")
+            os.replace(self.out / "last.ckpt.tmp", self.out / "last.ckpt")
         self._written_at = time.monotonic()
         self._write_seconds = self._written_at - t0
 
@@ -198,6 +207,9 @@ def _trainer(cfg: StudyConfig, out: Path, monitor: str | None, progress: bool, *
     cuda = torch.cuda.is_available()
     precision = t.precision if t.precision != "auto" else ("16-mixed" if cuda else "32-true")
     best = BestAndLast(monitor, out, resume_key)
+    strategy = distributed.strategy(t, _quiet_lightning)
+    if isinstance(strategy, distributed.DistributedFit):
+        distributed.check_picklable_log(log, strategy._start_method)
     callbacks: list = [best, EpochLog(log, tag=tag, monitor=monitor, best=best)]
     if monitor and t.early_stopping is not None:
         mode = "max" if monitor in ("val_auc", "val_c") else "min"
@@ -205,8 +217,9 @@ def _trainer(cfg: StudyConfig, out: Path, monitor: str | None, progress: bool, *
     if progress:
         from lightning.pytorch.callbacks import RichProgressBar
         callbacks.append(RichProgressBar())
-    trainer = L.Trainer(max_epochs=t.epochs, accelerator="auto", devices=t.devices if t.devices != "auto" else "auto",
-                        precision=precision, deterministic="warn" if cuda else True, callbacks=callbacks,
+    trainer = L.Trainer(max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+                        strategy=strategy, precision=precision,
+                        deterministic="warn" if cuda else True, callbacks=callbacks,
                         logger=False, enable_checkpointing=False, enable_progress_bar=progress,
                         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=out)
     return trainer, best
@@ -220,11 +233,12 @@ def fit_and_keep_best(cfg: StudyConfig, module, train_dl, val_dl, out: Path, mon
     written for resuming."""
     last, best_file = out / "last.ckpt", out / "best.pt"
     ckpt_path = None
+    zero = distributed.is_rank_zero()  # ranks started by torchrun/srun run this too; rank 0 owns the files
     if resume_key is not None and last.exists():
         if _stored_key(last) == resume_key and (monitor is None or best_file.exists()):
             ckpt_path = last
-        else:
-            last.unlink()
+        elif zero:
+            last.unlink(missing_ok=True)
     # The Trainer switches deterministic algorithms on for the whole process; put the flags back afterwards.
     # With them on, torch also fills every new uninitialised tensor (torch.empty) with NaN: that changes no
     # result of a correct op and cost ~10 % of a CPU training step (bench/train.py), so it is off while fitting.
@@ -240,9 +254,10 @@ def fit_and_keep_best(cfg: StudyConfig, module, train_dl, val_dl, out: Path, mon
         torch_deterministic.fill_uninitialized_memory = flags[2]
     if best.best_state is not None:
         module.model.load_state_dict(best.best_state)
-    last.unlink(missing_ok=True)  # first: a run killed in between starts afresh rather than resuming without best
-    for path in (best_file, out / "last.ckpt.tmp", out / "best.pt.tmp"):
-        path.unlink(missing_ok=True)
+    if zero:
+        last.unlink(missing_ok=True)  # first: a run killed in between starts afresh rather than resuming without best
+        for path in (best_file, out / "last.ckpt.tmp", out / "best.pt.tmp"):
+            path.unlink(missing_ok=True)
     return trainer, best
 
 
@@ -293,12 +308,13 @@ def fit_one(cfg: StudyConfig, samples: SampleTable, fit_ids, val_ids, *, tag: st
             sampler = WeightedRandomSampler(torch.as_tensor(w), num_samples=len(w), replacement=True, generator=g)
         if t.class_weights:
             pos_weight = float((1 - y).sum() / max(y.sum(), 1))
-    train_dl = _loader(train_ds, t.batch_size, True, seed, t.num_workers, sampler)
+    batch = distributed.local_batch_size(t)  # the global batch_size, split over data-parallel ranks
+    train_dl = _loader(train_ds, batch, True, seed, t.num_workers, sampler)
     monitor = None
     val_dl = None
     if len(val):
-        val_dl = _loader(PatchDataset(val, samples.kind, build_eval_transform(cfg.augment)), t.batch_size, False, seed,
-                         t.num_workers)
+        val_ds = PatchDataset(val, samples.kind, build_eval_transform(cfg.augment))
+        val_dl = _loader(distributed.Numbered(val_ds), batch, False, seed, t.num_workers)
         monitor = (t.early_stopping.monitor if t.early_stopping else "val_loss")
         if samples.kind == "survival" and monitor == "val_auc":
             monitor = "val_c"
@@ -312,6 +328,8 @@ def fit_one(cfg: StudyConfig, samples: SampleTable, fit_ids, val_ids, *, tag: st
     epochs = next(cb.rows for cb in trainer.callbacks if isinstance(cb, EpochLog))
     history = [{"epoch": trainer.current_epoch, "best_score": ckpt.best_model_score, "best_epoch": ckpt.best_epoch,
                 "monitor": monitor, "stopped_epoch": trainer.current_epoch, "epochs": epochs}]
-    path = save_checkpoint(out / "model.pt", module.model, channels=samples.channels, spatial_dims=samples.spatial_dims,
-                           cfg=cfg, backbone=backbone, dropout=dropout)
+    path = out / "model.pt"
+    if distributed.is_rank_zero():
+        save_checkpoint(path, module.model, channels=samples.channels, spatial_dims=samples.spatial_dims, cfg=cfg,
+                        backbone=backbone, dropout=dropout)
     return path, history

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from gastrorad.config.study import TrainingConfig
+from gastrorad.dl.distributed import gather_validation
 from gastrorad.dl.losses import bce_loss, cox_loss, kd_loss
 
 
@@ -56,7 +57,8 @@ class GastroModule(L.LightningModule):
             self.teacher.eval()
         loss = self._loss(self(x), target, x)
         n = len(next(iter(target.values())))  # x may be a dict (S3 models)
-        self.log("train_loss", loss, prog_bar=True, on_epoch=True, on_step=False, batch_size=n)
+        # sync_dist: the epoch's loss over every data-parallel rank (a no-op in one process)
+        self.log("train_loss", loss, prog_bar=True, on_epoch=True, on_step=False, batch_size=n, sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -70,6 +72,8 @@ class GastroModule(L.LightningModule):
         out = np.concatenate([o for o, _ in self._val])
         tgt = {k: np.concatenate([t[k] for _, t in self._val]) for k in self._val[0][1]}
         self._val.clear()
+        # the whole validation set on every rank (not per-rank metrics averaged): same best epoch everywhere
+        out, tgt = gather_validation(self, out, tgt)
         o = torch.as_tensor(out)
         if self.kind == "binary":
             y = tgt["label"]
@@ -91,8 +95,11 @@ class GastroModule(L.LightningModule):
             opt = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
         else:
             opt = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
-        total = c.epochs * self.steps_per_epoch
-        warm = c.warmup_epochs * self.steps_per_epoch
+        steps = self.steps_per_epoch
+        if self._trainer is not None and self.trainer.world_size > 1:
+            steps = max(1, self.trainer.estimated_stepping_batches // c.epochs)  # each rank's share of the batches
+        total = c.epochs * steps
+        warm = c.warmup_epochs * steps
 
         def factor(step):
             if warm and step < warm:

@@ -56,7 +56,7 @@ class EpochLog(L.Callback):
         self._t0 = self._c0 = 0.0
 
     def on_train_start(self, trainer, pl_module) -> None:
-        if trainer.current_epoch > 0:
+        if trainer.current_epoch > 0 and trainer.is_global_zero:
             self.write(f"    {self.tag}: resuming at epoch {trainer.current_epoch + 1}/{trainer.max_epochs} "
                      "from last.ckpt")
 
@@ -88,4 +88,5 @@ class EpochLog(L.Callback):
             row["patience_left"] = left
             line += f", patience {left}/{stopper.patience}"
         self.rows.append(row)
-        self.write(line)
+        if trainer.is_global_zero:  # data-parallel ranks hold the same numbers: one line per epoch
+            self.write(line)

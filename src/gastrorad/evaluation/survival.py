@@ -15,6 +15,7 @@ import pandas as pd
 from gastrorad.evaluation.frame import EvaluationFrame, wide_scores
 from gastrorad.models.pipeline import evaluation_horizons
 from gastrorad.stats import hosmer_lemeshow, performance_table
+from gastrorad.stats.resample import map_replicates
 from gastrorad.stats.survival import (observed_expected, risk_groups, survival_calibration, survival_net_benefit,
                                       time_dependent_auc)
 
@@ -28,18 +29,23 @@ def predicted_survival(cfg, model: str, lp: np.ndarray, horizon: float) -> np.nd
     return spec["baseline_survival"][str(float(horizon))] ** np.exp(np.asarray(lp, float))
 
 
-def _time_auc_ci(t, d, s, horizons, n_boot: int, seed: int) -> pd.DataFrame:
+def _time_auc_replicate(t, d, s, horizons):
+    def one(i: np.ndarray):
+        if d[i].sum() == 0:
+            return None
+        return time_dependent_auc(t[i], d[i], s[i], horizons, se=False).auc.to_numpy(float)
+    return one
+
+
+def _time_auc_ci(t, d, s, horizons, n_boot: int, seed: int, n_jobs: int = 1) -> pd.DataFrame:
     """AUC(t) at each horizon with timeROC's SE and 95% CI (i.i.d. representation); with
-    ``n_boot`` the CI is a percentile bootstrap (patients resampled) instead."""
+    ``n_boot`` the CI is a percentile bootstrap (patients resampled) instead, on ``n_jobs``
+    processes when it is slow enough (the resamples are drawn first: the serial result)."""
     res = time_dependent_auc(t, d, s, horizons)
     if n_boot:
-        rng = np.random.default_rng(seed)
-        reps = []
-        for _ in range(n_boot):
-            i = rng.integers(0, len(t), len(t))
-            if d[i].sum() == 0:
-                continue
-            reps.append(time_dependent_auc(t[i], d[i], s[i], horizons, se=False).auc.to_numpy(float))
+        rows = np.random.default_rng(seed).integers(0, len(t), (n_boot, len(t)))
+        reps = [r for r in map_replicates(_time_auc_replicate(t, d, s, horizons), rows, n_jobs=n_jobs)
+                if r is not None]
         if reps:
             reps = np.array(reps)
             with np.errstate(all="ignore"):
@@ -83,7 +89,7 @@ def survival_tables(ev: EvaluationFrame, cfg, cohorts: list[str]) -> dict[str, p
             except ValueError:
                 groups.append({"cohort": c, "model": m, "n": len(t), "events": int(d.sum()),
                                "n_high": int((s >= ev.cutoffs[m]).sum()), "cutoff": ev.cutoffs[m]})
-            tauc.append(_time_auc_ci(t, d, s, horizons, e.bootstrap, cfg.seed).assign(cohort=c, model=m))
+            tauc.append(_time_auc_ci(t, d, s, horizons, e.bootstrap, cfg.seed, cfg.resample_jobs).assign(cohort=c, model=m))
             for h in horizons:
                 surv = predicted_survival(cfg, m, s, h)
                 if surv is None:

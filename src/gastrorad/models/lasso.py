@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from gastrorad.errors import StatisticsWarning
+from gastrorad.stats.resample import map_replicates
 
 
 def _standardize(X: np.ndarray):
@@ -259,10 +260,29 @@ def _cv_choice(raw: np.ndarray, w: np.ndarray, lambdas: np.ndarray):
     return cvm, cvsd, i_min, i_1se
 
 
+# skglm's solver is compiled by numba without a disk cache: each new worker process spends ~10 s
+# compiling it before its first fold, so the folds go to processes only when they are this slow
+_LOGISTIC_PARALLEL_SECONDS = 30.0
+
+
+def _logistic_fold(Xa: np.ndarray, y: np.ndarray, foldid: np.ndarray, lambdas: np.ndarray):
+    """Fold k's binomial deviance at each lambda, fitted without fold k."""
+    def one(k) -> np.ndarray:
+        test = foldid == k
+        dev = []
+        for b0, b in logistic_path(Xa[~test], y[~test], lambdas):
+            p = np.clip(1 / (1 + np.exp(-(b0 + Xa[test] @ b))), 1e-5, 1 - 1e-5)
+            dev.append(np.mean(-2 * (y[test] * np.log(p) + (1 - y[test]) * np.log(1 - p))))
+        return np.asarray(dev)
+    return one
+
+
 def cv_lasso_logistic(X: pd.DataFrame, y, *, lambdas=None, foldid=None, nfolds: int = 10, seed: int = 0,
-                      nlambda: int = 100) -> LassoCV:
+                      nlambda: int = 100, n_jobs: int | None = 1) -> LassoCV:
     """``cv.glmnet(X, y, family = "binomial", type.measure = "deviance")``; folds from
-    ``foldid`` (1-based, as R) or drawn with ``seed``."""
+    ``foldid`` (1-based, as R) or drawn with ``seed``. The fold fits run on ``n_jobs``
+    processes when they are slow enough (:func:`gastrorad.stats.resample.map_replicates`),
+    with the serial result: the folds are fixed before any is fitted."""
     cols = list(X.columns)
     Xa, y = X.to_numpy(float), np.asarray(y).astype(int)
     n = len(y)
@@ -273,15 +293,9 @@ def cv_lasso_logistic(X: pd.DataFrame, y, *, lambdas=None, foldid=None, nfolds: 
         lambdas = np.asarray(lambdas, float)
     foldid = _fold_ids(n, foldid, nfolds, seed)
     folds = np.unique(foldid)
-    means, sizes = [], []
-    for k in folds:
-        test = foldid == k
-        dev = []
-        for b0, b in logistic_path(Xa[~test], y[~test], lambdas):
-            p = np.clip(1 / (1 + np.exp(-(b0 + Xa[test] @ b))), 1e-5, 1 - 1e-5)
-            dev.append(np.mean(-2 * (y[test] * np.log(p) + (1 - y[test]) * np.log(1 - p))))
-        means.append(dev)
-        sizes.append(test.sum())
+    means = map_replicates(_logistic_fold(Xa, y, foldid, lambdas), folds, n_jobs=n_jobs,
+                           min_seconds=_LOGISTIC_PARALLEL_SECONDS)
+    sizes = [(foldid == k).sum() for k in folds]
     cvm, cvsd, i_min, i_1se = _cv_choice(np.asarray(means), np.asarray(sizes, float), lambdas)
     fit_min, fit_1se = lasso_fit(Xa, y, lambdas[i_min]), lasso_fit(Xa, y, lambdas[i_1se])
     return LassoCV(lambdas, cvm, cvsd, float(lambdas[i_min]), float(lambdas[i_1se]), cols,
@@ -302,8 +316,20 @@ def coxnet_deviance(X: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np
     return float(2 * (sat - ll))
 
 
+def _cox_fold(Xa: np.ndarray, time: np.ndarray, event: np.ndarray, foldid: np.ndarray, lambdas: np.ndarray):
+    """Fold k's partial-likelihood deviance difference at each lambda, fitted without fold k,
+    and the lambdas whose fit did not converge."""
+    def one(k) -> tuple[np.ndarray, list[float]]:
+        test = foldid == k
+        failed: list[float] = []
+        row = [coxnet_deviance(Xa, time, event, b) - coxnet_deviance(Xa[~test], time[~test], event[~test], b)
+               for b in cox_path(Xa[~test], time[~test], event[~test], lambdas, failed=failed)]
+        return np.asarray(row), failed
+    return one
+
+
 def cv_lasso_cox(X: pd.DataFrame, time, event, *, lambdas=None, foldid=None, nfolds: int = 10, seed: int = 0,
-                 nlambda: int = 100) -> LassoCV:
+                 nlambda: int = 100, n_jobs: int | None = 1) -> LassoCV:
     """``cv.glmnet(X, Surv(time, event), family = "cox")``: the grouped partial-likelihood
     deviance (Verweij and van Houwelingen): fold k scores dev(all data) - dev(data without
     k) at the coefficients fitted without k, divided by the fold's events; folds weighted
@@ -312,6 +338,9 @@ def cv_lasso_cox(X: pd.DataFrame, time, event, *, lambdas=None, foldid=None, nfo
     Known difference: with tied death times glmnet's compiled deviance differs slightly from
     the Breslow deviance computed here (on R's colon data the CV curve differs by < 1e-3
     of ~14); the lambdas chosen and the selected variables were identical in the parity test.
+
+    The fold fits run on ``n_jobs`` processes when they are slow enough, with the serial
+    result (as :func:`cv_lasso_logistic`).
     """
     cols = list(X.columns)
     Xa = X.to_numpy(float)
@@ -326,18 +355,12 @@ def cv_lasso_cox(X: pd.DataFrame, time, event, *, lambdas=None, foldid=None, nfo
         lambdas = np.asarray(lambdas, float)
         full = None
     foldid = _fold_ids(n, foldid, nfolds, seed)
-    folds = np.unique(foldid)
-    raw, w = [], []
-    for k in folds:
-        test = foldid == k
-        if event[test].sum() == 0:  # its deviance per event is undefined: cv.glmnet drops it (na.rm = TRUE)
-            continue
-        row = []
-        for b in cox_path(Xa[~test], time[~test], event[~test], lambdas, failed=failed):
-            row.append(coxnet_deviance(Xa, time, event, b) - coxnet_deviance(Xa[~test], time[~test], event[~test], b))
-        ev = event[test].sum()
-        raw.append(np.asarray(row) / ev)
-        w.append(ev)
+    # a fold without events has no deviance per event: cv.glmnet drops it (na.rm = TRUE)
+    folds = [k for k in np.unique(foldid) if event[foldid == k].sum() > 0]
+    rows = map_replicates(_cox_fold(Xa, time, event, foldid, lambdas), folds, n_jobs=n_jobs)
+    w = [event[foldid == k].sum() for k in folds]
+    raw = [row / ev for (row, _), ev in zip(rows, w)]
+    failed += [lam for _, fold_failed in rows for lam in fold_failed]
     cvm, cvsd, i_min, i_1se = _cv_choice(np.asarray(raw), np.asarray(w, float), lambdas)
     if failed and min(lambdas[i_min], lambdas[i_1se]) <= max(failed):
         import warnings

@@ -88,10 +88,11 @@ def lasso_signature(cfg: StudyConfig, d: pd.DataFrame, feats: list[str], lambda_
     tr = d[d.cohort == "training"]
     X = tr[feats]
     if cfg.outcome.kind == "binary":
-        cv = cv_lasso_logistic(X, tr[cfg.outcome.label].to_numpy(), nfolds=nfolds, seed=cfg.seed, nlambda=nlambda)
+        cv = cv_lasso_logistic(X, tr[cfg.outcome.label].to_numpy(), nfolds=nfolds, seed=cfg.seed, nlambda=nlambda,
+                               n_jobs=cfg.resample_jobs)
     else:
         cv = cv_lasso_cox(X, tr[cfg.outcome.time], tr[cfg.outcome.event], nfolds=nfolds, seed=cfg.seed,
-                          nlambda=nlambda)
+                          nlambda=nlambda, n_jobs=cfg.resample_jobs)
     coef = cv.coef_min if lambda_rule == "min" else cv.coef_1se
     lp = coef[0] + d[feats].to_numpy(float) @ coef[1:]
     return lp, {"lambda": cv.lambda_min if lambda_rule == "min" else cv.lambda_1se,
@@ -248,9 +249,11 @@ def fit_models(cfg: StudyConfig) -> FitResult:
         cols = [c for t in terms.values() for c in t]
         sel = cfg.clinical.selection
         if kind == "logistic":
-            cv = cv_lasso_logistic(tr[cols], tr[cfg.outcome.label].to_numpy(), nfolds=sel.nfolds, seed=cfg.seed)
+            cv = cv_lasso_logistic(tr[cols], tr[cfg.outcome.label].to_numpy(), nfolds=sel.nfolds, seed=cfg.seed,
+                                   n_jobs=cfg.resample_jobs)
         else:
-            cv = cv_lasso_cox(tr[cols], tr[cfg.outcome.time], tr[cfg.outcome.event], nfolds=sel.nfolds, seed=cfg.seed)
+            cv = cv_lasso_cox(tr[cols], tr[cfg.outcome.time], tr[cfg.outcome.event], nfolds=sel.nfolds, seed=cfg.seed,
+                              n_jobs=cfg.resample_jobs)
         kept = set(cv.selected(sel.lambda_rule))
         selection["lasso"] = {"lambda": cv.lambda_min if sel.lambda_rule == "min" else cv.lambda_1se,
                               "selected": sorted(kept)}

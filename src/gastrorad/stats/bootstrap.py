@@ -95,25 +95,31 @@ def auc_ci_bootstrap(y, score, *, n_boot: int = 2000, level: float = 0.95, seed:
     return BootstrapCI(auc(y, score), lo, hi, level, n_boot, reps)
 
 
+def _replicate(statistic: Callable[..., float], y: np.ndarray, arrays: list[np.ndarray]):
+    """The statistic on one resample (a row of indices); NaN where it is undefined."""
+    def one(row: np.ndarray) -> float:
+        try:
+            return float(statistic(y[row], *[a[row] for a in arrays]))
+        except (ValueError, ZeroDivisionError, FloatingPointError):
+            return np.nan
+    return one
+
+
 def bootstrap_ci(y, statistic: Callable[..., float], *arrays, n_boot: int = 2000, level: float = 0.95,
-                 seed: int = 0, stratified: bool = True) -> BootstrapCI:
+                 seed: int = 0, stratified: bool = True, n_jobs: int | None = 1) -> BootstrapCI:
     """Percentile CI of any ``statistic(y, *arrays)`` over stratified resamples of patients.
 
     Resamples where the statistic is undefined (it raises or returns NaN) are dropped;
-    the number kept is ``n_boot`` of the result.
+    the number kept is ``n_boot`` of the result. All resamples are drawn from ``seed``
+    before any is evaluated, so ``n_jobs`` processes (:func:`.resample.map_replicates`, used
+    when the statistic is slow enough to pay for them) give the serial result.
     """
+    from gastrorad.stats.resample import map_replicates
     y = np.asarray(y).astype(int)
     arrays = [np.asarray(a) for a in arrays]
     rng = np.random.default_rng(seed)
     idx = stratified_indices(y, n_boot, rng, stratified)
-    reps = []
-    for row in idx:
-        try:
-            v = float(statistic(y[row], *[a[row] for a in arrays]))
-        except (ValueError, ZeroDivisionError, FloatingPointError):
-            continue
-        if np.isfinite(v):
-            reps.append(v)
-    reps = np.asarray(reps)
+    reps = np.asarray(map_replicates(_replicate(statistic, y, arrays), idx, n_jobs=n_jobs), float)
+    reps = reps[np.isfinite(reps)]
     lo, hi = _percentile(reps, level) if len(reps) else (np.nan, np.nan)
     return BootstrapCI(float(statistic(y, *arrays)), lo, hi, level, len(reps), reps)

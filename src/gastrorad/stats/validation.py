@@ -35,41 +35,42 @@ def _survival_indices(lp: np.ndarray, time: np.ndarray, event: np.ndarray) -> di
     return {"Dxy": 2 * c - 1, "C": c, "Slope": float(slope)}
 
 
+def _optimism_replicate(df: pd.DataFrame, fit, indices):
+    """Refit on one bootstrap sample (row numbers of ``df``); (indices on the sample, indices
+    on the original data), or None when the procedure fails on that sample."""
+    def one(rows: np.ndarray):
+        b = df.iloc[rows].reset_index(drop=True)
+        try:
+            predict = fit(b)
+            return indices(predict, b), indices(predict, df)
+        except (ValueError, np.linalg.LinAlgError):
+            return None
+    return one
+
+
 def bootstrap_validate(df: pd.DataFrame, fit: Callable[[pd.DataFrame], Callable[[pd.DataFrame], np.ndarray]], *,
                        kind: str = "binary", outcome: str = "label", time: str = "time", event: str = "event",
-                       n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+                       n_boot: int = 200, seed: int = 0, n_jobs: int | None = 1) -> pd.DataFrame:
     """Apparent, optimism and corrected indices (rows) as ``rms::validate(fit, B = n_boot)``.
 
     Bootstrap fits that fail (e.g. no event in a resample) are skipped and counted in ``n``.
+    Every bootstrap sample is drawn from ``seed`` first; the refits then run on ``n_jobs``
+    processes (:func:`.resample.map_replicates`) with the serial result. ``fit`` must be
+    picklable by cloudpickle for that (closures are).
     """
-    def indices(frame_fit, frame_eval):
-        predict = fit(frame_fit)
-        lp = np.asarray(predict(frame_eval), float)
+    from gastrorad.stats.resample import map_replicates
+
+    def indices(predict, frame):
+        lp = np.asarray(predict(frame), float)
         if kind == "binary":
-            return _binary_indices(lp, frame_eval[outcome].to_numpy().astype(int))
-        return _survival_indices(lp, frame_eval[time].to_numpy(float), frame_eval[event].to_numpy().astype(int))
+            return _binary_indices(lp, frame[outcome].to_numpy().astype(int))
+        return _survival_indices(lp, frame[time].to_numpy(float), frame[event].to_numpy().astype(int))
 
     df = df.reset_index(drop=True)
-    apparent = indices(df, df)
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for _ in range(n_boot):
-        b = df.iloc[rng.integers(0, len(df), len(df))].reset_index(drop=True)
-        try:
-            predict = fit(b)
-            lp_b = np.asarray(predict(b), float)
-            lp_o = np.asarray(predict(df), float)
-            if kind == "binary":
-                tr = _binary_indices(lp_b, b[outcome].to_numpy().astype(int))
-                te = _binary_indices(lp_o, df[outcome].to_numpy().astype(int))
-            else:
-                tr = _survival_indices(lp_b, b[time].to_numpy(float), b[event].to_numpy().astype(int))
-                te = _survival_indices(lp_o, df[time].to_numpy(float), df[event].to_numpy().astype(int))
-        except (ValueError, np.linalg.LinAlgError):
-            continue
-        train.append(tr)
-        test.append(te)
-    tr, te = pd.DataFrame(train), pd.DataFrame(test)
+    apparent = indices(fit(df), df)
+    rows = np.random.default_rng(seed).integers(0, len(df), (n_boot, len(df)))
+    done = [r for r in map_replicates(_optimism_replicate(df, fit, indices), rows, n_jobs=n_jobs) if r is not None]
+    tr, te = pd.DataFrame([r[0] for r in done]), pd.DataFrame([r[1] for r in done])
     optimism = (tr - te).mean()
     out = pd.DataFrame({"index.orig": pd.Series(apparent), "training": tr.mean(), "test": te.mean(),
                         "optimism": optimism})
