@@ -82,7 +82,7 @@ def main() -> None:
         clinical = pd.read_csv(data / "clinical.csv", dtype={"patient_id": str}).set_index("patient_id")
         truth = pd.read_csv(data / "truth.csv", dtype={"patient_id": str}).set_index("patient_id")
         for profile in a.profiles:
-            sig, secs = run_profile(a.kind, data, profile, a.root / f"run_{a.kind}_{seed}_{profile}")
+            sig, secs = run_profile(a.kind, data, profile, a.root / f"run_{a.kind}_n{a.patients}_{seed}_{profile}")
             held = sig[sig.cohort != "training"].dropna()
             ids = held.patient_id.to_numpy()
             for col in [c for c in sig.columns if c not in ("patient_id", "cohort")]:
