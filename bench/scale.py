@@ -33,6 +33,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -88,22 +89,30 @@ def _stages(cfg, compute) -> dict:
 
 def run_one(folder: Path, mode: str) -> dict:
     """One configuration, in this (fresh) process."""
-    from gastrorad.io.compute import Compute, dask_client, process_memory, worker_memory
+    from gastrorad.io.compute import Compute, dask_client, process_usage, worker_usage
+    load = os.getloadavg()[0]
     if mode == "serial":
         compute = Compute(scheduler="serial")
+        before = process_usage()["cpu_s"]
         out = _stages(_study(folder, mode, "serial"), compute)
-        out.update(workers=1, cluster_start_s=0.0, worker_peak_rss_mb=[process_memory()["peak_rss_mb"]])
+        used = process_usage()
+        out.update(workers=1, cluster_start_s=0.0, worker_peak_rss_mb=[used["peak_rss_mb"]],
+                   worker_cpu_s=used["cpu_s"] - before, driver_cpu_s=0.0)
     else:
         workers = int(mode.split("-")[1])
         t0 = time.perf_counter()
         with dask_client(Compute(workers=workers)) as client:
             start = time.perf_counter() - t0
             address = client.scheduler.address
+            cpu0, driver0 = sum(u["cpu_s"] for u in worker_usage(client).values()), process_usage()["cpu_s"]
             out = _stages(_study(folder, mode, address), Compute(scheduler=address))
-            mem = worker_memory(client)
+            used = worker_usage(client)
         out.update(workers=workers, cluster_start_s=start,
-                   worker_peak_rss_mb=sorted(m["peak_rss_mb"] for m in mem.values()))
-    out.update(mode=mode, driver_peak_rss_mb=process_memory()["peak_rss_mb"])
+                   worker_peak_rss_mb=sorted(u["peak_rss_mb"] for u in used.values()),
+                   worker_cpu_s=sum(u["cpu_s"] for u in used.values()) - cpu0,
+                   driver_cpu_s=process_usage()["cpu_s"] - driver0)
+    out.update(mode=mode, driver_peak_rss_mb=process_usage()["peak_rss_mb"],
+               load_before=load, load_after=os.getloadavg()[0])
     return out
 
 
@@ -149,14 +158,18 @@ def main() -> None:
     n = args.patients
     base = results["dask-1"]
     print(f"\n{'mode':<8}{'workers':>8}{'start s':>9}{'preproc p/s':>13}{'radiomics p/s':>15}{'both p/s':>10}"
-          f"{'speed-up':>10}{'worker-s/patient':>18}  peak RSS per worker MB (driver)")
+          f"{'speed-up':>10}{'CPU-s/patient':>15}{'CPU share':>11}{'load':>11}  peak RSS per worker MB (driver)")
     for mode, r in results.items():
         both = r["preprocess_s"] + r["radiomics_s"]
         speed = (base["preprocess_s"] + base["radiomics_s"]) / both
-        cost = r["workers"] * both / n
         rss = ", ".join(f"{v:.0f}" for v in r["worker_peak_rss_mb"])
+        share = r["worker_cpu_s"] / (both * r["workers"])  # below 1: the workers waited (for I/O or for a core)
         print(f"{mode:<8}{r['workers']:>8}{r['cluster_start_s']:>9.1f}{n / r['preprocess_s']:>13.1f}"
-              f"{n / r['radiomics_s']:>15.1f}{n / both:>10.2f}{speed:>9.2f}x{cost:>18.3f}  {rss} ({r['driver_peak_rss_mb']:.0f})")
+              f"{n / r['radiomics_s']:>15.1f}{n / both:>10.2f}{speed:>9.2f}x"
+              f"{r['worker_cpu_s'] / n:>9.3f}+{r['driver_cpu_s'] / n:.3f}{share:>11.2f}"
+              f"{r['load_before']:>5.1f}-{r['load_after']:<5.1f}  {rss} ({r['driver_peak_rss_mb']:.0f})")
+    print("CPU-s/patient: worker + driver CPU seconds per patient; CPU share: worker CPU / (wall x workers); "
+          "load: the machine's 1-min load average before-after")
     if f"dask-{args.workers}" in results:
         top = results[f"dask-{args.workers}"]
         both = top["preprocess_s"] + top["radiomics_s"]

@@ -137,3 +137,31 @@ def test_local_cluster_workers_die_with_a_killed_parent(tmp_path):
     workers, alive = kill_parent(script, 20)
     assert len(workers) == 2
     assert not alive, f"Dask workers {alive} outlived their killed parent"
+
+
+def test_a_patient_holds_one_ct_at_a_time(s1_copy, monkeypatch):
+    import shutil
+    import weakref
+
+    import gastrorad.preprocess.pipeline as pipeline
+    from gastrorad.data.tables import load_manifest
+    cfg = load_study(s1_copy / "study.yaml")
+    cfg.preprocess.phases = ["venous", "arterial"]
+    manifest, _ = load_manifest(cfg.manifest_path, cfg.manifest_path.parent)
+    venous = manifest[manifest.patient_id == manifest.patient_id.iloc[0]].iloc[0].to_dict()
+    arterial = dict(venous, phase="arterial", image_path=venous["image_path"].replace(".nii", "_arterial.nii"))
+    shutil.copy(venous["image_path"], arterial["image_path"])
+    live: list[weakref.ref] = []
+    held = []
+    read = pipeline.read_image
+
+    def counting_read(path, **kw):
+        held.append(sum(r() is not None for r in live))  # CTs of this patient still alive at this read
+        image = read(path, **kw)
+        live.append(weakref.ref(image))
+        return image
+
+    monkeypatch.setattr(pipeline, "read_image", counting_read)
+    res = pipeline.process_patient((cfg, [venous, arterial, dict(venous, lesion_id="node")]))
+    assert res["problems"] == [] and res["computed"] == 3
+    assert held == [0, 0]  # each CT read once for its instances, and gone before the next is read

@@ -81,13 +81,6 @@ class Compute:
         """True when ``tasks`` tasks run in this process rather than on a cluster."""
         return self.scheduler == SERIAL or (self.scheduler == LOCAL and (self.workers <= 1 or tasks <= 1))
 
-    def describe(self) -> str:
-        if self.scheduler == SERIAL:
-            return "in this process"
-        if self.remote:
-            return f"Dask scheduler {self.scheduler}"
-        return f"Dask LocalCluster, {self.workers} worker(s) x {self.threads_per_worker} thread(s)"
-
 
 class TaskFailed(Exception):
     """Raised by a per-patient function whose patient failed: carries what it did compute
@@ -236,22 +229,25 @@ def _map_dask(fn, tasks, compute: Compute, progress, on_failure) -> list:
     return results
 
 
-def worker_memory(client) -> dict[str, dict[str, float]]:
-    """Peak and current resident memory (MB) of every worker process of ``client``'s cluster."""
-    return client.run(process_memory)
+def worker_usage(client) -> dict[str, dict[str, float]]:
+    """:func:`process_usage` of every worker process of ``client``'s cluster, by worker address."""
+    return client.run(process_usage)
 
 
-def process_memory() -> dict[str, float]:
-    """This process's peak resident set (``ru_maxrss``) and current RSS, in MB."""
+def process_usage() -> dict[str, float]:
+    """This process's peak resident set (``ru_maxrss``) and current RSS in MB, and the CPU
+    seconds it has used (user + system)."""
     import resource
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    use = resource.getrusage(resource.RUSAGE_SELF)
     try:
         import psutil
         rss = psutil.Process(os.getpid()).memory_info().rss / 2 ** 20
     except ImportError:
         rss = float("nan")
-    return {"peak_rss_mb": round(peak, 1), "rss_mb": round(rss, 1)}
+    return {"peak_rss_mb": round(use.ru_maxrss / 1024, 1),  # KiB on Linux
+            "rss_mb": round(rss, 1), "cpu_s": round(use.ru_utime + use.ru_stime, 2)}
 
 
-__all__ = ["Compute", "FailOnProblems", "TaskFailed", "failed_result", "dask_client", "map_patients", "process_memory", "worker_memory"]
+__all__ = ["Compute", "FailOnProblems", "TaskFailed", "failed_result", "dask_client", "map_patients", "process_usage",
+           "worker_usage"]
