@@ -19,7 +19,9 @@ patch bytes and feature tables of every configuration are identical.
     python bench/scale.py [--patients 2000] [--matrix-scale 0.5] [--workers 2]
 
 Patient deep features stay in one process (batched torch inference, see the README);
-this bench measures the per-patient stages that run on Dask.
+this bench measures the per-patient stages that run on Dask. Each run folder is deleted after
+its digests are taken (2.4 MB of patches per patient); the cohort stays (about 0.9 MB per
+patient at matrix scale 0.5).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def _stages(cfg, compute) -> dict:
     for path in sorted(pre.index.path):
         digest.update(Path(path).read_bytes())
     features = hashlib.blake2b(rad.table.to_csv(index=False).encode(), digest_size=16).hexdigest()
+    shutil.rmtree(cfg.output_dir, ignore_errors=True)  # 2.4 MB of patches per patient: 4.8 GB at 2000
     return {"patients": int(pre.index.patient_id.nunique()), "preprocess_s": t1 - t0, "radiomics_s": t2 - t1,
             "patches_digest": digest.hexdigest(), "features_digest": features}
 
