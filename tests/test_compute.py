@@ -165,3 +165,15 @@ def test_a_patient_holds_one_ct_at_a_time(s1_copy, monkeypatch):
     res = pipeline.process_patient((cfg, [venous, arterial, dict(venous, lesion_id="node")]))
     assert res["problems"] == [] and res["computed"] == 3
     assert held == [0, 0]  # each CT read once for its instances, and gone before the next is read
+
+
+def test_cli_scheduler_option(s1_copy):
+    from typer.testing import CliRunner
+
+    from gastrorad.cli import app
+    runner = CliRunner()
+    ok = runner.invoke(app, ["preprocess", str(s1_copy / "study.yaml"), "--scheduler", "serial"])
+    assert ok.exit_code == 0, ok.output
+    assert "8 patch sets: 8 computed" in ok.output
+    bad = runner.invoke(app, ["preprocess", str(s1_copy / "study.yaml"), "--scheduler", "lcoal"])
+    assert bad.exit_code == 1 and "compute.scheduler" in bad.output and "Traceback" not in bad.output
