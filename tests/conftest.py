@@ -53,3 +53,25 @@ def write_yaml(path: Path, data: dict) -> Path:
     import yaml
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def kill_parent(script: Path, seconds: float) -> tuple[list[int], list[int]]:
+    """Run ``script`` (it prints its worker pids on its first line, then waits), SIGKILL it, and
+    return (its workers, those still running ``seconds`` later, which are then killed)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    workers = [int(v) for v in proc.stdout.readline().split()]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + seconds
+    alive = list(workers)
+    while alive and time.time() < deadline:
+        alive = [p for p in workers if os.path.exists(f"/proc/{p}") and
+                 "zombie" not in open(f"/proc/{p}/status").read().lower()]
+        time.sleep(0.1)
+    for p in alive:
+        os.kill(p, signal.SIGKILL)
+    return workers, alive

@@ -198,6 +198,26 @@ def test_grad_cam_focuses_on_the_lesion(trained):
     assert guided.roi_focus.notna().all()
 
 
+def test_grad_cam_is_identical_on_dask(trained, tmp_path):
+    import json
+    from pathlib import Path
+    pytest.importorskip("distributed")
+    from gastrorad.dl.explain import explain_study
+    cfg, _, _ = trained
+    tables = {}
+    for name, compute in (("serial", {"scheduler": "serial"}), ("dask", {"scheduler": "local", "workers": 2})):
+        c = cfg.model_copy(update={"compute": cfg.compute.model_copy(update=compute)})
+        c.output = tmp_path / name  # the patches stay where they are (patches.csv lists them)
+        (c.output_dir).mkdir(parents=True)
+        (c.output_dir / "patches.csv").write_bytes((cfg.output_dir / "patches.csv").read_bytes())
+        tables[name] = explain_study(c, checkpoint=json.loads((cfg.output_dir / "models" / "models.json").read_text())
+                                     ["checkpoints"][0], limit=3, guided=False)
+    a, b = tables["serial"], tables["dask"]
+    assert len(a) == 6 and list(a.patient_id) == list(b.patient_id)
+    assert a.roi_focus.tolist() == b.roi_focus.tolist()
+    assert [Path(x).read_bytes() for x in a.png] == [Path(x).read_bytes() for x in b.png]
+
+
 def test_progressive_distill_records_every_iteration(tmp_path):
     from gastrorad.dl.train import score_study, train_model
     cfg = make_patch_study(tmp_path / "pd", n=48, extra={})

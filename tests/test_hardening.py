@@ -18,7 +18,7 @@ import pytest
 import SimpleITK as sitk
 from typer.testing import CliRunner
 
-from conftest import shared_path
+from conftest import kill_parent, shared_path
 from gastrorad.cli import app
 from gastrorad.errors import InputError
 from gastrorad.io import read_image, read_image_geometry
@@ -252,11 +252,6 @@ def test_temporaries_of_a_killed_run_are_removed_at_the_next_start(tmp_path):
 
 
 def test_pool_workers_die_with_a_killed_parent(tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
     script = tmp_path / "parent.py"
     script.write_text(
         "import os, sys, time\n"
@@ -268,17 +263,8 @@ def test_pool_workers_die_with_a_killed_parent(tmp_path):
         "        pids = set(pool.map(pid, range(20)))\n"
         "        print(' '.join(map(str, pids)), flush=True)\n"
         "        list(pool.map(nap, range(2)))\n")
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    workers = [int(v) for v in proc.stdout.readline().split()]
+    workers, alive = kill_parent(script, 10)
     assert workers
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    deadline = time.time() + 10
-    alive = workers
-    while alive and time.time() < deadline:
-        alive = [w for w in workers if os.path.exists(f"/proc/{w}") and
-                 "zombie" not in open(f"/proc/{w}/status").read().lower()]
-        time.sleep(0.1)
     assert not alive, f"workers {alive} outlived their killed parent"
 
 

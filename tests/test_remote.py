@@ -238,7 +238,9 @@ def test_s3_missing_object_and_truncated_object_are_reported_by_row(tiny, s3, tm
     assert by_row[3].column == "mask" and "does not exist" in by_row[3].reason
     assert "s3://study2/masks/P0002_venous_primary.nii.gz" in by_row[3].reason
     assert by_row[4].column == "image" and "truncated" in by_row[4].reason
-    assert by_row[4].reason.endswith("(s3://study2/images/P0003_venous.nii.gz)")  # the URL, not the cached copy
+    # the URL, not the cached copy (the retry count follows it)
+    assert "(s3://study2/images/P0003_venous.nii.gz)" in by_row[4].reason
+    assert str(cfg.remote_cache_dir) not in by_row[4].reason and "failed on 2 attempt(s)" in by_row[4].reason
     with pytest.raises(InputError, match="does not exist"):
         RemoteCache(tmp_path / "c", {"s3": {"endpoint_url": endpoint}}).fingerprint("s3://study2/none.nii.gz")
 

@@ -28,6 +28,10 @@ console = Console(stderr=False)
 err = Console(stderr=True)
 
 
+_SCHEDULER_HELP = ("Where per-patient work runs: 'local' (a Dask LocalCluster started for the command), 'serial' "
+                   "(this process) or a Dask scheduler address such as tcp://host:8786 (default: compute.scheduler).")
+
+
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TextColumn("eta"), TimeRemainingColumn(), console=err, transient=False)
@@ -150,11 +154,13 @@ def validate(
 @app.command()
 def preprocess(
     study: Path = typer.Argument(..., help="Study file (YAML)."),
-    workers: Optional[int] = typer.Option(None, help="Worker processes (default: preprocess.workers)."),
+    workers: Optional[int] = typer.Option(None, help="Dask worker processes (default: compute.workers, else "
+                                          "preprocess.workers; 1: in this process)."),
+    scheduler: Optional[str] = typer.Option(None, help=_SCHEDULER_HELP),
 ) -> None:
     """Cut ROI patches for every image (cached).
 
-    ROI-first resampling, in parallel over patients.
+    ROI-first resampling, in parallel over patients on Dask (the study's compute: section).
 
     Python: gastrorad.preprocess.preprocess_study.
     """
@@ -162,7 +168,7 @@ def preprocess(
     cfg = _load(study)
     with _progress() as prog:
         task = prog.add_task("preprocess", total=None)
-        res = preprocess_study(cfg, workers=workers,
+        res = preprocess_study(cfg, workers=workers, scheduler=scheduler,
                                progress=lambda d, t: prog.update(task, completed=d, total=t))
     console.print(f"{len(res.index)} patch sets: {res.computed} computed, {res.cached} from cache, "
                   f"{res.seconds:.1f} s; index {cfg.output_dir / 'patches.csv'}")
@@ -366,6 +372,9 @@ def run(study: Path = typer.Argument(..., help="Study file (YAML) or recipe."),
         from_stage: Optional[str] = typer.Option(None, "--from", help="Rerun from this stage on."),
         only: Optional[str] = typer.Option(None, help="Run only these stages (comma-separated)."),
         force: bool = typer.Option(False, help="Ignore the cache: rerun every stage."),
+        workers: Optional[int] = typer.Option(None, help="Dask worker processes for the per-patient stages "
+                                              "(overrides compute.workers; never changes results or the cache)."),
+        scheduler: Optional[str] = typer.Option(None, help=_SCHEDULER_HELP),
         ) -> None:
     """Every stage of a study from one file, cached and resumable.
 
@@ -375,6 +384,8 @@ def run(study: Path = typer.Argument(..., help="Study file (YAML) or recipe."),
     """
     from gastrorad.runner import run_study
     cfg = _load(study, profile, data=data, output=output)
+    cfg.compute = cfg.compute.model_copy(update={k: v for k, v in (("workers", workers), ("scheduler", scheduler))
+                                                 if v is not None})
     t0 = time.perf_counter()
     console.print(f"[bold]gastrorad run[/bold] {cfg.name}" + (f" (profile {cfg.profile})" if cfg.profile else "")
                   + f" -> {cfg.output_dir.resolve()}")
@@ -426,7 +437,8 @@ def predict(bundle: Path = typer.Argument(..., help="Model bundle folder (<run>/
             clinical: Optional[Path] = typer.Option(None, help="Clinical table of the new patients (instead of "
                                                     "clinical columns in the patients file)."),
             gradcam: bool = typer.Option(True, help="Draw Grad-CAM overlays."),
-            workers: int = typer.Option(1, help="Worker processes for patch cutting.")) -> None:
+            workers: int = typer.Option(1, help="Dask worker processes for patch cutting (1: in this process)."),
+            scheduler: Optional[str] = typer.Option(None, help=_SCHEDULER_HELP)) -> None:
     """Apply a locked model bundle to new patients: scores, risk groups, nomogram points, Grad-CAM.
 
     Python: gastrorad.bundle.predict_patients.
@@ -434,7 +446,7 @@ def predict(bundle: Path = typer.Argument(..., help="Model bundle folder (<run>/
     from gastrorad.bundle import predict_patients
     _output[:] = [out.resolve()]
     res = predict_patients(bundle, patients, out, clinical=clinical, gradcam=gradcam, workers=workers,
-                           log=_log_line)
+                           scheduler=scheduler, log=_log_line)
     p = res.predictions
     console.print(f"{p.patient_id.nunique()} patients scored with {p.model.nunique()} model(s) -> "
                   f"{(res.folder / 'predictions.csv').resolve()}")

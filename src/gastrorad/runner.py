@@ -53,10 +53,14 @@ class Stage:
 
 
 def _section(cfg: StudyConfig, dotted: str):
+    """A study-file section as the stage key sees it: without worker counts, which change where
+    the work runs, never its results (like the ``compute:`` section, which no stage reads)."""
     obj = cfg
     for part in dotted.split("."):
         obj = getattr(obj, part)
-    return obj.model_dump(mode="json") if hasattr(obj, "model_dump") else (str(obj) if isinstance(obj, Path) else obj)
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json", exclude={"workers"} if "workers" in type(obj).model_fields else None)
+    return str(obj) if isinstance(obj, Path) else obj
 
 
 def _images_fingerprint(cfg: StudyConfig) -> str:

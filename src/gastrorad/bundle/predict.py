@@ -209,13 +209,17 @@ def score_models(fit: dict, clin: pd.DataFrame, sig: pd.DataFrame | None, source
 
 
 def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, *, clinical: str | Path | None = None,
-                     gradcam: bool = True, workers: int = 1, progress=None, log=None) -> PredictResult:
+                     gradcam: bool = True, workers: int = 1, scheduler: str | None = None, progress=None,
+                     log=None) -> PredictResult:
     """Score new patients with a locked bundle; writes ``<out>/predictions.csv`` (and Grad-CAM).
+
+    Patches are cut on ``workers`` Dask workers (1: in this process) or on the Dask scheduler at
+    ``scheduler``; the training study's own ``compute:`` section is not used.
 
     The outputs of an earlier prediction in ``out`` are removed first (``log`` is told which), so
     a failed prediction leaves no predictions.csv that belongs to other patients.
     """
-    from gastrorad.config.study import CohortConfig
+    from gastrorad.config.study import CohortConfig, ComputeConfig
     from gastrorad.dl.train import load_checkpoint, score_study
     from gastrorad.preprocess import preprocess_study
 
@@ -262,6 +266,7 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
         cfg.cohorts = CohortConfig(column="cohort", require_training=False)
         cfg.output = out
         cfg.preprocess.workers = workers
+        cfg.compute = ComputeConfig(scheduler=scheduler or "local", workers=workers)
         cfg.preprocess.cache_dir = out / "cache" / "patches"
         # URL images: this site's storage (endpoint, credentials from the environment), not the training site's
         cfg.data.remote_cache, cfg.data.storage_options = out / "cache" / "remote", {}

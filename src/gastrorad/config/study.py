@@ -500,7 +500,8 @@ class ComputeConfig(Strict):
         "SLURM or dask-kubernetes."))
     workers: int | None = Field(None, ge=1, description=(
         "Worker processes of the local cluster and parallel jobs of the resampling statistics "
-        "(default: preprocess.workers)."))
+        "(default: each stage's own setting, preprocess.workers or radiomics.workers). With 1 worker "
+        "the work stays in this process."))
     threads_per_worker: int = Field(1, ge=1, description="Threads per Dask worker (torch and ITK threads too).")
     memory_limit: str | None = Field("auto", description="Memory limit per local worker, e.g. '4GB'; 'auto' "
                                                          "shares the machine's memory; null: no limit.")

@@ -8,6 +8,7 @@ background).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -81,39 +82,62 @@ def explain_study(cfg, *, checkpoint: str | Path | None = None, limit: int = 12,
     """Grad-CAM overlays for up to ``limit`` patients per cohort, into ``<output>/explain/``.
 
     Returns a table (patient_id, cohort, png, roi_focus) where roi_focus uses the patch's
-    mask channel when it has one.
+    mask channel when it has one. Patients are independent tasks (one patch through the
+    network each), so they run where the study's ``compute:`` section says; each worker
+    loads the network once.
     """
     import json
 
     import pandas as pd
 
     from gastrorad.dl.data import load_sample_table
-    from gastrorad.dl.train import load_checkpoint, model_dir
+    from gastrorad.dl.train import model_dir
     from gastrorad.io.atomic import atomic_write_text
-    from gastrorad.preprocess.cache import load_patches
+    from gastrorad.io.compute import Compute, map_patients
 
     if checkpoint is None:
         checkpoint = json.loads((model_dir(cfg) / "models.json").read_text())["checkpoints"][0]
-    net = load_checkpoint(checkpoint)
     samples = load_sample_table(cfg)
-    rows = []
     out_dir = cfg.output_dir / "explain"
     first = samples.frame.drop_duplicates("patient_id")
-    for cohort, group in first.groupby("cohort", sort=True):
-        for r in group.head(limit).itertuples():
-            arr, channels, _ = load_patches(r.path)
-            x = arr[r.index] if r.index >= 0 else arr
-            xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)[None]
-            cam = grad_cam(net, xt, guided=guided)[0]
-            centre = channels.index("slice+0") if "slice+0" in channels else x.shape[0] // 2
-            image = x[centre] if x.ndim == 3 else x[0, x.shape[1] // 2]
-            if cam.ndim == 3:
-                cam = cam[cam.shape[0] // 2]
-            mask = x[channels.index("mask")] if "mask" in channels else None
-            png = save_overlay(image, cam, inside(out_dir, str(cohort), f"{r.patient_id}.png"), mask=mask,
-                               title=f"{r.patient_id} ({cohort})")
-            rows.append({"patient_id": r.patient_id, "cohort": cohort, "png": str(png),
-                         "roi_focus": roi_focus(cam, mask) if mask is not None and mask.any() else np.nan})
+    tasks = [(i, str(checkpoint), r.path, int(r.index), str(r.patient_id), str(cohort),
+              str(inside(out_dir, str(cohort), f"{r.patient_id}.png")), guided)
+             for i, (cohort, r) in enumerate((c, r) for c, g in first.groupby("cohort", sort=True)
+                                             for r in g.head(limit).itertuples())]
+    compute = Compute.from_settings(cfg.compute, default_workers=cfg.preprocess.workers)
+    rows = sorted(map_patients(explain_patient, tasks, compute), key=lambda r: r.pop("order"))
     table = pd.DataFrame(rows)
     atomic_write_text(out_dir / "gradcam.csv", table.to_csv(index=False))
     return table
+
+
+def explain_patient(task: tuple) -> dict:
+    """One patient's Grad-CAM overlay (a task of :func:`explain_study`)."""
+    from gastrorad.preprocess.cache import load_patches
+
+    order, checkpoint, patch_path, index, patient_id, cohort, png, guided = task
+    net = _network(checkpoint, *_stamp(checkpoint))
+    arr, channels, _ = load_patches(patch_path)
+    x = arr[index] if index >= 0 else arr
+    xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)[None]
+    cam = grad_cam(net, xt, guided=guided)[0]
+    centre = channels.index("slice+0") if "slice+0" in channels else x.shape[0] // 2
+    image = x[centre] if x.ndim == 3 else x[0, x.shape[1] // 2]
+    if cam.ndim == 3:
+        cam = cam[cam.shape[0] // 2]
+    mask = x[channels.index("mask")] if "mask" in channels else None
+    png = save_overlay(image, cam, png, mask=mask, title=f"{patient_id} ({cohort})")
+    return {"order": order, "patient_id": patient_id, "cohort": cohort, "png": str(png),
+            "roi_focus": roi_focus(cam, mask) if mask is not None and mask.any() else np.nan}
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    st = Path(path).stat()
+    return st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=2)
+def _network(checkpoint: str, size: int, mtime_ns: int):
+    """The network of a checkpoint file, loaded once per process (and again when the file changes)."""
+    from gastrorad.dl.train import load_checkpoint
+    return load_checkpoint(checkpoint)

@@ -1,4 +1,7 @@
-"""Per-patient work over a process pool, with progress: preprocessing and handcrafted radiomics.
+"""A process pool whose workers end with this process (synthetic cohort generation).
+
+Per-patient work of a study (preprocessing, handcrafted radiomics) runs on Dask: see
+:mod:`gastrorad.io.compute`.
 
 Workers die with their parent: killed by SIGKILL, a run used to leave its pool's workers
 running. Each worker asks the Linux kernel for SIGKILL when its parent dies
@@ -11,8 +14,7 @@ import ctypes
 import os
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Callable
+from concurrent.futures import ProcessPoolExecutor
 
 _PR_SET_PDEATHSIG = 1
 
@@ -31,22 +33,3 @@ def die_with_parent(parent: int) -> None:
 def process_pool(workers: int) -> ProcessPoolExecutor:
     """A process pool whose workers end with this process."""
     return ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),))
-
-
-def map_patients(fn: Callable, tasks: list, workers: int, progress: Callable[[int, int], None] | None = None) -> list:
-    """``fn`` over ``tasks`` in ``workers`` processes (in this process when 1 or a single task);
-    results in completion order, ``progress(done, total)`` after each."""
-    results = []
-    if workers > 1 and len(tasks) > 1:
-        with process_pool(workers) as pool:
-            futures = [pool.submit(fn, t) for t in tasks]
-            for done, fut in enumerate(as_completed(futures), 1):
-                results.append(fut.result())
-                if progress:
-                    progress(done, len(tasks))
-    else:
-        for done, t in enumerate(tasks, 1):
-            results.append(fn(t))
-            if progress:
-                progress(done, len(tasks))
-    return results

@@ -1,9 +1,14 @@
-"""``gastrorad preprocess``: patches for every image instance of a study, cached, in parallel.
+"""``gastrorad preprocess``: patches for every image instance of a study, cached, on Dask.
 
 For each manifest row of a configured phase: read the CT (canonical LPS, HU), read the
 mask onto its grid (or build a box mask from ``bbox``), measure the ROI on the native
 grid, and let the study's patch mode cut, resample, window and normalise. Results go to
 the cache (see :mod:`.cache`) and an index ``patches.csv`` in the run folder lists them.
+
+Patients run where the study's ``compute:`` section says (:mod:`gastrorad.io.compute`): in
+this process, on a Dask LocalCluster, or on a running Dask scheduler; the patches are the
+same bytes wherever they were cut. A patient whose image cannot be read fails its task, is
+retried once and is reported; the others finish, and a rerun cuts only what is missing.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from gastrorad.io.atomic import atomic_write_text
 from gastrorad.io.geometry import to_canonical
 from gastrorad.io.images import read_image
 from gastrorad.io.masks import read_mask
-from gastrorad.io.parallel import map_patients
+from gastrorad.io.compute import Compute, FailOnProblems, failed_result, map_patients
 from gastrorad.io.remote import as_written
 from gastrorad.preprocess.cache import instance_key, save_patches
 from gastrorad.preprocess.patches import PatchRequest, PatchSet, get_patch_mode
@@ -126,14 +131,22 @@ def _safe(text: str) -> str:
 
 
 def process_patient(task: tuple[StudyConfig, list[dict]]) -> dict:
-    """All instances of one patient: cached ones are skipped. Runs in a worker process."""
+    """All instances of one patient: cached ones are skipped. Runs in a worker process.
+
+    A CT is read once for the instances that share it and dropped after the last of them
+    is cut, so a worker holds at most one of the patient's volumes at a time (the rows are
+    taken image by image).
+    """
     cfg, rows = task
+    rows = sorted(rows, key=lambda r: r["image_path"])  # stable: the manifest's order within an image
+    last_use = {r["image_path"]: i for i, r in enumerate(rows)}
     images: dict = {}
     remote = remote_cache(cfg)
     out, problems, computed, cached = [], [], 0, 0
-    for row in rows:
+    for i, written in enumerate(rows):
+        row = written
         try:
-            row = local_row(row, remote)  # URLs: a local cached copy, so the key hashes the same bytes
+            row = local_row(written, remote)  # URLs: a local cached copy, so the key hashes the same bytes
             key = instance_key(row["image_path"], row["mask_path"], row["bbox"], study_params(cfg, row["lesion_site"]))
             path = _instance_path(cfg, row, key)
             if path.exists():
@@ -150,15 +163,27 @@ def process_patient(task: tuple[StudyConfig, list[dict]]) -> dict:
                                  column=p.column or "image") for p in exc.problems]
         except (ValueError, RuntimeError) as exc:
             problems.append(Problem(str(cfg.manifest_path), f"cannot cut patches: {exc}", row=row["row"], column="mask"))
+        if last_use[written["image_path"]] == i:  # the volume is cached under the path read (local copy of a URL)
+            images.pop(row["image_path"], None)
     return {"rows": out, "problems": problems, "computed": computed, "cached": cached}
 
 
-def preprocess_study(cfg: StudyConfig, *, workers: int | None = None, progress=None,
+def _failed_patient(task: tuple[StudyConfig, list[dict]], error: BaseException, attempts: int) -> dict:
+    """The result of a patient that failed on every attempt: problems naming its manifest rows."""
+    cfg, rows = task
+    return failed_result(error, attempts, empty={"rows": [], "computed": 0, "cached": 0}, problems=lambda why: [
+        Problem(str(cfg.manifest_path), f"patient {r['patient_id']}: {why}", row=r["row"], column="image")
+        for r in rows])
+
+
+def preprocess_study(cfg: StudyConfig, *, workers: int | None = None, scheduler: str | None = None, progress=None,
                      validate: bool = True) -> PreprocessResult:
     """Cut (or find in the cache) the patches of every patient; write ``patches.csv``.
 
     Table errors (see :func:`validate_study`) stop the run before any work; image errors
     are collected per instance, and every patch already written stays valid.
+    ``workers`` and ``scheduler`` override the study's ``compute:`` section (default
+    workers: ``compute.workers``, else ``preprocess.workers``).
     ``progress(done, total)`` is called after each patient.
     """
     t0 = time.perf_counter()
@@ -170,8 +195,9 @@ def preprocess_study(cfg: StudyConfig, *, workers: int | None = None, progress=N
         raise InputError(problems)
     manifest = manifest[manifest["phase"].isin(cfg.preprocess.phases)]
     tasks = [(cfg, g.to_dict("records")) for _, g in manifest.groupby("patient_id", sort=True)]
-    workers = workers or cfg.preprocess.workers
-    results = map_patients(process_patient, tasks, workers, progress)
+    compute = Compute.from_settings(cfg.compute, workers=workers, scheduler=scheduler,
+                                    default_workers=cfg.preprocess.workers)
+    results = map_patients(FailOnProblems(process_patient), tasks, compute, progress, on_failure=_failed_patient)
     rows = [r for res in results for r in res["rows"]]
     index = pd.DataFrame(rows, columns=["patient_id", "phase", "timepoint", "lesion_id", "lesion_site", "reader",
                                         "path", "key"])

@@ -48,6 +48,13 @@ def radiomics_reader_paths(cfg: StudyConfig) -> list[Path]:
     return [cfg.output_dir / f"radiomics_{p}_readers.csv" for p in cfg.preprocess.phases]
 
 
+def _compute(cfg: StudyConfig):
+    """Where the per-patient extraction runs: the study's ``compute:`` section (workers default
+    to ``radiomics.workers``)."""
+    from gastrorad.io.compute import Compute
+    return Compute.from_settings(cfg.compute, default_workers=cfg.radiomics.workers)
+
+
 def extract_study_radiomics(cfg: StudyConfig, *, progress=None) -> dict[str, pd.DataFrame]:
     """Handcrafted features of every patient's primary ROI at baseline (main reading), per phase."""
     from gastrorad.data.cohorts import assign_cohorts
@@ -56,7 +63,7 @@ def extract_study_radiomics(cfg: StudyConfig, *, progress=None) -> dict[str, pd.
     from gastrorad.data.tables import remote_cache
     from gastrorad.radiomics.table import extract_feature_table
     res = extract_feature_table(cfg.manifest_path, settings=settings_for(cfg),
-                                cache_dir=cfg.output_dir / "cache" / "radiomics", workers=cfg.radiomics.workers,
+                                cache_dir=cfg.output_dir / "cache" / "radiomics", workers=_compute(cfg),
                                 progress=progress, phases=cfg.preprocess.phases, remote=remote_cache(cfg))
     res.raise_if_errors()
     clinical = read_table(cfg.clinical_path)
@@ -87,7 +94,7 @@ def _reader_tables(cfg: StudyConfig, main: pd.DataFrame, progress) -> None:
     again = []
     for reader in readers:
         r = extract_feature_table(cfg.manifest_path, settings=settings_for(cfg),
-                                  cache_dir=cfg.output_dir / "cache" / "radiomics", workers=cfg.radiomics.workers,
+                                  cache_dir=cfg.output_dir / "cache" / "radiomics", workers=_compute(cfg),
                                   progress=progress, phases=cfg.preprocess.phases, reader=reader,
                                   remote=remote_cache(cfg))
         r.raise_if_errors()

@@ -27,7 +27,7 @@ from gastrorad.io.hashing import code_hash
 from gastrorad.io.images import read_image
 from gastrorad.io.remote import RemoteCache, as_written
 from gastrorad.io.masks import read_mask
-from gastrorad.io.parallel import map_patients
+from gastrorad.io.compute import Compute, FailOnProblems, failed_result, map_patients
 from gastrorad.preprocess.cache import file_digest
 from gastrorad.radiomics.handcrafted import HandcraftedSettings, extract_handcrafted, library_version
 
@@ -79,7 +79,7 @@ def extract_feature_table(
     *,
     settings: HandcraftedSettings | None = None,
     cache_dir: str | os.PathLike | None = None,
-    workers: int = 1,
+    workers: int | Compute = 1,
     progress: Callable[[int, int], None] | None = None,
     phases: Iterable[str] | None = None,
     lesion_id: str = "primary",
@@ -104,7 +104,9 @@ def extract_feature_table(
         Folder of the per-instance cache (``<patient>/<phase>_t<tp>_<lesion>[_<reader>]_<key>.json``,
         written atomically); ``None`` disables caching.
     workers
-        Worker processes over patients (1: in this process).
+        Worker processes over patients (1: in this process; more: a Dask LocalCluster), or a
+        :class:`~gastrorad.io.compute.Compute` (e.g. a Dask scheduler address). A patient that
+        fails is retried once, then reported in ``problems``; the others finish.
     progress
         ``progress(done, total)`` after each patient.
     phases
@@ -143,7 +145,8 @@ def extract_feature_table(
     cache = str(cache_dir) if cache_dir is not None else None
     remote = remote or RemoteCache()
     tasks = [(settings, library, source, cache, remote, by_patient[p]) for p in sorted(by_patient)]
-    results = map_patients(_patient_features, tasks, workers, progress)
+    results = map_patients(FailOnProblems(_patient_features), tasks, workers, progress,
+                           on_failure=_failed_patient)
     records = sorted((rec for res in results for rec in res["records"]), key=lambda r: (r["patient_id"], r["phase"]))
     names = list(dict.fromkeys(k for rec in records for k in rec["features"]))
     table = pd.DataFrame([{"patient_id": r["patient_id"], "phase": r["phase"], **r["features"]} for r in records],
@@ -234,3 +237,10 @@ def _patient_features(task: tuple) -> dict:
             problems.append(Problem(source, f"cannot compute handcrafted features: {exc} ({row['mask']})",
                                     row=row["row"], column=column))
     return {"records": records, "problems": problems, "computed": computed, "cached": cached}
+
+
+def _failed_patient(task: tuple, error: BaseException, attempts: int) -> dict:
+    """The result of a patient that failed on every attempt: problems naming its manifest rows."""
+    source, rows = task[2], task[5]
+    return failed_result(error, attempts, empty={"records": [], "computed": 0, "cached": 0}, problems=lambda why: [
+        Problem(source, f"patient {r['patient_id']}: {why}", row=r["row"], column="image") for r in rows])
