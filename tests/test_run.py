@@ -380,3 +380,34 @@ def test_statistics_warnings_are_recorded_per_stage_and_listed(s1_study, tmp_pat
     assert stage_warnings(cfg.output_dir) == [{"stage": "validate", "count": 2, "message":
                                                "logistic model (x): glm.fit: fitted probabilities numerically 0 "
                                                "or 1 occurred"}]
+
+
+def test_a_two_worker_dask_run_gives_the_serial_runs_patches_and_metrics(cohorts, tmp_path):
+    """Issue 15's done-when: `compute: {workers: 2}` (a LocalCluster) and `compute: {scheduler: serial}` give
+    byte-identical patches, the same handcrafted and deep features and identical metrics."""
+    data = cohorts("s1_nact_resistance")
+    extra = {"report": {"gradcam": 0}, "evaluation": {"bootstrap": 20}}
+    runs = {}
+    for name, compute in (("dask", {"workers": 2}), ("serial", {"scheduler": "serial"})):
+        out = tmp_path / name / "run"
+        out.parent.mkdir()
+        # the fast profile: frozen deep features + LASSO, and the handcrafted reference (both per patient)
+        raw = yaml.safe_load(find_study_file("s1_nact_resistance").read_text())
+        raw = deep_merge(deep_merge(raw, raw.pop("profiles")["fast"]), extra)
+        raw["data"] = {"manifest": str(data / "manifest.csv"), "clinical": str(data / "clinical.csv"),
+                       "truth": str(data / "truth.csv")}
+        raw.update(output=str(out), compute=compute)
+        study = out.parent / "study.yaml"
+        study.write_text(yaml.safe_dump(raw, sort_keys=False))
+        run_study(load_study(study), log=lambda m: None)
+        runs[name] = out
+    dask, serial = runs["dask"], runs["serial"]
+    pa = pd.read_csv(dask / "patches.csv", dtype=str, keep_default_na=False)
+    pb = pd.read_csv(serial / "patches.csv", dtype=str, keep_default_na=False)
+    assert list(pa.key) == list(pb.key) and len(pa) > 0
+    for a, b in zip(pa.path, pb.path):
+        assert Path(a).read_bytes() == Path(b).read_bytes()
+    for table in ("radiomics_venous.csv", "features_venous.csv", "signatures.csv", "predictions.csv",
+                  "metrics/performance.csv"):
+        ta, tb = pd.read_csv(dask / table), pd.read_csv(serial / table)
+        pd.testing.assert_frame_equal(ta, tb, check_exact=True, obj=table)
