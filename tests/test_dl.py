@@ -467,7 +467,7 @@ def test_two_process_ddp_matches_one_process_with_one_checkpoint_and_one_log_lin
     fit with 16 samples per rank (half the steps) or with per-rank validation misses by more."""
     from gastrorad.dl.fit import model_dir
     runs = {}
-    for strategy in ("one", "ddp_fork", "ddp_spawn"):
+    for strategy in ("one", "ddp_spawn"):
         cfg = make_patch_study(tmp_path / strategy, n=48)
         cfg.training.epochs = 4
         if strategy != "one":
@@ -492,11 +492,9 @@ def test_two_process_ddp_matches_one_process_with_one_checkpoint_and_one_log_lin
         logits = predict_samples(load_checkpoint(model_dir(cfg) / "model" / "model.pt"), val, "binary", cfg)
         whole = float(bce_loss(torch.as_tensor(logits), torch.as_tensor(val.label.to_numpy(float))))
         assert history["best_score"] == pytest.approx(whole, abs=1e-5)
-    one, fork, spawn = runs["one"], runs["ddp_fork"], runs["ddp_spawn"]
-    for ddp in (fork, spawn):
+    one, spawn = runs["one"], runs["ddp_spawn"]
+    for ddp in (spawn,):
         loss = [r["val_loss"] for r in ddp[0]["epochs"]]
         assert loss == pytest.approx([r["val_loss"] for r in one[0]["epochs"]], abs=0.02)
         assert ddp[1].score.to_numpy() == pytest.approx(one[1].score.to_numpy(), abs=0.02)
         assert not np.array_equal(ddp[1].score.to_numpy(), one[1].score.to_numpy())  # it did run on two ranks
-    assert [r["val_loss"] for r in fork[0]["epochs"]] == [r["val_loss"] for r in spawn[0]["epochs"]]
-    assert np.array_equal(fork[1].score.to_numpy(), spawn[1].score.to_numpy())

@@ -320,10 +320,9 @@ class TrainingConfig(Strict):
     devices: str = Field("auto", description=(
         "Devices per node: 'auto' (every GPU when CUDA is present, else one CPU process), a count ('2'), or GPU "
         "indices ('0,1'). More than one device trains with data-parallel processes (strategy)."))
-    strategy: Literal["auto", "ddp_spawn", "ddp_fork", "ddp"] = Field("auto", description=(
+    strategy: Literal["auto", "ddp_spawn", "ddp"] = Field("auto", description=(
         "Data-parallel training: 'auto' is one process for one device, else ddp_spawn; 'ddp_spawn' starts one "
-        "process per device from this call (works inside `gastrorad run`, and with CUDA); 'ddp_fork' forks them "
-        "(faster start on CPU; not with CUDA already in use); 'ddp' when torchrun or SLURM srun started every "
+        "process per device from this call (works inside `gastrorad run`, and with CUDA); 'ddp' when torchrun or SLURM srun started every "
         "process (multi-node: run `gastrorad train` that way, see the README)."))
     num_nodes: int = Field(1, ge=1, description="Machines taking part in the training (strategy 'ddp').")
     num_workers: int = Field(0, ge=0)

@@ -3,7 +3,8 @@
 Lightning's plain ``ddp`` strategy starts the other ranks by running the script's command
 line again, which cannot work from inside ``gastrorad run`` (each rank would redo the whole
 study). So ``training.strategy: auto`` uses ``ddp_spawn`` for more than one device: the
-ranks are started by this call (``ddp_fork`` forks them instead, a faster start on CPU),
+ranks are started by this call (spawned, not forked: a rank forked from a process whose
+OpenMP pool has run a CPU convolution can hang in its first one, as seen in the test suite),
 and when they finish, rank 0 hands back to the calling process what the rest of the
 pipeline needs: the best epoch's weights and score, and the per-epoch rows of the history
 (:class:`DistributedFit`). ``ddp`` is for processes that torchrun or SLURM ``srun`` started
@@ -35,7 +36,7 @@ from torch.utils.data import Dataset
 
 from gastrorad.config.study import TrainingConfig
 
-START_METHOD = {"ddp_spawn": "spawn", "ddp_fork": "fork", "ddp": "popen"}
+START_METHOD = {"ddp_spawn": "spawn", "ddp": "popen"}
 
 
 def devices_per_node(t: TrainingConfig) -> int:
@@ -101,7 +102,7 @@ def gather_validation(module, out: np.ndarray, target: dict[str, np.ndarray]):
 
 
 class DistributedFit(DDPStrategy):
-    """DDP (gloo on CPU, NCCL on CUDA) whose spawned or forked ranks hand the fit's outcome back
+    """DDP (gloo on CPU, NCCL on CUDA) whose spawned ranks hand the fit's outcome back
     to the calling process: the best weights, score and epoch (``BestAndLast``), the per-epoch
     rows (``EpochLog``) and the epoch counter."""
 
@@ -178,5 +179,5 @@ def check_picklable_log(log, start_method: str) -> None:
     except Exception as exc:  # noqa: BLE001 - any pickling failure means the same thing here
         raise ValueError(f"training.strategy ddp_spawn: the log callable {log!r} cannot be sent to the training "
                          f"processes ({type(exc).__name__}); pass a module-level function, print or a logger's "
-                         "method, or use strategy ddp_fork") from None
+                         "method") from None
 
