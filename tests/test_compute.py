@@ -13,11 +13,8 @@ import pytest
 
 from conftest import kill_parent
 from gastrorad.config import load_study
-from gastrorad.io.compute import Compute, TaskFailed, map_patients
+from gastrorad.io.compute import Compute, TaskFailed, dask_client, map_patients
 from gastrorad.preprocess import preprocess_study
-
-pytest.importorskip("distributed")
-
 
 def _bytes(index: pd.DataFrame) -> dict[tuple, bytes]:
     """Each patch file's bytes by instance (the npz archive as written, not only the arrays)."""
@@ -177,3 +174,16 @@ def test_cli_scheduler_option(s1_copy):
     assert "8 patch sets: 8 computed" in ok.output
     bad = runner.invoke(app, ["preprocess", str(s1_copy / "study.yaml"), "--scheduler", "lcoal"])
     assert bad.exit_code == 1 and "compute.scheduler" in bad.output and "Traceback" not in bad.output
+
+
+def _environment(name: str):
+    import os
+    return os.environ.get(name)
+
+
+def test_local_workers_start_without_distributeds_malloc_trim_threshold():
+    """distributed's MALLOC_TRIM_THRESHOLD_=65536 switches off glibc's dynamic mmap threshold: a worker
+    spent about a third more CPU per patient than this process (bench/scale.py). Thread limits stay."""
+    with dask_client(Compute(workers=1)) as client:
+        assert list(client.run(_environment, "MALLOC_TRIM_THRESHOLD_").values()) == [None]
+        assert list(client.run(_environment, "OMP_NUM_THREADS").values()) == ["1"]

@@ -135,6 +135,7 @@ def dask_client(compute: Compute) -> Iterator[Any]:
     """A ``distributed.Client`` for ``compute``: a LocalCluster started here (and closed on the
     way out, also on errors and KeyboardInterrupt), or a connection to ``compute.scheduler``.
     distributed's INFO logs are silenced while it is open."""
+    import dask
     from distributed import Client, LocalCluster
 
     before = _quiet_logs()
@@ -151,13 +152,35 @@ def dask_client(compute: Compute) -> Iterator[Any]:
         threads = str(compute.threads_per_worker)
         env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
                "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": threads}
-        with LocalCluster(n_workers=compute.workers, threads_per_worker=compute.threads_per_worker, processes=True,
-                          memory_limit=compute.memory_limit or 0, dashboard_address=None,
-                          silence_logs=logging.CRITICAL, env=env) as cluster, Client(cluster) as client:
+        # distributed spawns its workers with MALLOC_TRIM_THRESHOLD_=65536; setting it switches off glibc's dynamic
+        # mmap threshold, so every large array is mmapped and unmapped again: a worker spent about a third more CPU
+        # per patient than the same code in this process (bench/scale.py). The workers start with glibc's defaults.
+        # (A nanny also writes its pre-spawn variables into this process's environment for good, so one left by an
+        # earlier cluster is taken out while the workers start, and put back.)
+        pre_spawn = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
+                     if k != TRIM}
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": pre_spawn}), _without_env(TRIM), \
+                LocalCluster(n_workers=compute.workers, threads_per_worker=compute.threads_per_worker, processes=True,
+                             memory_limit=compute.memory_limit or 0, dashboard_address=None,
+                             silence_logs=logging.CRITICAL, env=env) as cluster, Client(cluster) as client:
             yield client
     finally:
         for name, level in before.items():
             logging.getLogger(name).setLevel(level)
+
+
+TRIM = "MALLOC_TRIM_THRESHOLD_"
+
+
+@contextlib.contextmanager
+def _without_env(name: str) -> Iterator[None]:
+    """``name`` absent from this process's environment inside the block (restored after)."""
+    saved = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[name] = saved
 
 
 FailureHandler = Callable[[Any, BaseException, int], Any]
