@@ -13,7 +13,7 @@ held-out patients (every cohort but training):
 
 AUC (binary) or Harrell's C (survival), each printed with its ratio to the oracle.
 
-    python bench/signal.py [--kind s1] [--patients 400] [--seeds 0 1] [--profiles fast scratch]
+    python bench/signal.py [--kind s1] [--patients 400] [--seeds 0 1] [--profiles fast scratch] [--net-seeds 1 2 3]
 """
 
 from __future__ import annotations
@@ -45,14 +45,15 @@ def cohort(kind: str, n: int, seed: int, root: Path) -> Path:
     return folder
 
 
-def run_profile(kind: str, data: Path, profile: str, out: Path) -> tuple[pd.DataFrame, float]:
+def run_profile(kind: str, data: Path, profile: str, out: Path, net_seed: int | None = None) -> tuple[pd.DataFrame, float]:
     from gastrorad.config import load_study
     from gastrorad.recipes import find_study_file
     from gastrorad.runner import run_study
     study = find_study_file(RECIPE[kind])
     cfg = load_study(study, profile=profile, overrides={
         "data": {"manifest": str(data / "manifest.csv"), "clinical": str(data / "clinical.csv"),
-                 "truth": str(data / "truth.csv")}, "output": str(out), "report": {"gradcam": 0}})
+                 "truth": str(data / "truth.csv")}, "output": str(out), "report": {"gradcam": 0},
+        **({"features": {"seed": net_seed}} if net_seed is not None else {})})
     t0 = time.perf_counter()
     run_study(cfg, only=["validate", "preprocess", "train", "score", "extract-features", "radiomics", "signature"],
               log=lambda s: None)
@@ -75,6 +76,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--profiles", nargs="+", default=["fast", "scratch"])
     ap.add_argument("--root", type=Path, default=HERE / "out" / "signal")
+    ap.add_argument("--net-seeds", type=int, nargs="*", default=None,
+                    help="also rerun each profile's feature network with these seeds (features.seed): how much a "
+                         "frozen random-feature signature depends on its initialisation (the split, folds and "
+                         "cohort stay the same)")
     a = ap.parse_args()
     rows = []
     for seed in a.seeds:
@@ -82,15 +87,19 @@ def main() -> None:
         clinical = pd.read_csv(data / "clinical.csv", dtype={"patient_id": str}).set_index("patient_id")
         truth = pd.read_csv(data / "truth.csv", dtype={"patient_id": str}).set_index("patient_id")
         for profile in a.profiles:
-            sig, secs = run_profile(a.kind, data, profile, a.root / f"run_{a.kind}_n{a.patients}_{seed}_{profile}")
-            held = sig[sig.cohort != "training"].dropna()
-            ids = held.patient_id.to_numpy()
-            for col in [c for c in sig.columns if c not in ("patient_id", "cohort")]:
-                name = ("handcrafted" if col.startswith("hcr_") else profile) + f" [{col}]"
-                if col.startswith("hcr_") and profile != a.profiles[0]:
-                    continue  # the same handcrafted signature in every profile's run
-                rows.append({"seed": seed, "path": name, "value": metric(a.kind, clinical, ids, held[col]),
-                             "n": len(ids), "seconds": round(secs, 1)})
+            for net_seed in [None, *(a.net_seeds or [])]:
+                sig, secs = run_profile(a.kind, data, profile, a.root / f"run_{a.kind}_n{a.patients}_{seed}_{profile}",
+                                        net_seed)
+                held = sig[sig.cohort != "training"].dropna()
+                ids = held.patient_id.to_numpy()
+                for col in [c for c in sig.columns if c not in ("patient_id", "cohort")]:
+                    name = ("handcrafted" if col.startswith("hcr_") else profile) + f" [{col}]"
+                    if col.startswith("hcr_") and (profile != a.profiles[0] or net_seed is not None):
+                        continue  # the same handcrafted signature in every profile's run
+                    if net_seed is not None:
+                        name = f"{profile} [{col}] net seed {net_seed}"
+                    rows.append({"seed": seed, "path": name, "value": metric(a.kind, clinical, ids, held[col]),
+                                 "n": len(ids), "seconds": round(secs, 1)})
         rows.append({"seed": seed, "path": "image truth", "n": len(ids),
                      "value": metric(a.kind, clinical, ids, truth.loc[ids, "score_image"])})
         rows.append({"seed": seed, "path": "oracle", "n": len(ids),
@@ -104,6 +113,12 @@ def main() -> None:
     mean = t.groupby("path")[["value", "ratio_to_oracle"]].mean().sort_values("value", ascending=False)
     print(f"\nmean over seeds {a.seeds}:")
     print(mean.to_string(float_format=lambda v: f"{v:.3f}"))
+    if a.net_seeds:
+        nets = t[t.path.str.contains(" net seed ")].assign(path=lambda f: f.path.str.replace(r" net seed \d+$", "",
+                                                                                             regex=True))
+        spread = nets.groupby(["path", "seed"]).value.agg(["mean", "std", "min", "max", "count"])
+        print(f"\nover feature-network seeds {a.net_seeds} (the recipe's own seed not included):")
+        print(spread.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
 if __name__ == "__main__":

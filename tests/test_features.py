@@ -174,3 +174,40 @@ def _in_channels_of(state) -> int:
     weights = state["state_dict"] if "state_dict" in state else state
     first = next(v for k, v in weights.items() if k.endswith("weight") and getattr(v, "ndim", 0) == 4)
     return int(first.shape[1])
+
+
+def test_a_bank_of_random_networks_and_its_bagged_signature(tmp_path):
+    """features.networks: k independently initialised copies (one checkpoint, stages n<k>_...);
+    signature.bagging: network fits one LASSO per copy and averages the standardised
+    signatures, stored as one linear model that reproduces the score from the features."""
+    import json
+
+    from gastrorad.dl.checkpoint import load_checkpoint
+    from gastrorad.models.pipeline import build_signatures, network_groups
+    from gastrorad.runner import run_study
+    cfg = _texture_study(tmp_path / "tex", n=150)
+    cfg.features.networks, cfg.signature.bagging = 3, "network"
+    run_study(cfg, only=["extract-features"], log=lambda m: None)
+    table = pd.read_csv(cfg.output_dir / "features_venous.csv", dtype={"patient_id": str})
+    groups = network_groups([c for c in table.columns if c not in ("patient_id", "cohort")])
+    assert sorted(groups) == ["n0", "n1", "n2"] and len({len(v) for v in groups.values()}) == 1
+    # the copies are different networks: their first-stage features differ
+    a, b = (table[[c for c in groups[g] if "block1_roi_std" in c]].to_numpy() for g in ("n0", "n1"))
+    assert not np.allclose(a, b)
+    # the saved extractor is the same bank (predict rebuilds it from the checkpoint alone)
+    net = load_checkpoint(cfg.output_dir / "models" / "feature_extractor.pt")
+    assert net.name == "tiny*3" and len(net.backbone.members) == 3
+    again = extract_features(cfg, net, phase="venous")
+    np.testing.assert_allclose(again.drop(columns=["patient_id", "cohort"]).to_numpy(),
+                               table.drop(columns=["patient_id", "cohort"]).to_numpy(), rtol=1e-6, atol=1e-7)
+    sig = build_signatures(cfg).set_index("patient_id")
+    info = json.loads((cfg.output_dir / "signatures.json").read_text())["phases"]["venous"]
+    assert info["bagging"]["networks"] == 3 and info["bagging"]["with_a_feature"]
+    f = table.set_index("patient_id").loc[sig.index]
+    lp = info["intercept"] + sum(f[c].to_numpy(float) * w for c, w in info["coefficients"].items())
+    np.testing.assert_allclose(sig.rad_venous.to_numpy(), lp, rtol=1e-9, atol=1e-9)
+    train = sig[sig.cohort == "training"].rad_venous
+    assert abs(train.mean()) < 1e-9  # the average of training-standardised signatures
+    labels = pd.read_csv(cfg.clinical_path).set_index("patient_id").label
+    internal = sig[sig.cohort == "internal"]
+    assert auc(labels.loc[internal.index].to_numpy(), internal.rad_venous.to_numpy()) > 0.75

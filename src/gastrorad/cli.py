@@ -256,19 +256,17 @@ def extract_features_cmd(study: Path = typer.Argument(..., help="Study file (YAM
 
     Python: gastrorad.dl.features.extract_features.
     """
-    import torch
-
     from gastrorad.dl.data import load_sample_table
     from gastrorad.dl.features import extract_features
-    from gastrorad.dl.train import build_model, load_checkpoint
+    from gastrorad.dl.fit import build_feature_network
+    from gastrorad.dl.train import load_checkpoint
     cfg = _load(study)
     for phase in cfg.preprocess.phases:
         if checkpoint is not None:
             net = load_checkpoint(checkpoint)
         else:
-            torch.manual_seed(cfg.seed)  # a random-initialised extractor is the same for a seed (as `run`)
-            s = load_sample_table(cfg, phase)
-            net = build_model(cfg, s.channels, s.spatial_dims)
+            s = load_sample_table(cfg, phase)  # a random-initialised extractor is the same for a seed (as `run`)
+            net, _ = build_feature_network(cfg, s.channels, s.spatial_dims)
         t = extract_features(cfg, net, phase=phase, pooling=pooling.split(",") if pooling else None)
         console.print(f"{phase}: {len(t)} patients x {t.shape[1] - 2} features -> "
                       f"{cfg.output_dir / f'features_{phase}.csv'}")

@@ -217,19 +217,13 @@ def _score(cfg):
 def _features(cfg):
     from gastrorad.dl.data import load_sample_table
     from gastrorad.dl.features import extract_features
-    from gastrorad.dl.train import build_model, save_checkpoint
-    import lightning as L
-    L.seed_everything(cfg.seed, verbose=False)
+    from gastrorad.dl.fit import build_feature_network
+    from gastrorad.dl.train import save_checkpoint
     s = load_sample_table(cfg, cfg.preprocess.phases[0])
-    # with features.per_slice the network sees one CT slice and the mask per sample; without mask_input the
-    # mask channel only chooses where to pool
-    in_channels = 2 if cfg.features.per_slice else s.channels
-    if not cfg.features.mask_input and getattr(cfg.preprocess.patch, "mask_channel", False):
-        in_channels -= 1
-    net = build_model(cfg, in_channels, s.spatial_dims).eval()
+    net, in_channels = build_feature_network(cfg, s.channels, s.spatial_dims)
     # the extractor is saved so the bundle applies exactly these weights to new patients
     save_checkpoint(cfg.output_dir / "models" / "feature_extractor.pt", net, channels=in_channels,
-                    spatial_dims=s.spatial_dims, cfg=cfg, history=[])
+                    spatial_dims=s.spatial_dims, cfg=cfg, backbone=net.name, history=[])
     from gastrorad.dl.features import extract_reader_features
     for phase in cfg.preprocess.phases:
         extract_features(cfg, net, phase=phase, progress=_progress_printer(f"features {phase}"))

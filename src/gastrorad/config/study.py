@@ -385,6 +385,12 @@ class FeaturesConfig(Strict):
     mask_input: bool = Field(True, description="Feed the ROI mask channel to the network as an input (True), or "
                              "use it only to pool inside the ROI (False): then the whole-patch features do not "
                              "depend on the contour at all, and the ROI ones only through the pooling region.")
+    seed: int | None = Field(None, description="Seed of a randomly initialised feature network (no pretrained "
+                             "weights); default: the study's seed. The frozen random-feature path depends on it: "
+                             "bench/signal.py --net-seeds measures how much.")
+    networks: int = Field(1, ge=1, le=64, description="Frozen random-feature path: this many independently seeded "
+                          "copies of the network; their features are named n<k>_<stage>_... and, with "
+                          "signature.bagging: network, one LASSO per network is fitted and the signatures averaged.")
     per_slice: bool = Field(False, description="stack25d patches with a mask channel: each CT slice, paired with the "
                             "ROI mask, is one sample through the network and the features are averaged over the "
                             "slices (texture estimated on several slices of the tumour instead of one).")
@@ -418,6 +424,10 @@ class SignatureConfig(Strict):
         "dl_probability", description="dl_probability: the DL score as is (S1, S2); lasso: LASSO (logistic or Cox "
                                       "by outcome) on each phase's deep features, score = linear predictor (S5).")
     lambda_rule: Literal["min", "1se"] = "min"
+    bagging: Literal["none", "network"] = Field("none", description="network: with features.networks copies of "
+                                                "a random network, one LASSO per copy (its n<k>_ features), each "
+                                                "signature standardised on training, then averaged: a score that "
+                                                "does not hang on one initialisation.")
     nfolds: int = Field(10, ge=3)
     nlambda: int = Field(100, ge=5, description="Length of the lambda path (glmnet's nlambda).")
     icc_features: dict[str, Path] = Field(default_factory=dict, description=(

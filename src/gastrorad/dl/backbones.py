@@ -292,6 +292,31 @@ register_backbone("i3resnet152")(lambda in_channels, spatial_dims, **kw: _I3ResN
     in_channels, spatial_dims, **{k: v for k, v in kw.items() if k != "stochastic_depth"}))
 
 
+class _Bank(Backbone):
+    """``k`` independently initialised copies of one backbone side by side (``"tiny*8"``): the
+    frozen random-feature path's guard against one lucky or unlucky initialisation. Stages are
+    named ``n<k>_<stage>``; the last stage's maps are concatenated along channels."""
+
+    def __init__(self, base: str, k: int, **kw):
+        super().__init__()
+        self.members = nn.ModuleList([BACKBONES[base](**kw) for _ in range(k)])
+        first = self.members[0]
+        self.out_channels = k * first.out_channels
+        self.first_conv = "members.0." + first.first_conv
+        self.stage_names = ["members"]
+
+    def forward(self, x):
+        return torch.cat([m(x) for m in self.members], dim=1)
+
+    def stages(self, x):
+        return [(f"n{i}_{name}", f) for i, m in enumerate(self.members) for name, f in m.stages(x)]
+
+
+def bank_name(backbone: str, networks: int) -> str:
+    """The registry name of ``networks`` copies of ``backbone`` (itself when 1)."""
+    return backbone if networks <= 1 else f"{backbone}*{networks}"
+
+
 class GastroNet(nn.Module):
     """Backbone + global pooling + head. ``n_outputs`` = 1 (binary logit or Cox risk)."""
 
@@ -341,10 +366,13 @@ def create_model(backbone: str, *, in_channels: int, spatial_dims: int = 2, head
     ``backbone_options`` go to the backbone's factory; ``i3resnet152`` takes
     ``input_normalize`` and ``input_window`` (how the patches were made) and ``model_window``.
     """
-    if backbone not in BACKBONES:
-        raise KeyError(f"unknown backbone '{backbone}'; known: {', '.join(sorted(BACKBONES))}")
-    bb = BACKBONES[backbone](in_channels=in_channels, spatial_dims=spatial_dims, stochastic_depth=stochastic_depth,
-                             **(backbone_options or {}))
+    base, _, copies = backbone.partition("*")
+    if base not in BACKBONES or (copies and not (copies.isdigit() and int(copies) >= 1)):
+        raise KeyError(f"unknown backbone '{backbone}'; known: {', '.join(sorted(BACKBONES))} "
+                       "(or '<backbone>*<k>': k independently initialised copies)")
+    kw = dict(in_channels=in_channels, spatial_dims=spatial_dims, stochastic_depth=stochastic_depth,
+              **(backbone_options or {}))
+    bb = _Bank(base, int(copies), **kw) if copies else BACKBONES[base](**kw)
     return GastroNet(bb, head=head, hidden=hidden, dropout=dropout, n_outputs=n_outputs, spatial_dims=spatial_dims,
                      name=backbone)
 

@@ -71,6 +71,22 @@ def build_model(cfg: StudyConfig, channels: int, spatial_dims: int, *, backbone:
     return net
 
 
+def build_feature_network(cfg: StudyConfig, channels: int, spatial_dims: int) -> tuple[GastroNet, int]:
+    """The frozen network of ``extract-features`` (eval mode) for patches of ``channels`` channels,
+    and the number of input channels it takes. The same for a seed wherever it is built (``run``,
+    ``extract-features``): seeded with ``features.seed`` (default: the study's seed);
+    ``features.networks`` > 1 without pretrained weights gives that many independently
+    initialised copies side by side. With ``features.per_slice`` the network sees one CT slice
+    and the mask; without ``features.mask_input`` the mask channel only chooses where to pool."""
+    from gastrorad.dl.backbones import bank_name
+    in_channels = 2 if cfg.features.per_slice else channels
+    if not cfg.features.mask_input and getattr(cfg.preprocess.patch, "mask_channel", False):
+        in_channels -= 1
+    L.seed_everything(cfg.seed if cfg.features.seed is None else cfg.features.seed, verbose=False)
+    k = cfg.features.networks if cfg.model.pretrained is None else 1
+    return build_model(cfg, in_channels, spatial_dims, backbone=bank_name(cfg.model.backbone, k)).eval(), in_channels
+
+
 # -- who is fitted, who validates -------------------------------------------------------------------------------
 def _split_patients(frame: pd.DataFrame, kind: str, val_fraction: float, folds: int, seed: int):
     """Lists of (fit patients, validation patients): one hold-out split or k folds, stratified."""

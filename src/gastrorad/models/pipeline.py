@@ -62,8 +62,9 @@ def build_signatures(cfg: StudyConfig) -> pd.DataFrame:
                     raise InputError(Problem(str(icc_path), f"no feature of phase '{phase}' has ICC > "
                                              f"{cfg.signature.icc_threshold}"))
             name = f"rad_{phase}"
-            d[name], info["phases"][phase] = lasso_signature(cfg, d, feats, cfg.signature.lambda_rule,
-                                                             cfg.signature.nfolds, cfg.signature.nlambda)
+            fit = bagged_lasso_signature if cfg.signature.bagging == "network" else lasso_signature
+            d[name], info["phases"][phase] = fit(cfg, d, feats, cfg.signature.lambda_rule, cfg.signature.nfolds,
+                                                 cfg.signature.nlambda)
             table = table.merge(d[["patient_id", name]], on="patient_id", how="left")
     from gastrorad.radiomics.study import radiomics_enabled, radiomics_paths
     if radiomics_enabled(cfg):
@@ -99,6 +100,43 @@ def lasso_signature(cfg: StudyConfig, d: pd.DataFrame, feats: list[str], lambda_
                 "selected": cv.selected(lambda_rule),
                 "coefficients": {c: float(b) for c, b in zip(feats, coef[1:]) if b != 0},
                 "intercept": float(coef[0])}
+
+
+def network_groups(feats: list[str]) -> dict[str, list[str]]:
+    """Features grouped by the network copy they come from (``n<k>_`` prefix of a bank's stages)."""
+    import re
+    groups: dict[str, list[str]] = {}
+    for c in feats:
+        m = re.match(r"(n\d+)_", c)
+        groups.setdefault(m.group(1) if m else "n0", []).append(c)
+    return groups
+
+
+def bagged_lasso_signature(cfg: StudyConfig, d: pd.DataFrame, feats: list[str], lambda_rule: str, nfolds: int,
+                           nlambda: int = 100) -> tuple[np.ndarray, dict]:
+    """One LASSO (:func:`lasso_signature`) per network copy's features; each copy's linear
+    predictor is standardised with its training mean and SD and the copies that selected a
+    feature are averaged. The average is itself linear in the features, so it is stored as one
+    set of coefficients and applied by ``predict`` like any LASSO signature."""
+    tr = (d.cohort == "training").to_numpy()
+    X = d[feats].to_numpy(float)
+    coef = pd.Series(0.0, index=feats)
+    intercept, kept, per = 0.0, [], {}
+    for g, cols in network_groups(feats).items():
+        lp, info = lasso_signature(cfg, d, cols, lambda_rule, nfolds, nlambda)
+        per[g] = {"lambda": info["lambda"], "selected": info["selected"]}
+        sd = float(np.std(lp[tr]))
+        if not info["coefficients"] or sd <= 0:
+            continue
+        kept.append((g, info, float(np.mean(lp[tr])), sd))
+    for g, info, mean, sd in kept:
+        for c, b in info["coefficients"].items():
+            coef[c] += b / (sd * len(kept))
+        intercept += (info["intercept"] - mean) / (sd * len(kept))
+    lp = intercept + X @ coef.to_numpy()
+    return lp, {"lambda": [p["lambda"] for p in per.values()], "selected": int((coef != 0).sum()),
+                "coefficients": {c: float(b) for c, b in coef.items() if b != 0}, "intercept": float(intercept),
+                "bagging": {"networks": len(per), "with_a_feature": [g for g, *_ in kept], "per_network": per}}
 
 
 def drop_redundant(X: pd.DataFrame, threshold: float) -> list[str]:
