@@ -54,8 +54,10 @@ def test_synth_and_preprocess_commands(tmp_path):
     assert len(idx) == 4
 
 
-def test_a_study_file_that_is_not_utf8_names_the_file_and_line(tmp_path):
+def test_a_study_file_that_is_not_utf8_names_the_file_and_line(tmp_path, monkeypatch):
     """Issue 12, item 9: a Latin-1 study.yaml printed a UnicodeDecodeError traceback."""
+    from gastrorad import cli
+    monkeypatch.setattr(cli.err, "width", 400)  # one line per problem: rich wraps table cells at 80 columns
     (tmp_path / "s.yaml").write_bytes("name: x\n# r\u00e9sum\u00e9 of the study\n".encode("latin-1"))
     res = runner.invoke(app, ["validate", str(tmp_path / "s.yaml")], terminal_width=200)
     assert res.exit_code == 1 and "Traceback" not in res.output
