@@ -45,5 +45,5 @@ fi
 case "$what" in
   setup) echo "[gastrorad] ready: . $VENV/bin/activate && gastrorad --help" ;;
   demo) exec gastrorad demo ;;
-  test) exec python -m pytest -n 2 -q tests ;;
+  test) exec python -m pytest -n 2 -q --durations=20 tests ;;
 esac

@@ -2,18 +2,30 @@
 handcrafted radiomics reference, the true image score and the oracle.
 
 For each synthetic cohort (generated once and cached under ``bench/out/signal``), the S1
-recipe (or S5's) is run with each profile, and the signatures are scored on the pooled
-held-out patients (every cohort but training):
+recipe (or S5's) is run with each profile named, and the signatures are scored on the pooled
+held-out patients (every cohort but training). S1's profiles cover every deep path:
 
-- ``frozen``   the recipe's ``fast`` profile: frozen random-init CNN features + LASSO;
-- ``scratch``  the recipe's ``scratch`` profile: a tiny CNN trained from scratch on the 2.5D stack;
-- ``handcrafted``  the IBSI radiomics LASSO signature every run fits (same run as ``frozen``);
+- ``fast``  eight frozen random-init tiny CNNs, ROI-pooled features, one LASSO per network, bagged
+  (``fast_single``: one network; ``fast_ct``, ``fast_slices``: variants);
+- ``scratch``  a tiny CNN trained from scratch on the 2.5D stack;
+- ``imagenet`` / ``imagenet_random``  frozen EfficientNet-Lite0 features, ImageNet weights or random init;
+- ``imagenet_finetuned``  the ImageNet EfficientNet-Lite0 with its last stage fine-tuned on the labels;
+- ``astra`` / ``astra_random``  frozen 3D I3ResNet-152 features, Astra CT weights or random init;
+- ``handcrafted``  the IBSI radiomics LASSO signature every run fits, with that profile's
+  preprocessing (printed for the first profile named);
 - ``image truth``  the truth table's image score (the planted phenotype, no noise of reading it);
-- ``oracle``   the truth table's true risk (image + clinical).
+- ``oracle``   the truth table's true risk (image + clinical);
+- ``latents fit on training``  a logistic (S1) or Cox (S5) model of the three planted image latents
+  (heterogeneity, necrosis, wall thickness), read without error and fitted on the training
+  patients' outcomes: the most an image-only signature learnt from this training cohort can reach;
+- ``latents read with r=R``  the same, each latent read with correlation R to its truth (Gaussian
+  reading noise, mean of 100 draws; ``--reader-r``): how well a reader must measure the
+  phenotype for its signature to reach a given ratio to the oracle.
 
 AUC (binary) or Harrell's C (survival), each printed with its ratio to the oracle.
 
     python bench/signal.py [--kind s1] [--patients 400] [--seeds 0 1] [--profiles fast scratch] [--net-seeds 1 2 3]
+                           [--reader-r 0.9 0.85]
 """
 
 from __future__ import annotations
@@ -69,6 +81,32 @@ def metric(kind: str, clinical: pd.DataFrame, ids, score) -> float:
     return float(harrell_c(c.time.to_numpy(float), c.event.to_numpy(int), np.asarray(score, float)).c)
 
 
+LATENTS = ["heterogeneity", "necrosis", "thickness_mm"]
+
+
+def latent_signature(kind: str, clinical: pd.DataFrame, truth: pd.DataFrame, train_ids, held_ids,
+                     reader_r: float = 1.0, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Held-out linear predictor of a model of the planted image latents fitted on training outcomes.
+
+    With ``reader_r`` < 1 each standardised latent gets Gaussian noise so that its correlation
+    with the truth is ``reader_r``: a reader that measures the phenotype imperfectly.
+    """
+    z = truth[LATENTS].astype(float)
+    z = (z - z.mean()) / z.std()
+    if reader_r < 1:
+        z = z + rng.normal(0.0, np.sqrt(1 / reader_r ** 2 - 1), z.shape)
+    if kind == "s1":
+        from sklearn.linear_model import LogisticRegression
+        y = clinical.loc[train_ids, "label"].to_numpy(int)
+        model = LogisticRegression(C=1e6, max_iter=1000).fit(z.loc[train_ids].to_numpy(), y)
+        return model.decision_function(z.loc[held_ids].to_numpy())
+    from lifelines import CoxPHFitter
+    frame = z.loc[train_ids].assign(time=clinical.loc[train_ids, "time"].to_numpy(float),
+                                    event=clinical.loc[train_ids, "event"].to_numpy(int))
+    cox = CoxPHFitter().fit(frame, duration_col="time", event_col="event")
+    return z.loc[held_ids].to_numpy() @ cox.params_.loc[LATENTS].to_numpy()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kind", default="s1", choices=sorted(RECIPE))
@@ -80,6 +118,8 @@ def main() -> None:
                     help="also rerun each profile's feature network with these seeds (features.seed): how much a "
                          "frozen random-feature signature depends on its initialisation (the split, folds and "
                          "cohort stay the same)")
+    ap.add_argument("--reader-r", type=float, nargs="*", default=[0.9, 0.85],
+                    help="also score the planted latents read with these correlations to the truth")
     a = ap.parse_args()
     rows = []
     for seed in a.seeds:
@@ -93,13 +133,23 @@ def main() -> None:
                 held = sig[sig.cohort != "training"].dropna()
                 ids = held.patient_id.to_numpy()
                 for col in [c for c in sig.columns if c not in ("patient_id", "cohort")]:
-                    name = ("handcrafted" if col.startswith("hcr_") else profile) + f" [{col}]"
+                    # the handcrafted reference follows the profile's preprocessing (spacing, window, 2D/3D)
+                    name = (f"handcrafted ({profile}'s preprocessing)" if col.startswith("hcr_") else profile) + f" [{col}]"
                     if col.startswith("hcr_") and (profile != a.profiles[0] or net_seed is not None):
                         continue  # the same handcrafted signature in every profile's run
                     if net_seed is not None:
                         name = f"{profile} [{col}] net seed {net_seed}"
                     rows.append({"seed": seed, "path": name, "value": metric(a.kind, clinical, ids, held[col]),
                                  "n": len(ids), "seconds": round(secs, 1)})
+        train_ids = sig.loc[sig.cohort == "training", "patient_id"].to_numpy()
+        rows.append({"seed": seed, "path": "latents fit on training", "n": len(ids),
+                     "value": metric(a.kind, clinical, ids, latent_signature(a.kind, clinical, truth, train_ids, ids))})
+        for r in a.reader_r:
+            rng = np.random.default_rng(seed)
+            draws = [metric(a.kind, clinical, ids, latent_signature(a.kind, clinical, truth, train_ids, ids, r, rng))
+                     for _ in range(100)]
+            rows.append({"seed": seed, "path": f"latents read with r={r:.2f}", "n": len(ids),
+                         "value": float(np.mean(draws))})
         rows.append({"seed": seed, "path": "image truth", "n": len(ids),
                      "value": metric(a.kind, clinical, ids, truth.loc[ids, "score_image"])})
         rows.append({"seed": seed, "path": "oracle", "n": len(ids),
