@@ -187,3 +187,25 @@ def test_local_workers_start_without_distributeds_malloc_trim_threshold():
     with dask_client(Compute(workers=1)) as client:
         assert list(client.run(_environment, "MALLOC_TRIM_THRESHOLD_").values()) == [None]
         assert list(client.run(_environment, "OMP_NUM_THREADS").values()) == ["1"]
+
+
+def test_two_overlapping_runs_start_their_clusters_without_a_port_warning():
+    """The scheduler's HTTP endpoint used distributed's default port 8787; a second run started while
+    another held it printed 'Perhaps you already have a cluster running?' on the user's console."""
+    import socket
+    import warnings
+
+    holder = socket.socket()
+    try:
+        holder.bind(("", 8787))
+        holder.listen()
+    except OSError:
+        pass  # something already holds it: the situation this test wants
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with dask_client(Compute(workers=1)) as client:
+                assert client.submit(sum, [1, 2]).result() == 3
+        assert not [w for w in caught if "port" in str(w.message)], [str(w.message) for w in caught]
+    finally:
+        holder.close()

@@ -162,7 +162,11 @@ def dask_client(compute: Compute) -> Iterator[Any]:
         with dask.config.set({"distributed.nanny.pre-spawn-environ": pre_spawn}), _without_env(TRIM), \
                 LocalCluster(n_workers=compute.workers, threads_per_worker=compute.threads_per_worker, processes=True,
                              memory_limit=compute.memory_limit or 0, dashboard_address=None,
-                             silence_logs=logging.CRITICAL, env=env) as cluster, Client(cluster) as client:
+                             silence_logs=logging.CRITICAL, env=env,
+                             # no dashboard; the scheduler's own HTTP endpoint on any free local port (its default,
+                             # 8787, is taken when two runs overlap, and distributed then warns on the console)
+                             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster, \
+                Client(cluster) as client:
             yield client
     finally:
         for name, level in before.items():
