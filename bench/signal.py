@@ -26,6 +26,9 @@ AUC (binary) or Harrell's C (survival), each printed with its ratio to the oracl
 
     python bench/signal.py [--kind s1] [--patients 400] [--seeds 0 1] [--profiles fast scratch] [--net-seeds 1 2 3]
                            [--reader-r 0.9 0.85]
+
+A profile may carry overrides, ``PROFILE@key.path=value@...`` (values are YAML), to measure a
+variant without adding it to the recipe: ``--profiles fast fast@features.tta=dihedral``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse  # noqa: E402
+import re  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -57,15 +61,36 @@ def cohort(kind: str, n: int, seed: int, root: Path) -> Path:
     return folder
 
 
-def run_profile(kind: str, data: Path, profile: str, out: Path, net_seed: int | None = None) -> tuple[pd.DataFrame, float]:
+def variant(spec: str) -> tuple[str, dict]:
+    """``profile@key.path=value@...`` -> (profile, nested overrides): a variant of a recipe's profile
+    measured without adding a profile to the recipe (values are YAML: ``features.tta=dihedral``,
+    ``preprocess.window={low: -125, high: 225}``)."""
+    import yaml
+    profile, *sets = spec.split("@")
+    overrides: dict = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--profiles {spec!r}: '{item}' is not key.path=value")
+        node = overrides
+        *parents, leaf = key.split(".")
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[leaf] = yaml.safe_load(value)
+    return profile, overrides
+
+
+def run_profile(kind: str, data: Path, spec: str, out: Path, net_seed: int | None = None) -> tuple[pd.DataFrame, float]:
     from gastrorad.config import load_study
+    from gastrorad.config.study import deep_merge
     from gastrorad.recipes import find_study_file
     from gastrorad.runner import run_study
     study = find_study_file(RECIPE[kind])
-    cfg = load_study(study, profile=profile, overrides={
+    profile, extra = variant(spec)
+    cfg = load_study(study, profile=profile, overrides=deep_merge({
         "data": {"manifest": str(data / "manifest.csv"), "clinical": str(data / "clinical.csv"),
                  "truth": str(data / "truth.csv")}, "output": str(out), "report": {"gradcam": 0},
-        **({"features": {"seed": net_seed}} if net_seed is not None else {})})
+        **({"features": {"seed": net_seed}} if net_seed is not None else {})}, extra))
     t0 = time.perf_counter()
     run_study(cfg, only=["validate", "preprocess", "train", "score", "extract-features", "radiomics", "signature"],
               log=lambda s: None)
@@ -128,7 +153,8 @@ def main() -> None:
         truth = pd.read_csv(data / "truth.csv", dtype={"patient_id": str}).set_index("patient_id")
         for profile in a.profiles:
             for net_seed in [None, *(a.net_seeds or [])]:
-                sig, secs = run_profile(a.kind, data, profile, a.root / f"run_{a.kind}_n{a.patients}_{seed}_{profile}",
+                slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", profile)
+                sig, secs = run_profile(a.kind, data, profile, a.root / f"run_{a.kind}_n{a.patients}_{seed}_{slug}",
                                         net_seed)
                 held = sig[sig.cohort != "training"].dropna()
                 ids = held.patient_id.to_numpy()

@@ -31,6 +31,20 @@ def test_roi_poolings_match_hand_computation():
     assert torch.allclose(pool_stage(f, "roi_std", w)[0], inside0.std(1, unbiased=False), atol=1e-6)
     assert torch.allclose(pool_stage(f, "roi_max", w)[0], inside0.amax(1))
     assert torch.allclose(pool_stage(f, "avg", None), f.mean((2, 3)))
+    # percentiles inside the ROI: the inverse of the coverage-weighted distribution of the cells' responses
+    big = torch.randn(1, 2, 10, 10)
+    part = torch.zeros(1, 1, 10, 10)
+    part[0, 0, :5, :] = 1.0
+    part[0, 0, 5, :4] = 0.5  # partly covered cells count half
+    for how, q in (("roi_p10", 0.10), ("roi_p90", 0.90)):
+        got = pool_stage(big, how, part)[0]
+        for c in range(2):
+            v, wt = big[0, c].flatten().numpy(), part[0, 0].flatten().numpy()
+            o = np.argsort(v, kind="stable")
+            cum = np.cumsum(wt[o])
+            expected = v[o][np.nonzero(cum >= q * cum[-1])[0][0]]
+            assert float(got[c]) == pytest.approx(float(expected))
+            assert np.mean(v[wt > 0] <= float(got[c])) == pytest.approx(q, abs=0.06)
     empty = roi_weight(torch.zeros(1, 1, 8, 8), (4, 4))
     assert torch.equal(empty, torch.ones(1, 1, 4, 4))  # an empty mask falls back to the whole patch
     with pytest.raises(ValueError, match="needs the ROI mask"):
@@ -55,6 +69,27 @@ def test_every_stage_is_pooled_and_names_say_which():
     assert one.input_index == [0] and one(x).shape == (3, 16 + 32 + 32)
     with pytest.raises(ValueError, match="need a 'mask' channel"):
         FeatureExtractor(net, stages="last", pooling=["roi_avg"], channels=["slice+0", "slice+1"])
+
+
+def test_dihedral_tta_features_do_not_depend_on_the_tumours_orientation():
+    torch.manual_seed(0)
+    net = B.create_model("tiny", in_channels=2, spatial_dims=2)
+    x = torch.randn(2, 2, 48, 48)
+    x[:, 1] = 0
+    x[:, 1, 10:30, 14:40] = 1  # an ROI that is not symmetric
+    turned = torch.flip(torch.rot90(x, 1, dims=(-2, -1)), dims=(-1,))
+    plain = FeatureExtractor(net, stages="all", pooling=["avg", "roi_avg", "roi_std"], channels=["slice+0", "mask"])
+    d4 = FeatureExtractor(net, stages="all", pooling=["avg", "roi_avg", "roi_std"], channels=["slice+0", "mask"],
+                          tta="dihedral")
+    assert not np.allclose(plain(x), plain(turned), atol=1e-3)  # a random CNN's features follow the orientation
+    np.testing.assert_allclose(d4(x), d4(turned), rtol=1e-4, atol=1e-5)
+    assert d4.names == plain.names and d4.key() != plain.key()
+    # the mean over the 8 views, each pooled as without TTA
+    views = [torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
+    views += [torch.flip(v, dims=(-1,)) for v in views]
+    np.testing.assert_allclose(d4(x), np.mean([plain(v) for v in views], axis=0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="features.tta"):
+        FeatureExtractor(net, stages="all", pooling=["avg"], channels=["slice+0", "mask"], tta="flips")
 
 
 def _texture_study(root, n=90, size=48, seed=0):

@@ -376,8 +376,9 @@ class FeaturesConfig(Strict):
 
     stages: Literal["last", "all"] = Field("last", description="'last' (the papers: the final feature maps) or "
                                            "'all' (every stage, shallow to deep, concatenated).")
-    pooling: list[Literal["avg", "max", "roi_avg", "roi_std", "roi_max"]] | None = Field(
-        None, description="Poolings of each stage's maps: avg/max over the patch, or roi_avg/roi_std/roi_max "
+    pooling: list[Literal["avg", "max", "roi_avg", "roi_std", "roi_max", "roi_p10", "roi_p90"]] | None = Field(
+        None, description="Poolings of each stage's maps: avg/max over the patch, or roi_avg/roi_std/roi_max/"
+                          "roi_p10/roi_p90 (10th/90th percentile) "
                           "inside the ROI mask (needs a 'mask' patch channel). Default: [training.pooling].")
     batch_size: int = Field(32, ge=1, description="Patches per forward pass.")
     roi_erosion: int = Field(2, ge=0, description="ROI poolings use the ROI eroded by this many patch pixels: its "
@@ -394,6 +395,10 @@ class FeaturesConfig(Strict):
     per_slice: bool = Field(False, description="stack25d patches with a mask channel: each CT slice, paired with the "
                             "ROI mask, is one sample through the network and the features are averaged over the "
                             "slices (texture estimated on several slices of the tumour instead of one).")
+    tta: Literal["none", "dihedral"] = Field("none", description="dihedral: each patch also goes through the network "
+                                             "rotated by 90, 180 and 270 degrees and mirrored (the 8 in-plane "
+                                             "symmetries) and the pooled features are averaged: features that do "
+                                             "not depend on how the tumour happens to be oriented (8x the compute).")
 
 
 class RadiomicsConfig(Strict):

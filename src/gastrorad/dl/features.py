@@ -5,7 +5,8 @@ the last stage (the paper's setting) or from every stage, one vector per patient
 Poolings of one stage's maps ``f`` (B, C, ...):
 
 - ``avg`` / ``max``: global average / maximum over the whole patch (S5: max of the last stage);
-- ``roi_avg`` / ``roi_std`` / ``roi_max``: mean, standard deviation and maximum inside the ROI,
+- ``roi_avg`` / ``roi_std`` / ``roi_max`` / ``roi_p10`` / ``roi_p90``: mean, standard deviation,
+  maximum, 10th and 90th percentile inside the ROI,
   weighting each cell of the map by the fraction of it the ROI mask covers (the mask comes
   from the patch's ``mask`` channel). ``roi_std`` is the deep analogue of a texture
   heterogeneity feature: how much a filter's response varies across the tumour.
@@ -33,7 +34,10 @@ from gastrorad.io.atomic import atomic_write, atomic_write_text
 from gastrorad.io.hashing import code_hash
 from gastrorad.preprocess.cache import load_patches
 
-POOLINGS = ("avg", "max", "roi_avg", "roi_std", "roi_max")
+#: ``roi_p10`` / ``roi_p90``: the 10th / 90th percentile of a channel's responses inside the ROI (a dark
+#: necrotic core or a bright enhancing rim moves the tail of the distribution more than its mean)
+ROI_QUANTILES = {"roi_p10": 0.10, "roi_p90": 0.90}
+POOLINGS = ("avg", "max", "roi_avg", "roi_std", "roi_max", *ROI_QUANTILES)
 CACHE_VERSION = 1
 
 
@@ -66,7 +70,22 @@ def pool_stage(f: torch.Tensor, how: str, weight: torch.Tensor | None) -> torch.
         return ((centred ** 2 * weight).sum(dim=dims) / total).clamp_min(0).sqrt()
     if how == "roi_max":
         return f.masked_fill(weight <= 0, float("-inf")).amax(dim=dims)
+    if how in ROI_QUANTILES:
+        return roi_quantile(f, weight, ROI_QUANTILES[how])
     raise ValueError(f"unknown pooling '{how}'; choose from {POOLINGS}")
+
+
+def roi_quantile(f: torch.Tensor, weight: torch.Tensor, q: float) -> torch.Tensor:
+    """Weighted ``q``-quantile of each channel's responses inside the ROI (B, C): the cells'
+    responses sorted, each weighted by its ROI coverage, the first whose cumulative weight
+    reaches ``q`` of the total (the inverse of the weighted empirical distribution)."""
+    flat = f.flatten(2)
+    w = weight.flatten(2).expand_as(flat)
+    values, order = flat.sort(dim=-1)
+    cum = torch.gather(w, -1, order).cumsum(dim=-1)
+    target = q * cum[..., -1:].clamp_min(1e-8)
+    idx = torch.searchsorted(cum.contiguous(), target.contiguous()).clamp_max(flat.shape[-1] - 1)
+    return torch.gather(values, -1, idx).squeeze(-1)
 
 
 def erode(mask: torch.Tensor, pixels: int) -> torch.Tensor:
@@ -107,7 +126,7 @@ class FeatureExtractor:
     """
 
     def __init__(self, net, *, stages: str, pooling: list[str], channels: list[str], batch_size: int = 32,
-                 roi_erosion: int = 0):
+                 roi_erosion: int = 0, tta: str = "none"):
         for p in pooling:
             if p not in POOLINGS:
                 raise ValueError(f"unknown pooling '{p}'; choose from {', '.join(POOLINGS)}")
@@ -116,6 +135,9 @@ class FeatureExtractor:
         self.pooling = list(pooling)
         self.batch_size = batch_size
         self.roi_erosion = roi_erosion
+        if tta not in ("none", "dihedral"):
+            raise ValueError(f"unknown features.tta '{tta}'; choose none or dihedral")
+        self.tta = tta
         self.mask_index = channels.index("mask") if "mask" in channels else None
         in_ch = _in_channels(net)
         if in_ch == len(channels) or self.mask_index is None:
@@ -130,26 +152,39 @@ class FeatureExtractor:
     def key(self) -> dict:
         return {"v": CACHE_VERSION, "code": code_hash("dl", "models"), "weights": weights_digest(self.net), "stages": self.stages,
                 "pooling": self.pooling, "inputs": self.input_index, "mask": self.mask_index,
-                "erosion": self.roi_erosion}
+                "erosion": self.roi_erosion, **({"tta": self.tta} if self.tta != "none" else {})}
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> np.ndarray:
-        """(B, C, ...) patches -> (B, n_features) float32."""
+        """(B, C, ...) patches -> (B, n_features) float32; with ``tta="dihedral"`` the mean over
+        the 8 in-plane symmetries of each patch (the last two axes)."""
         out = []
         for start in range(0, len(x), self.batch_size):
             xb = x[start:start + self.batch_size].float()
-            inputs = xb[:, self.input_index]
-            maps = self.net.stage_features(inputs) if self.stages == "all" else [("last", self.net.features(inputs))]
-            mask = xb[:, self.mask_index:self.mask_index + 1] if self.mask_index is not None else None
-            cols, names = [], []
-            for stage, f in maps:
-                w = roi_weight(mask, tuple(f.shape[2:]), self.roi_erosion) if mask is not None else None
-                for how in self.pooling:
-                    cols.append(pool_stage(f, how, w))
-                    names += [f"{stage}_{how}_{i:04d}" for i in range(f.shape[1])]
-            out.append(torch.cat(cols, dim=1).float().cpu().numpy())
-            self.names = names
+            views = dihedral_views(xb) if self.tta == "dihedral" else [xb]
+            pooled = [self._pooled(v) for v in views]
+            out.append(torch.stack(pooled).mean(dim=0).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def _pooled(self, xb: torch.Tensor) -> torch.Tensor:
+        inputs = xb[:, self.input_index]
+        maps = self.net.stage_features(inputs) if self.stages == "all" else [("last", self.net.features(inputs))]
+        mask = xb[:, self.mask_index:self.mask_index + 1] if self.mask_index is not None else None
+        cols, names = [], []
+        for stage, f in maps:
+            w = roi_weight(mask, tuple(f.shape[2:]), self.roi_erosion) if mask is not None else None
+            for how in self.pooling:
+                cols.append(pool_stage(f, how, w))
+                names += [f"{stage}_{how}_{i:04d}" for i in range(f.shape[1])]
+        self.names = names
+        return torch.cat(cols, dim=1)
+
+
+def dihedral_views(x: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 in-plane symmetries of (B, C, ..., H, W): rotations by 0, 90, 180 and 270 degrees,
+    each also mirrored left/right."""
+    rots = [torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
+    return rots + [torch.flip(r, dims=(-1,)) for r in rots]
 
 
 def _in_channels(net) -> int:
@@ -255,7 +290,7 @@ def _extractor(cfg: StudyConfig, net, frame: pd.DataFrame, pooling: str | list[s
     _, channels, _ = load_patches(first)
     return FeatureExtractor(net, stages=fc.stages, pooling=pool, channels=feature_channels(cfg, channels),
                             batch_size=fc.batch_size,
-                            roi_erosion=fc.roi_erosion)
+                            roi_erosion=fc.roi_erosion, tta=fc.tta)
 
 
 def _pooled_features(cfg: StudyConfig, net, frame: pd.DataFrame, keys: list[str], pooling,
