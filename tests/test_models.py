@@ -462,3 +462,27 @@ def test_logistic_separation_warns_as_glm():
     assert any("fitted probabilities numerically 0 or 1 occurred" in w for w in msgs)
     assert not m.converged
     assert m.coef == pytest.approx(ref["coef"], rel=1e-6)
+
+
+def test_a_lasso_fit_that_does_not_converge_is_a_statistics_warning():
+    """skglm's ConvergenceWarning (and numba's performance note) reached the demo's console raw; a fit
+    that stops short is now a StatisticsWarning naming it, which the run records with its stage."""
+    import warnings
+
+    from gastrorad.errors import StatisticsWarning
+    from gastrorad.models.lasso import lasso_fit
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 6))
+    y = (X[:, 0] + rng.standard_normal(40) > 0).astype(int)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lasso_fit(X, y, 0.02, tol=1e-30)  # a tolerance no solver reaches
+    kinds = {w.category.__name__ for w in caught}
+    assert kinds == {"StatisticsWarning"}, kinds
+    (w,) = caught
+    assert issubclass(w.category, StatisticsWarning)
+    assert "LASSO logistic fit at lambda 0.02 did not converge" in str(w.message)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lasso_fit(X, y, 0.02)  # the default tolerance: converges, says nothing
+    assert not caught, [str(w.message) for w in caught]

@@ -14,6 +14,8 @@ partial-likelihood deviance (:func:`cv_lasso_cox`).
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +23,26 @@ import pandas as pd
 
 from gastrorad.errors import StatisticsWarning
 from gastrorad.stats.resample import map_replicates
+
+
+@contextlib.contextmanager
+def _skglm_warnings(what: str):
+    """skglm's warnings as a user can act on them: numba's note that ``X[:, j] @ r`` is faster on
+    contiguous arrays is dropped (column-major X made the whole solver slower here), and a solver
+    that did not converge becomes a :class:`~gastrorad.errors.StatisticsWarning` naming the fit
+    (recorded with the stage, as R's ``glmnet`` warns)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if w.category.__name__ == "NumbaPerformanceWarning":
+            continue
+        if w.category.__name__ == "ConvergenceWarning":
+            detail = str(w.message).splitlines()[0].replace("`", "").rstrip(".")
+            warnings.warn(f"{what} did not converge ({detail}); its coefficients may differ from glmnet's in the "
+                          "last digits or by a feature near zero", StatisticsWarning, stacklevel=3)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _standardize(X: np.ndarray):
@@ -88,7 +110,8 @@ def lasso_fit(X, y=None, lam: float = 0.1, *, kind: str = "logistic", time=None,
             return null, np.zeros(X.shape[1])
         est = GeneralizedLinearEstimator(Logistic(), L1(alpha=lam), ProxNewton(tol=tol, fit_intercept=True,
                                                                                max_iter=200))
-        est.fit(Xs, yy)
+        with _skglm_warnings(f"LASSO logistic fit at lambda {lam:.4g}"):
+            est.fit(Xs, yy)
         b = est.coef_.ravel() / sd
         b0 = float(est.intercept_) - float(b @ mean)
         return b0, b
@@ -142,7 +165,6 @@ def cox_path(X, time, event, lambdas, *, tol: float = 1e-10, stop: bool = False,
                 out += [out[-1]] * (len(lambdas) - m)
                 break
     if failed and report:
-        import warnings
         warnings.warn(f"LASSO-Cox path: {len(failed)} of {len(lambdas)} fits did not converge (lambda <= "
                       f"{max(failed):.3g}: the partial likelihood has no finite optimum near there)",
                       StatisticsWarning, stacklevel=2)
@@ -191,8 +213,9 @@ def logistic_path(X, y, lambdas, *, tol: float = 1e-5, stop: bool = True) -> lis
         if b0_null is not None:
             w = np.concatenate([np.zeros(p), [b0_null]])
         else:
-            w = np.asarray(ProxNewton(tol=tol, fit_intercept=True, max_iter=200).solve(
-                Xs, yy, Logistic(), L1(alpha=lam), w_init=w.copy(), Xw_init=Xs @ w[:p] + w[p])[0]).ravel()
+            with _skglm_warnings("A LASSO logistic path fit"):
+                w = np.asarray(ProxNewton(tol=tol, fit_intercept=True, max_iter=200).solve(
+                    Xs, yy, Logistic(), L1(alpha=lam), w_init=w.copy(), Xw_init=Xs @ w[:p] + w[p])[0]).ravel()
         b = w[:p] / sd
         out.append((float(w[p]) - float(b @ mean), b))
         if stop and m >= 5 and null > 0:
@@ -363,7 +386,6 @@ def cv_lasso_cox(X: pd.DataFrame, time, event, *, lambdas=None, foldid=None, nfo
     failed += [lam for _, fold_failed in rows for lam in fold_failed]
     cvm, cvsd, i_min, i_1se = _cv_choice(np.asarray(raw), np.asarray(w, float), lambdas)
     if failed and min(lambdas[i_min], lambdas[i_1se]) <= max(failed):
-        import warnings
         warnings.warn(f"LASSO-Cox cross-validation: {len(failed)} path fits did not converge, at lambdas down from "
                       f"{max(failed):.3g}, and the chosen lambda lies among them: the partial likelihood is close "
                       "to flat there (too many features for the events); treat the selection with caution",
