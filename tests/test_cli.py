@@ -101,3 +101,16 @@ def test_demo_runs_every_built_stage(tmp_path, monkeypatch):
     else:  # 40 patients: training may select nothing (LASSO keeps no deep feature, no clinical term passes)
         assert res.exit_code == 1 and "holds no fitted model" in res.output, (res.output, res.exception)
         assert not (work / "predictions" / "predictions.csv").exists()
+
+
+def test_output_to_a_file_or_pipe_is_wide_enough_for_the_headline_table():
+    """Piped to a log file, rich's default 80 columns cut the headline table's CIs to '(0.851-0.…'."""
+    import subprocess
+    import sys
+    probe = "from gastrorad.cli import console, err; print(console.width, err.width)"
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["160", "160"]
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env={**env, "COLUMNS": "100"},
+                         check=True)
+    assert out.stdout.split() == ["100", "100"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,8 +25,20 @@ from gastrorad.errors import InputError, Problem
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="gastrorad: CT deep-learning radiomics for gastric cancer, from one study file to one report.")
-console = Console(stderr=False)
-err = Console(stderr=True)
+
+
+def _width(stream) -> int | None:
+    """A terminal keeps its own width (and COLUMNS wins); output to a log file or a pipe gets 160
+    columns, not rich's 80, which cut the headline table's confidence intervals to '(0.851-0.…'."""
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return None if tty or os.environ.get("COLUMNS") else 160
+
+
+console = Console(stderr=False, width=_width(sys.stdout))
+err = Console(stderr=True, width=_width(sys.stderr))
 
 
 _SCHEDULER_HELP = ("Where per-patient work runs: 'local' (a Dask LocalCluster started for the command), 'serial' "
