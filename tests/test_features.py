@@ -13,7 +13,8 @@ import yaml
 
 from gastrorad.config import load_study
 from gastrorad.dl import backbones as B
-from gastrorad.dl.features import FeatureExtractor, extract_features, pool_stage, roi_weight, weights_digest
+from gastrorad.dl.features import (POOLINGS, FeatureExtractor, extract_features, pool_stage, roi_weight,
+                                   weights_digest)
 from gastrorad.preprocess.cache import load_patches, save_patches
 from gastrorad.stats import auc
 
@@ -67,8 +68,8 @@ def test_every_stage_is_pooled_and_names_say_which():
     one = FeatureExtractor(B.create_model("tiny", in_channels=1, spatial_dims=2), stages="all",
                            pooling=["roi_avg"], channels=["slice+0", "mask"])
     assert one.input_index == [0] and one(x).shape == (3, 16 + 32 + 32)
-    with pytest.raises(ValueError, match="need a 'mask' channel"):
-        FeatureExtractor(net, stages="last", pooling=["roi_avg"], channels=["slice+0", "slice+1"])
+    with pytest.raises(ValueError, match=r"ROI poolings \(roi_avg, roi_p90\) need a 'mask' channel"):
+        FeatureExtractor(net, stages="last", pooling=["avg", "roi_avg", "roi_p90"], channels=["slice+0", "slice+1"])
 
 
 def test_dihedral_tta_features_do_not_depend_on_the_tumours_orientation():
@@ -246,3 +247,17 @@ def test_a_bank_of_random_networks_and_its_bagged_signature(tmp_path):
     labels = pd.read_csv(cfg.clinical_path).set_index("patient_id").label
     internal = sig[sig.cohort == "internal"]
     assert auc(labels.loc[internal.index].to_numpy(), internal.rad_venous.to_numpy()) > 0.75
+
+
+def test_every_pooling_the_study_file_accepts_is_implemented_and_named_in_the_cli_help():
+    from typer.testing import CliRunner
+
+    from gastrorad.cli import app
+    f, w = torch.rand(2, 3, 6, 6), torch.ones(2, 1, 6, 6)
+    for how in POOLINGS:
+        assert pool_stage(f, how, w).shape == (2, 3), how
+    with pytest.raises(ValueError, match="unknown pooling 'roi_median'"):
+        pool_stage(f, "roi_median", w)
+    text = " ".join(CliRunner().invoke(app, ["extract-features", "--help"], env={"COLUMNS": "300"}).output.split())
+    missing = [how for how in POOLINGS if how not in text.replace("│", " ").replace(",", " ").split()]
+    assert not missing, f"`gastrorad extract-features --help` does not name {missing}"

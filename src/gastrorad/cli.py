@@ -263,7 +263,8 @@ def extract_features_cmd(study: Path = typer.Argument(..., help="Study file (YAM
                          checkpoint: Optional[Path] = typer.Option(None, help="Trained model (default: a fresh "
                                                                    "backbone with model.pretrained weights)."),
                          pooling: Optional[str] = typer.Option(None, help="Comma-separated poolings: avg, max, "
-                                                               "roi_avg, roi_std, roi_max (default: features.pooling).")
+                                                               "roi_avg, roi_std, roi_max, roi_p10, roi_p90 (default: "
+                                                               "features.pooling).")
                          ) -> None:
     """Deep features per phase, pooled from the last stage or every stage (features section).
 

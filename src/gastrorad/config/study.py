@@ -32,6 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gastrorad.errors import InputError, Problem
 
 COHORT_NAMES = ("training", "internal", "external", "prospective", "test")
+#: Poolings of a stage's feature maps (implemented in :func:`gastrorad.dl.features.pool_stage`).
+POOLINGS = ("avg", "max", "roi_avg", "roi_std", "roi_max", "roi_p10", "roi_p90")
 
 
 class Strict(BaseModel):
@@ -376,7 +378,7 @@ class FeaturesConfig(Strict):
 
     stages: Literal["last", "all"] = Field("last", description="'last' (the papers: the final feature maps) or "
                                            "'all' (every stage, shallow to deep, concatenated).")
-    pooling: list[Literal["avg", "max", "roi_avg", "roi_std", "roi_max", "roi_p10", "roi_p90"]] | None = Field(
+    pooling: list[Literal[POOLINGS]] | None = Field(
         None, description="Poolings of each stage's maps: avg/max over the patch, or roi_avg/roi_std/roi_max/"
                           "roi_p10/roi_p90 (10th/90th percentile) "
                           "inside the ROI mask (needs a 'mask' patch channel). Default: [training.pooling].")

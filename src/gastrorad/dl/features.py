@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from gastrorad.config.study import StudyConfig
+from gastrorad.config.study import POOLINGS, StudyConfig
 from gastrorad.dl.data import build_eval_transform, load_sample_table
 from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write, atomic_write_text
@@ -37,7 +37,6 @@ from gastrorad.preprocess.cache import load_patches
 #: ``roi_p10`` / ``roi_p90``: the 10th / 90th percentile of a channel's responses inside the ROI (a dark
 #: necrotic core or a bright enhancing rim moves the tail of the distribution more than its mean)
 ROI_QUANTILES = {"roi_p10": 0.10, "roi_p90": 0.90}
-POOLINGS = ("avg", "max", "roi_avg", "roi_std", "roi_max", *ROI_QUANTILES)
 CACHE_VERSION = 1
 
 
@@ -145,7 +144,8 @@ class FeatureExtractor:
         else:
             self.input_index = [i for i in range(len(channels)) if i != self.mask_index]
         if any(p.startswith("roi_") for p in self.pooling) and self.mask_index is None:
-            raise ValueError("ROI poolings (roi_avg, roi_std, roi_max) need a 'mask' channel in the patches "
+            roi = ", ".join(p for p in self.pooling if p.startswith("roi_"))
+            raise ValueError(f"ROI poolings ({roi}) need a 'mask' channel in the patches "
                              "(e.g. preprocess.patch.mask_channel: true)")
         self.names: list[str] | None = None
 
