@@ -224,6 +224,8 @@ def main() -> None:
         rows.append({"seed": seed, "path": "oracle", "n": len(ids),
                      "value": metric(a.kind, clinical, ids, truth.loc[ids, "true_risk"])})
     t = pd.DataFrame(rows)
+    if "reading r" in t:
+        t["reading r"] = t["reading r"].fillna("")
     oracle = t[t.path == "oracle"].set_index("seed").value
     t["ratio_to_oracle"] = t.value / t.seed.map(oracle)
     stat = "AUC" if a.kind == "s1" else "C-index"
