@@ -137,25 +137,16 @@ def latent_signature(kind: str, clinical: pd.DataFrame, truth: pd.DataFrame, tra
     return z.loc[held_ids].to_numpy() @ cox.params_.loc[LATENTS].to_numpy()
 
 
-def read_latents(table: Path, truth: pd.DataFrame, folds: int = 10) -> pd.DataFrame | None:
-    """The planted latents as a ridge regression on a run's feature table reads them: each patient's
-    reading comes from a model fitted on the other folds' patients *and their true latents*
-    (cross-fitted; ridge penalty chosen by generalised cross-validation). No study has those
-    latents: this is what the ROI's features could give a signature if the phenotype itself
-    were the training target, an upper bound for a signature of those features."""
-    from sklearn.linear_model import RidgeCV
-    from sklearn.model_selection import KFold, cross_val_predict
-    if not table.exists():
-        return None
-    f = pd.read_csv(table, dtype={"patient_id": str}).set_index("patient_id").drop(columns=["cohort"], errors="ignore")
-    f = f.select_dtypes("number")
-    f = f.loc[:, f.notna().all() & (f.std() > 0)]
-    x = ((f - f.mean()) / f.std()).to_numpy()
-    t = truth.loc[f.index, LATENTS].astype(float)
-    cv = KFold(folds, shuffle=True, random_state=0)
-    reads = {lat: cross_val_predict(RidgeCV(alphas=np.logspace(-1, 6, 29)), x, t[lat].to_numpy(), cv=cv)
-             for lat in LATENTS}
-    return pd.DataFrame(reads, index=f.index)
+def read_latents(table: Path, truth: pd.DataFrame, folds: int = 10) -> pd.DataFrame:
+    """The planted latents as a ridge regression on a run's feature table reads them
+    (``signal_diagnose.ridge_reads``): each patient's reading comes from a model fitted on the
+    other folds' patients *and their true latents*. No study has those latents: this is what a
+    linear reading of the features gives when the phenotype itself is the target."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("signal_diagnose", HERE / "signal_diagnose.py")
+    diagnose = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diagnose)
+    return diagnose.ridge_reads(diagnose._table(table), truth, LATENTS, folds=folds)
 
 
 def main() -> None:
@@ -211,7 +202,7 @@ def main() -> None:
             run = a.root / f"run_{a.kind}_n{a.patients}_{seed}_{slug}"
             for table in sorted(run.glob("radiomics_*.csv")) + sorted(run.glob("features_*.csv")):
                 if table.stem.endswith("_readers"):
-                    continue
+                    continue  # re-segmentations, for the ICC filter
                 reads = read_latents(table, truth)
                 r = [float(np.corrcoef(reads[lat], truth.loc[reads.index, lat])[0, 1]) for lat in LATENTS]
                 who = "handcrafted" if table.stem.startswith("radiomics") else f"{a.profiles[0]} deep"

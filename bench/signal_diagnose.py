@@ -49,22 +49,31 @@ def _numeric(frame: pd.DataFrame) -> pd.DataFrame:
     return x
 
 
-def recovery(features: pd.DataFrame, truth: pd.DataFrame, seed: int = 0) -> dict[str, float]:
-    """Cross-validated ridge r of each planted variable from ``features``."""
+def ridge_reads(features: pd.DataFrame, truth: pd.DataFrame, columns, folds: int = 5, seed: int = 0) -> pd.DataFrame:
+    """Each truth ``column`` as a ridge regression on ``features`` reads it, cross-fitted: every
+    patient's reading comes from a model fitted on the other folds (penalty chosen by generalised
+    cross-validation inside the fold). The features are standardised over all patients (no
+    target involved): a deep feature that is zero in all but a few patients would otherwise get
+    a fold-wise SD near zero and throw the held-out fold's readings far off."""
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
     x = _numeric(features)
     t = truth.loc[x.index]
+    z = ((x - x.mean()) / x.std()).to_numpy()
     out = {}
-    for col in PHENOTYPE:
+    for col in columns:
         if col not in t.columns or t[col].std() == 0:
             continue
-        model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 25)))
-        pred = cross_val_predict(model, x.to_numpy(), t[col].to_numpy(float), cv=KFold(5, shuffle=True, random_state=seed))
-        out[col] = float(np.corrcoef(pred, t[col].to_numpy(float))[0, 1])
-    return out
+        out[col] = cross_val_predict(RidgeCV(alphas=np.logspace(-2, 6, 33)), z, t[col].to_numpy(float),
+                                     cv=KFold(folds, shuffle=True, random_state=seed))
+    return pd.DataFrame(out, index=x.index)
+
+
+def recovery(features: pd.DataFrame, truth: pd.DataFrame, seed: int = 0) -> dict[str, float]:
+    """Cross-validated ridge r of each planted variable from ``features``."""
+    reads = ridge_reads(features, truth, PHENOTYPE, seed=seed)
+    t = truth.loc[reads.index]
+    return {col: float(np.corrcoef(reads[col], t[col].to_numpy(float))[0, 1]) for col in reads.columns}
 
 
 def association(x: np.ndarray, outcome: pd.DataFrame) -> float:
