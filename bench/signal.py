@@ -46,6 +46,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import re  # noqa: E402
 import time  # noqa: E402
 
@@ -142,11 +143,18 @@ def read_latents(table: Path, truth: pd.DataFrame, folds: int = 10) -> pd.DataFr
     (``signal_diagnose.ridge_reads``): each patient's reading comes from a model fitted on the
     other folds' patients *and their true latents*. No study has those latents: this is what a
     linear reading of the features gives when the phenotype itself is the target."""
+    diagnose = _signal_diagnose()
+    return diagnose.ridge_reads(diagnose._table(table), truth, LATENTS, folds=folds)
+
+
+@functools.cache
+def _signal_diagnose():
+    """``bench/signal_diagnose.py``, loaded from its path: this folder is off ``sys.path`` (above)."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("signal_diagnose", HERE / "signal_diagnose.py")
-    diagnose = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(diagnose)
-    return diagnose.ridge_reads(diagnose._table(table), truth, LATENTS, folds=folds)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main() -> None:

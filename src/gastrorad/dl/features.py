@@ -143,9 +143,9 @@ class FeatureExtractor:
             self.input_index = list(range(len(channels)))
         else:
             self.input_index = [i for i in range(len(channels)) if i != self.mask_index]
-        if any(p.startswith("roi_") for p in self.pooling) and self.mask_index is None:
-            roi = ", ".join(p for p in self.pooling if p.startswith("roi_"))
-            raise ValueError(f"ROI poolings ({roi}) need a 'mask' channel in the patches "
+        roi = [p for p in self.pooling if p.startswith("roi_")]
+        if roi and self.mask_index is None:
+            raise ValueError(f"ROI poolings ({', '.join(roi)}) need a 'mask' channel in the patches "
                              "(e.g. preprocess.patch.mask_channel: true)")
         self.names: list[str] | None = None
 
