@@ -30,7 +30,7 @@ held-out patients (every cohort but training). S1's profiles cover every deep pa
 AUC (binary) or Harrell's C (survival), each printed with its ratio to the oracle.
 
     python bench/signal.py [--kind s1] [--patients 400] [--seeds 0 1] [--profiles fast scratch] [--net-seeds 1 2 3]
-                           [--reader-r 0.9 0.85] [--supervised-reads]
+                           [--reader-r 0.9 0.85] [--supervised-reads] [--roi volume]
 
 A profile may carry overrides, ``PROFILE@key.path=value@...`` (values are YAML), to measure a
 variant without adding it to the recipe: ``--profiles fast fast@features.tta=dihedral``.
@@ -57,12 +57,12 @@ HERE = Path(__file__).resolve().parent
 RECIPE = {"s1": "s1_nact_resistance", "s5": "s5_gnen_survival"}
 
 
-def cohort(kind: str, n: int, seed: int, root: Path) -> Path:
+def cohort(kind: str, n: int, seed: int, root: Path, roi: str = "paper") -> Path:
     from gastrorad.synth import synthesize
-    folder = root / f"{kind}_n{n}_seed{seed}"
+    folder = root / (f"{kind}_n{n}_seed{seed}" + ("" if roi == "paper" else f"_roi{roi}"))
     if not (folder / "truth.csv").exists():
         t0 = time.perf_counter()
-        synthesize(kind, folder, n=n, seed=seed, workers=2)
+        synthesize(kind, folder, n=n, seed=seed, workers=2, roi=None if roi == "paper" else roi)
         print(f"  synthesised {folder.name} in {time.perf_counter() - t0:.0f} s", flush=True)
     return folder
 
@@ -86,7 +86,8 @@ def variant(spec: str) -> tuple[str, dict]:
     return profile, overrides
 
 
-def run_profile(kind: str, data: Path, spec: str, out: Path, net_seed: int | None = None) -> tuple[pd.DataFrame, float]:
+def run_profile(kind: str, data: Path, spec: str, out: Path, net_seed: int | None = None,
+                roi: str = "paper") -> tuple[pd.DataFrame, float]:
     from gastrorad.config import load_study
     from gastrorad.config.study import deep_merge
     from gastrorad.recipes import find_study_file
@@ -96,7 +97,9 @@ def run_profile(kind: str, data: Path, spec: str, out: Path, net_seed: int | Non
     cfg = load_study(study, profile=profile, overrides=deep_merge({
         "data": {"manifest": str(data / "manifest.csv"), "clinical": str(data / "clinical.csv"),
                  "truth": str(data / "truth.csv")}, "output": str(out), "report": {"gradcam": 0},
-        **({"features": {"seed": net_seed}} if net_seed is not None else {})}, extra))
+        **({"features": {"seed": net_seed}} if net_seed is not None else {}),
+        # a whole-tumour mask: handcrafted features in 3D (the deep patches follow the profile)
+        **({"radiomics": {"force2d": False}} if roi == "volume" else {})}, extra))
     t0 = time.perf_counter()
     run_study(cfg, only=["validate", "preprocess", "train", "score", "extract-features", "radiomics", "signature"],
               log=lambda s: None)
@@ -170,6 +173,10 @@ def main() -> None:
                          "cohort stay the same)")
     ap.add_argument("--reader-r", type=float, nargs="*", default=[0.9, 0.85],
                     help="also score the planted latents read with these correlations to the truth")
+    ap.add_argument("--roi", choices=["paper", "volume"], default="paper",
+                    help="the cohorts' ROI masks: the paper's (S1, S5: the largest slice only) or the whole tumour "
+                         "(volume: the same patients and images, cached apart; handcrafted features in 3D): what a "
+                         "3D ROI would give, which the papers do not draw")
     ap.add_argument("--supervised-reads", action="store_true",
                     help="also score each phase's handcrafted and deep feature tables (the first profile's run) read "
                          "into the planted latents by a ridge fitted to the true latents (cross-fitted): what a "
@@ -177,14 +184,14 @@ def main() -> None:
     a = ap.parse_args()
     rows = []
     for seed in a.seeds:
-        data = cohort(a.kind, a.patients, seed, a.root)
+        data = cohort(a.kind, a.patients, seed, a.root, a.roi)
+        tag = f"{a.kind}_n{a.patients}_{seed}" + ("" if a.roi == "paper" else f"_roi{a.roi}")
         clinical = pd.read_csv(data / "clinical.csv", dtype={"patient_id": str}).set_index("patient_id")
         truth = pd.read_csv(data / "truth.csv", dtype={"patient_id": str}).set_index("patient_id")
         for profile in a.profiles:
             for net_seed in [None, *(a.net_seeds or [])]:
                 slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", profile)
-                sig, secs = run_profile(a.kind, data, profile, a.root / f"run_{a.kind}_n{a.patients}_{seed}_{slug}",
-                                        net_seed)
+                sig, secs = run_profile(a.kind, data, profile, a.root / f"run_{tag}_{slug}", net_seed, a.roi)
                 held = sig[sig.cohort != "training"].dropna()
                 ids = held.patient_id.to_numpy()
                 for col in [c for c in sig.columns if c not in ("patient_id", "cohort")]:
@@ -207,7 +214,7 @@ def main() -> None:
                          "value": float(np.mean(draws))})
         if a.supervised_reads:
             slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", a.profiles[0])
-            run = a.root / f"run_{a.kind}_n{a.patients}_{seed}_{slug}"
+            run = a.root / f"run_{tag}_{slug}"
             for table in sorted(run.glob("radiomics_*.csv")) + sorted(run.glob("features_*.csv")):
                 if table.stem.endswith("_readers"):
                     continue  # re-segmentations, for the ICC filter
@@ -228,7 +235,8 @@ def main() -> None:
     oracle = t[t.path == "oracle"].set_index("seed").value
     t["ratio_to_oracle"] = t.value / t.seed.map(oracle)
     stat = "AUC" if a.kind == "s1" else "C-index"
-    print(f"\n{a.kind.upper()}, {a.patients} patients per seed, pooled held-out cohorts: {stat} and ratio to the oracle")
+    roi = "" if a.roi == "paper" else f", {a.roi} ROI"
+    print(f"\n{a.kind.upper()}, {a.patients} patients per seed{roi}, pooled held-out cohorts: {stat} and ratio to the oracle")
     print(t.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     mean = t.groupby("path")[["value", "ratio_to_oracle"]].mean().sort_values("value", ascending=False)
     print(f"\nmean over seeds {a.seeds}:")

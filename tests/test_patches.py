@@ -117,6 +117,24 @@ def test_volume3d_as_slices_and_block():
     assert block.array.shape == (1, 8, 16, 16)
 
 
+def test_volume3d_block_with_the_mask_channel():
+    img, m, mask = _phantom("z")
+    p = Volume3DPatch(size=[4, 14, 14], margin_mm=0.0, mask_channel=True)
+    ps = get_patch_mode("volume3d")(_req(p, img, m, mask))
+    assert ps.array.shape == (2, 4, 14, 14) and ps.channels == ["volume", "mask"]
+    ct, roi = ps.array
+    assert set(np.unique(roi)) == {0.0, 1.0}  # nearest neighbour: the mask stays binary
+    # the VOI spans slices 10..13 (4 planes at 2.5 mm, no resampling in z): the mask's planes follow the
+    # phantom's ROI, smallest at slice 10 (3 x 4 px) and largest at slice 12 (10 x 14 px, the whole box)
+    assert np.allclose(ct[:, 7, 7], 100 + 10 * np.arange(10, 14), atol=1e-3)
+    areas = roi.sum(axis=(1, 2))
+    assert areas.argmax() == 2 and areas[2] == 14 * 14 and areas[0] < areas[1] < areas[2]  # slice 12 fills the box
+    plain = get_patch_mode("volume3d")(_req(Volume3DPatch(size=[4, 14, 14], margin_mm=0.0), img, m, mask))
+    assert np.array_equal(plain.array[0], ct)  # the CT channel is the block without the mask
+    with pytest.raises(ValueError, match="mask_channel needs the 3D block"):
+        Volume3DPatch(as_slices=True, mask_channel=True)
+
+
 def test_slices_mode_covers_the_roi_z_range():
     img, m, mask = _phantom("z")
     ps = get_patch_mode("slices")(_req(SlicesPatch(size=[32, 32], extra_slices=1, crop_to_body=False), img, m, mask))

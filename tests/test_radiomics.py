@@ -200,8 +200,9 @@ def test_empty_mask_error_names_the_file(tmp_path):
 
 def test_2d_shape_needs_a_single_slice_roi():
     image, mask = _blob(np.random.default_rng(0), 20.0)
-    with pytest.raises(InputError, match="one axial slice"):
+    with pytest.raises(InputError, match="one axial slice") as e:
         extract_handcrafted(image, mask, force2d=True, source="m.nii.gz")
+    assert "radiomics.force2d: false" in str(e.value)  # the study-file key that gives 3D features
     arr = sitk.GetArrayFromImage(mask)
     arr[np.arange(arr.shape[0]) != 12] = 0
     one = sitk.GetImageFromArray(arr)

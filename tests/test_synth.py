@@ -64,6 +64,33 @@ def test_hu_realism_and_s1_roi_on_one_slice(s1_study):
     assert hist[2] > 0.03 and hist[3] > 0.15  # fat and soft tissue both present
 
 
+def test_whole_tumour_roi_gives_the_same_patients(tmp_path):
+    import json
+
+    import yaml
+    paper = synthesize("s1", tmp_path / "paper", n=4, seed=3)
+    whole = synthesize("s1", tmp_path / "whole", n=4, seed=3, roi="volume")
+    mp, mw = (pd.read_csv(f / "manifest.csv") for f in (paper.folder, whole.folder))
+    for a, b in zip(mp.itertuples(), mw.itertuples()):
+        img = read_image(paper.folder / a.image)
+        assert np.array_equal(sitk.GetArrayFromImage(img), sitk.GetArrayFromImage(read_image(whole.folder / b.image)))
+        one = sitk.GetArrayFromImage(read_mask(paper.folder / a.mask, img)).astype(bool)
+        vol = sitk.GetArrayFromImage(read_mask(whole.folder / b.mask, img)).astype(bool)
+        assert np.count_nonzero(vol.any(axis=(1, 2))) > 1  # the whole tumour spans slices
+        largest = np.argmax(vol.sum(axis=(1, 2)))
+        assert np.array_equal(one[largest], vol[largest]) and one.sum() == vol[largest].sum()
+    for name in ("clinical.csv", "truth.csv"):
+        assert (paper.folder / name).read_bytes() == (whole.folder / name).read_bytes()
+    assert json.loads((whole.folder / "synth.json").read_text())["roi"] == "volume"
+    study = yaml.safe_load((whole.folder / "study.yaml").read_text())
+    assert study["radiomics"] == {"force2d": False}  # 3D handcrafted features on a 3D ROI
+    assert "radiomics" not in yaml.safe_load((paper.folder / "study.yaml").read_text())
+    with pytest.raises(ValueError, match="choose slice or volume"):
+        synthesize("s1", tmp_path / "bad", n=4, roi="sphere")
+    with pytest.raises(ValueError, match="bounding boxes"):
+        synthesize("s3", tmp_path / "bad3", n=4, roi="volume")
+
+
 def test_planted_heterogeneity_is_visible_in_the_image(tmp_path):
     res = synthesize("s2", tmp_path, n=12, seed=4, workers=2)
     m = pd.read_csv(tmp_path / "manifest.csv")

@@ -110,6 +110,8 @@ def synth(
     dicom: bool = typer.Option(False, help="Also write DICOM series, SEG and RTSTRUCT masks (manifest points to them)."),
     workers: int = typer.Option(2, help="Worker processes."),
     matrix_scale: float = typer.Option(1.0, help="2.0 doubles the in-plane matrix (e.g. 512 instead of 256)."),
+    roi: Optional[str] = typer.Option(None, help="ROI masks: slice (largest axial slice only) or volume (whole "
+                                                 "tumour). Default: the paper's (s1, s5 slice; s2, s4 volume)."),
 ) -> None:
     """Make a synthetic study with a known truth.
 
@@ -121,7 +123,7 @@ def synth(
     with _progress() as prog:
         task = prog.add_task(f"synth {kind}", total=n)
         res = synthesize(kind, out, n=n, seed=seed, dicom=dicom, workers=workers, matrix_scale=matrix_scale,
-                         progress=lambda done: prog.update(task, completed=done))
+                         roi=roi, progress=lambda done: prog.update(task, completed=done))
     console.print(f"wrote {res.n_patients} patients, {res.n_images} images in {res.seconds:.1f} s -> {res.folder}")
     console.print(f"study file: {res.study_file}")
 

@@ -195,6 +195,14 @@ class Volume3DPatch(_PatchBase):
     mode: Literal["volume3d"] = "volume3d"
     as_slices: bool = Field(False, description="Return each VOI slice padded to square and resized (S2).")
     size: list[int] = Field(default_factory=lambda: [32, 112, 112])
+    mask_channel: bool = Field(False, description="Add the ROI mask as a second channel of the 3D block "
+                                                  "(for ROI-pooled deep features; not with as_slices).")
+
+    @model_validator(mode="after")
+    def _mask_needs_block(self) -> "Volume3DPatch":
+        if self.mask_channel and self.as_slices:
+            raise ValueError("volume3d: mask_channel needs the 3D block (as_slices: false)")
+        return self
 
 
 class BBoxPatch(_PatchBase):

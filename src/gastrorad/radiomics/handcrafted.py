@@ -231,7 +231,7 @@ def extract_handcrafted(
     n_slices = int(np.count_nonzero(roi.any(axis=(1, 2))))
     if "shape2D" in settings.enabled_classes() and n_slices > 1:
         raise InputError(Problem(where, f"2D shape needs an ROI on one axial slice; this one spans {n_slices} slices "
-                                        "(use 3D features, or drop 'shape' from classes)"))
+                                        "(for 3D features set radiomics.force2d: false in the study file, or drop 'shape' from the classes)"))
 
     label = sitk.Cast(mask != 0, sitk.sitkUInt8)
     label.CopyInformation(mask)

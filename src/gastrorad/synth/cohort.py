@@ -179,7 +179,7 @@ def render_patient(task: dict) -> dict:
                     record["bbox"] = _bbox_file_index(m, img, stored)
                     record["mask"] = ""
                 else:
-                    roi = _largest_slice_only(m) if ROI_OF[kind] == "slice" else m
+                    roi = _largest_slice_only(m) if task.get("roi", ROI_OF[kind]) == "slice" else m
                     mimg = _to_image(roi, canvas, np.uint8)
                     mask_rel = f"masks/{stem}_{lesion_id}.nii.gz"
                     write_image(_store(mimg, row["center"]), out / mask_rel)
@@ -240,13 +240,22 @@ def _plan_s3(truth: pd.DataFrame, rng: np.random.Generator) -> list[dict]:
 
 
 def synthesize(kind: str, folder: str | Path, *, n: int, seed: int = 0, dicom: bool = False, workers: int = 1,
-               matrix_scale: float = 1.0, progress=None) -> SynthResult:
+               matrix_scale: float = 1.0, roi: str | None = None, progress=None) -> SynthResult:
     """Generate a synthetic study of ``kind`` (s1..s5) with ``n`` patients into ``folder``.
 
+    ``roi`` chooses how the ROI masks are drawn: ``"slice"`` (the tumour's largest axial slice
+    only) or ``"volume"`` (the whole tumour); default: the paper's (:data:`ROI_OF`). The images,
+    tables and truth do not depend on it, so the same seed with either ROI gives the same
+    patients. S3 (bounding boxes) keeps its boxes.
     ``progress`` (optional) is called with the number of patients done after each one.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown synthetic kind '{kind}'; choose one of {', '.join(KINDS)}")
+    roi = roi or ROI_OF[kind]
+    if roi not in ("slice", "volume") and roi != ROI_OF[kind]:
+        raise ValueError(f"unknown ROI '{roi}'; choose slice or volume")
+    if ROI_OF[kind] == "box" and roi != "box":
+        raise ValueError(f"synthetic {kind} draws bounding boxes (as its paper); it has no '{roi}' ROI")
     if n < 4:
         raise ValueError("a synthetic study needs at least 4 patients")
     t0 = time.perf_counter()
@@ -266,7 +275,8 @@ def synthesize(kind: str, folder: str | Path, *, n: int, seed: int = 0, dicom: b
     for i in range(n):
         tasks.append({"kind": kind, "patient_id": truth.loc[i, "patient_id"], "truth": truth.loc[i].to_dict(),
                       "bmi": float(clinical.loc[i, "bmi"]), "seed": patient_seeds[i], "folder": str(folder),
-                      "dicom": dicom, "matrix_scale": matrix_scale, "resegment": i in resegment, **plans[i]})
+                      "dicom": dicom, "matrix_scale": matrix_scale, "resegment": i in resegment, "roi": roi,
+                      **plans[i]})
     results = []
     if workers > 1:
         with process_pool(workers) as pool:
@@ -288,10 +298,10 @@ def synthesize(kind: str, folder: str | Path, *, n: int, seed: int = 0, dicom: b
     _write_csv(truth, folder / "truth.csv")
     from gastrorad.synth.study_file import synthetic_study_yaml
     study_file = folder / "study.yaml"
-    atomic_write_text(study_file, synthetic_study_yaml(kind, seed=seed))
+    atomic_write_text(study_file, synthetic_study_yaml(kind, seed=seed, roi=roi))
     seconds = time.perf_counter() - t0
     atomic_write_text(folder / "synth.json", json.dumps({
-        "kind": kind, "n": n, "seed": seed, "dicom": dicom, "matrix_scale": matrix_scale,
+        "kind": kind, "n": n, "seed": seed, "dicom": dicom, "matrix_scale": matrix_scale, "roi": roi,
         "centres": {c: int(k) for c, k in pd.Series(centres).value_counts().sort_index().items()},
     }, indent=2))
     return SynthResult(folder, study_file, n, len(manifest.drop_duplicates(["image"])), seconds)

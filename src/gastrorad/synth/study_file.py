@@ -15,8 +15,12 @@ _CLINICAL = {
 }
 
 
-def synthetic_study_config(kind: str, *, seed: int = 0) -> dict:
-    """The study file (as a mapping) that reads a synthetic cohort of ``kind`` as its seed paper would."""
+def synthetic_study_config(kind: str, *, seed: int = 0, roi: str | None = None) -> dict:
+    """The study file (as a mapping) that reads a synthetic cohort of ``kind`` as its seed paper would.
+
+    ``roi="volume"`` for a kind whose paper draws a single-slice ROI (S1, S5): the handcrafted
+    radiomics are then computed in 3D over the whole-tumour mask (``radiomics.force2d: false``);
+    the deep patches still follow the paper (the mask's largest slice)."""
     abdomen = {"level": 50, "width": 350}
     cfg: dict = {
         "name": f"synthetic_{kind}",
@@ -64,10 +68,14 @@ def synthetic_study_config(kind: str, *, seed: int = 0) -> dict:
                              "patch": {"mode": "slice2d", "size": [224, 224], "side_mm": 224.0}}
     else:
         raise ValueError(f"unknown synthetic kind '{kind}'")
+    if roi == "volume" and kind in ("s1", "s5"):
+        cfg["radiomics"] = {"force2d": False}
     return cfg
 
 
-def synthetic_study_yaml(kind: str, *, seed: int = 0) -> str:
-    header = (f"# Study file written by `gastrorad synth --kind {kind}`; paths are relative to this folder.\n"
+def synthetic_study_yaml(kind: str, *, seed: int = 0, roi: str | None = None) -> str:
+    header = (f"# Study file written by `gastrorad synth --kind {kind}"
+              + (f" --roi {roi}" if roi == "volume" and kind in ("s1", "s5") else "")
+              + "`; paths are relative to this folder.\n"
               "# truth.csv holds the planted risk: it is read only to report the oracle, never to fit.\n")
-    return header + yaml.safe_dump(synthetic_study_config(kind, seed=seed), sort_keys=False)
+    return header + yaml.safe_dump(synthetic_study_config(kind, seed=seed, roi=roi), sort_keys=False)

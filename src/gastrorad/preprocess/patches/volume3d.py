@@ -1,5 +1,6 @@
 """``volume3d``: the VOI as a 3D block, or as its stack of 2D slices (S2, Cao 2024: each VOI
-slice zero-padded to a square and resized to 112x112, scaled to [-1, 1]).
+slice zero-padded to a square and resized to 112x112, scaled to [-1, 1]). The block may carry
+the ROI mask as a second channel (``mask_channel``), for deep features pooled inside the ROI.
 
 Padding uses the window's lower bound, which is 0 after scaling to [0, 1] and -1 after
 scaling to [-1, 1].
@@ -53,4 +54,8 @@ def volume3d(req: PatchRequest) -> PatchSet:
     factors = [t / s for t, s in zip(p.size, img.shape)]
     out = ndimage.zoom(img, factors, order=1, grid_mode=True, mode="nearest")
     out = normalise(out, req.normalize, low, high)[None]
-    return PatchSet(out.astype(np.float32), ["volume"], meta)
+    if not p.mask_channel:
+        return PatchSet(out.astype(np.float32), ["volume"], meta)
+    mask = resample_region(req.mask, origin, size, spacing, interpolation="nearest", default=0.0)
+    mask = ndimage.zoom((mask > 0).astype(np.float32), factors, order=0, grid_mode=True, mode="nearest")
+    return PatchSet(np.concatenate([out, mask[None]]).astype(np.float32), ["volume", "mask"], meta)
