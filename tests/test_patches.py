@@ -135,6 +135,23 @@ def test_volume3d_block_with_the_mask_channel():
         Volume3DPatch(as_slices=True, mask_channel=True)
 
 
+def test_volume3d_fixed_block_keeps_one_scale():
+    img, m, mask = _phantom("x")  # HU = x index x 0.8 mm + 5
+    # 16 x 16 x 10 mm at the native 0.8 x 0.8 x 2.5 mm: 20 x 20 x 4 voxels, no resizing
+    p = Volume3DPatch(size=[4, 20, 20], side_mm=16.0, depth_mm=10.0, mask_channel=True)
+    ps = get_patch_mode("volume3d")(_req(p, img, m, mask))
+    assert ps.array.shape == (2, 4, 20, 20)
+    assert ps.meta["grid_size"] == [20, 20, 4]
+    ct, roi = ps.array
+    assert np.allclose(np.diff(ct[0, 0]), SPACING[0], atol=1e-4)  # one native pixel per column: nothing resampled
+    # centred on the ROI's centroid on its largest slice (x index 22.5): the middle columns straddle it
+    centre_x = 22.5 * SPACING[0] + 5.0
+    assert ct[0, 0, 9:11].mean() == pytest.approx(centre_x, abs=SPACING[0] / 2 + 1e-4)
+    assert roi.sum() == mask.sum()  # planes 10..13 and the in-plane box hold every ROI voxel
+    with pytest.raises(ValueError, match="depth_mm needs side_mm"):
+        Volume3DPatch(depth_mm=10.0)
+
+
 def test_slices_mode_covers_the_roi_z_range():
     img, m, mask = _phantom("z")
     ps = get_patch_mode("slices")(_req(SlicesPatch(size=[32, 32], extra_slices=1, crop_to_body=False), img, m, mask))

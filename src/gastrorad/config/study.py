@@ -197,11 +197,16 @@ class Volume3DPatch(_PatchBase):
     size: list[int] = Field(default_factory=lambda: [32, 112, 112])
     mask_channel: bool = Field(False, description="Add the ROI mask as a second channel of the 3D block "
                                                   "(for ROI-pooled deep features; not with as_slices).")
+    side_mm: float | None = Field(None, gt=0, description="Fixed block instead of the VOI: side_mm square in-plane "
+                                                         "around the ROI's centroid (on its largest slice).")
+    depth_mm: float | None = Field(None, gt=0, description="The fixed block's extent in z (default: side_mm).")
 
     @model_validator(mode="after")
     def _mask_needs_block(self) -> "Volume3DPatch":
         if self.mask_channel and self.as_slices:
             raise ValueError("volume3d: mask_channel needs the 3D block (as_slices: false)")
+        if self.depth_mm is not None and self.side_mm is None:
+            raise ValueError("volume3d: depth_mm needs side_mm (the fixed block's in-plane side)")
         return self
 
 

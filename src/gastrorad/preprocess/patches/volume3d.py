@@ -1,6 +1,9 @@
 """``volume3d``: the VOI as a 3D block, or as its stack of 2D slices (S2, Cao 2024: each VOI
 slice zero-padded to a square and resized to 112x112, scaled to [-1, 1]). The block may carry
 the ROI mask as a second channel (``mask_channel``), for deep features pooled inside the ROI.
+With ``side_mm`` (and ``depth_mm``) the block is a fixed physical box around the ROI's centroid
+instead of the VOI's box, so every patient's texture keeps one scale; choose ``size`` = box /
+spacing to avoid resizing at all (resizing a thin tumour blends its rim with gas or fat).
 
 Padding uses the window's lower bound, which is 0 after scaling to [0, 1] and -1 after
 scaling to [-1, 1].
@@ -17,8 +20,13 @@ from gastrorad.preprocess.roi import grid_around, pad_to_square, resample_region
 
 
 def voi_grid(req: PatchRequest):
-    """Grid covering the ROI's 3D box plus ``margin_mm`` on every side, at the target spacing."""
+    """Grid covering the ROI's 3D box plus ``margin_mm`` on every side, at the target spacing;
+    with ``side_mm``, a fixed block (side x side x depth mm) centred on the ROI's centroid."""
     sp = np.asarray(req.target_spacing)
+    p = req.patch
+    if getattr(p, "side_mm", None):
+        extent_mm = np.array([p.side_mm, p.side_mm, p.depth_mm or p.side_mm], float)
+        return grid_around(req.image, req.roi.centroid, np.maximum(1, np.round(extent_mm / sp)).astype(int), sp)
     src = np.asarray(req.image.GetSpacing())
     x0, y0, z0, x1, y1, z1 = req.roi.bbox
     lo, hi = np.array([x0, y0, z0], float), np.array([x1, y1, z1], float)
