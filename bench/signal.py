@@ -86,6 +86,16 @@ def variant(spec: str) -> tuple[str, dict]:
     return profile, overrides
 
 
+def run_slug(spec: str) -> str:
+    """A profile spec as a folder name: its characters made safe, and a long one (many overrides)
+    cut to 80 characters plus a hash of the whole spec (names are limited to 255 bytes)."""
+    import hashlib
+    slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", spec)
+    if len(slug) > 100:
+        slug = slug[:80] + "_" + hashlib.sha256(spec.encode()).hexdigest()[:12]
+    return slug
+
+
 def run_profile(kind: str, data: Path, spec: str, out: Path, net_seed: int | None = None,
                 roi: str = "paper") -> tuple[pd.DataFrame, float]:
     from gastrorad.config import load_study
@@ -190,7 +200,7 @@ def main() -> None:
         truth = pd.read_csv(data / "truth.csv", dtype={"patient_id": str}).set_index("patient_id")
         for profile in a.profiles:
             for net_seed in [None, *(a.net_seeds or [])]:
-                slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", profile)
+                slug = run_slug(profile)
                 sig, secs = run_profile(a.kind, data, profile, a.root / f"run_{tag}_{slug}", net_seed, a.roi)
                 held = sig[sig.cohort != "training"].dropna()
                 ids = held.patient_id.to_numpy()
@@ -213,7 +223,7 @@ def main() -> None:
             rows.append({"seed": seed, "path": f"latents read with r={r:.2f}", "n": len(ids),
                          "value": float(np.mean(draws))})
         if a.supervised_reads:
-            slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", a.profiles[0])
+            slug = run_slug(a.profiles[0])
             run = a.root / f"run_{tag}_{slug}"
             for table in sorted(run.glob("radiomics_*.csv")) + sorted(run.glob("features_*.csv")):
                 if table.stem.endswith("_readers"):

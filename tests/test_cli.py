@@ -54,6 +54,16 @@ def test_synth_and_preprocess_commands(tmp_path):
     assert len(idx) == 4
 
 
+def test_synth_refuses_bad_arguments_without_a_traceback(tmp_path):
+    for args, why in ((["--kind", "s9"], "unknown synthetic kind 's9'"),
+                      (["--kind", "s3", "--roi", "volume"], "draws bounding boxes"),
+                      (["--kind", "s1", "--roi", "sphere"], "choose slice or volume"),
+                      (["--kind", "s1", "--n", "2"], "at least 4 patients")):
+        res = runner.invoke(app, ["synth", str(tmp_path / "s"), *args], terminal_width=200)
+        assert res.exit_code == 2 and why in res.output and "Traceback" not in res.output, res.output
+        assert not (tmp_path / "s").exists()  # nothing written
+
+
 def test_a_study_file_that_is_not_utf8_names_the_file_and_line(tmp_path, monkeypatch):
     """Issue 12, item 9: a Latin-1 study.yaml printed a UnicodeDecodeError traceback."""
     from gastrorad import cli

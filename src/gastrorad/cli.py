@@ -120,6 +120,11 @@ def synth(
     Python: gastrorad.synth.synthesize.
     """
     from gastrorad.synth import synthesize
+    from gastrorad.synth.cohort import check_synth_args
+    try:
+        check_synth_args(kind, n, roi)
+    except ValueError as exc:  # a usage error, not a crash: no traceback
+        raise typer.BadParameter(str(exc)) from None
     with _progress() as prog:
         task = prog.add_task(f"synth {kind}", total=n)
         res = synthesize(kind, out, n=n, seed=seed, dicom=dicom, workers=workers, matrix_scale=matrix_scale,

@@ -239,6 +239,21 @@ def _plan_s3(truth: pd.DataFrame, rng: np.random.Generator) -> list[dict]:
     return plans
 
 
+def check_synth_args(kind: str, n: int, roi: str | None = None) -> str:
+    """Refuse an unknown kind, too few patients or an ROI the kind cannot draw (ValueError);
+    return the ROI to draw."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown synthetic kind '{kind}'; choose one of {', '.join(KINDS)}")
+    roi = roi or ROI_OF[kind]
+    if roi not in ("slice", "volume") and roi != ROI_OF[kind]:
+        raise ValueError(f"unknown ROI '{roi}'; choose slice or volume")
+    if ROI_OF[kind] == "box" and roi != "box":
+        raise ValueError(f"synthetic {kind} draws bounding boxes (as its paper); it has no '{roi}' ROI")
+    if n < 4:
+        raise ValueError("a synthetic study needs at least 4 patients")
+    return roi
+
+
 def synthesize(kind: str, folder: str | Path, *, n: int, seed: int = 0, dicom: bool = False, workers: int = 1,
                matrix_scale: float = 1.0, roi: str | None = None, progress=None) -> SynthResult:
     """Generate a synthetic study of ``kind`` (s1..s5) with ``n`` patients into ``folder``.
@@ -249,15 +264,7 @@ def synthesize(kind: str, folder: str | Path, *, n: int, seed: int = 0, dicom: b
     patients. S3 (bounding boxes) keeps its boxes.
     ``progress`` (optional) is called with the number of patients done after each one.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown synthetic kind '{kind}'; choose one of {', '.join(KINDS)}")
-    roi = roi or ROI_OF[kind]
-    if roi not in ("slice", "volume") and roi != ROI_OF[kind]:
-        raise ValueError(f"unknown ROI '{roi}'; choose slice or volume")
-    if ROI_OF[kind] == "box" and roi != "box":
-        raise ValueError(f"synthetic {kind} draws bounding boxes (as its paper); it has no '{roi}' ROI")
-    if n < 4:
-        raise ValueError("a synthetic study needs at least 4 patients")
+    roi = check_synth_args(kind, n, roi)
     t0 = time.perf_counter()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
