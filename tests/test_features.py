@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from gastrorad.config import load_study
+from gastrorad.config.study import RoiSlicesPatch
 from gastrorad.dl import backbones as B
 from gastrorad.dl.features import (POOLINGS, FeatureExtractor, extract_features, pool_stage, roi_weight,
                                    weights_digest)
@@ -157,6 +158,16 @@ def test_frozen_random_network_finds_planted_texture_and_caches(tmp_path):
     assert auc(labels.loc[internal.patient_id].to_numpy(), internal.rad_venous.to_numpy()) > 0.75
 
 
+def _table_and_extractor(cfg):
+    """The feature table of a seeded tiny 2-channel network, and an extractor of that network
+    for one (slice, mask) sample, to recompute the table's values by hand."""
+    torch.manual_seed(0)
+    net = B.create_model("tiny", in_channels=2, spatial_dims=2).eval()
+    table = extract_features(cfg, net, phase="venous").set_index("patient_id")
+    return table, FeatureExtractor(net, stages="all", pooling=["avg", "max", "roi_avg", "roi_std"],
+                                   channels=["slice+0", "mask"], roi_erosion=cfg.features.roi_erosion)
+
+
 def test_per_slice_features_average_each_slice_with_the_mask(tmp_path):
     """features.per_slice: each CT slice of a stack, paired with the ROI mask, is one sample; the
     patient's features are the mean over the slices (a 2-channel network sees every sample)."""
@@ -167,16 +178,41 @@ def test_per_slice_features_average_each_slice_with_the_mask(tmp_path):
         stack = np.stack([arr[0] * 0.5, arr[0], arr[0] + 1.0, arr[1]]).astype(np.float32)
         save_patches(Path(p), stack, ["slice-1", "slice+0", "slice+1", "mask"], {})
     cfg.features.per_slice = True
-    torch.manual_seed(0)
-    net = B.create_model("tiny", in_channels=2, spatial_dims=2).eval()
-    table = extract_features(cfg, net, phase="venous").set_index("patient_id")
-    fx = FeatureExtractor(net, stages="all", pooling=["avg", "max", "roi_avg", "roi_std"],
-                          channels=["slice+0", "mask"], roi_erosion=cfg.features.roi_erosion)
+    table, fx = _table_and_extractor(cfg)
     arr, _, _ = load_patches(paths[0])
     samples = torch.as_tensor(np.stack([np.stack([arr[j], arr[3]]) for j in range(3)]))
     expected = fx(samples).mean(axis=0)
     got = table.loc["T000", fx.names].to_numpy(float)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_roi_slices_features_are_the_roi_area_weighted_mean_over_slices(tmp_path):
+    """roi_slices patches: each slice of a 3D ROI (with its own mask) is one sample; a patient's
+    features are the mean over its slices weighted by their ROI pixels (meta sample_weights)."""
+    cfg = _texture_study(tmp_path / "tex", n=6)
+    cfg.preprocess.patch = RoiSlicesPatch(size=[48, 48])
+    paths = pd.read_csv(cfg.output_dir / "patches.csv").path
+    for p in paths:
+        arr, _, _ = load_patches(p)
+        small = arr[1].copy()
+        cols = np.flatnonzero(small.any(axis=0))
+        small[:, :cols[len(cols) // 2]] = 0  # about half the ROI on the second slice
+        stack = np.stack([arr, np.stack([arr[0] * 1.5, small])]).astype(np.float32)
+        save_patches(Path(p), stack, ["slice+0", "mask"], {"sample_weights": [int(arr[1].sum()), int(small.sum())]})
+    table, fx = _table_and_extractor(cfg)
+    stack, _, meta = load_patches(paths[0])
+    per_slice = fx(torch.as_tensor(stack))
+    w = np.asarray(meta["sample_weights"], float)
+    assert w[0] > w[1] > 0
+    expected = (per_slice * w[:, None]).sum(axis=0) / w.sum()
+    got = table.loc["T000", fx.names].to_numpy(float)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got, per_slice.mean(axis=0), rtol=1e-3)  # the weights matter
+    # the training samples are the slices, two channels each, with the patient's label
+    from gastrorad.dl.data import load_sample_table
+    samples = load_sample_table(cfg, "venous")
+    assert samples.channels == 2 and samples.spatial_dims == 2
+    assert len(samples.frame) == 12 and samples.frame.groupby("patient_id").size().eq(2).all()
 
 
 def test_mask_used_only_for_pooling_keeps_whole_patch_features_contour_free(tmp_path):

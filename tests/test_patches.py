@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from gastrorad.config.study import BBoxPatch, Slice2DPatch, SlicesPatch, Stack25DPatch, Volume3DPatch
+from gastrorad.config.study import BBoxPatch, RoiSlicesPatch, Slice2DPatch, SlicesPatch, Stack25DPatch, Volume3DPatch
 from gastrorad.preprocess import get_patch_mode, roi_from_bbox, roi_from_mask
 from gastrorad.preprocess.patches import PatchRequest
 from gastrorad.preprocess.roi import grid_around, resample_region
@@ -150,6 +150,28 @@ def test_volume3d_fixed_block_keeps_one_scale():
     assert roi.sum() == mask.sum()  # planes 10..13 and the in-plane box hold every ROI voxel
     with pytest.raises(ValueError, match="depth_mm needs side_mm"):
         Volume3DPatch(depth_mm=10.0)
+
+
+def test_roi_slices_cut_every_roi_slice_with_its_own_mask():
+    img, m, mask = _phantom("x")  # HU = x index x 0.8 mm + 5
+    # 16 mm at the native 0.8 mm: 20 px, nothing resampled in-plane
+    ps = get_patch_mode("roi_slices")(_req(RoiSlicesPatch(size=[20, 20], side_mm=16.0), img, m, mask))
+    assert ps.array.shape == (4, 2, 20, 20) and ps.channels == ["slice+0", "mask"]
+    assert ps.meta["slices"] == [10, 11, 12, 13]
+    assert ps.meta["sample_weights"] == [int(mask[z].sum()) for z in range(10, 14)] == [12, 48, 140, 80]
+    assert [int(ps.array[i, 1].sum()) for i in range(4)] == ps.meta["sample_weights"]  # each slice's own mask
+    # each square is centred on its own slice's ROI centroid (x index 21.5 on slices 10 and 11, 22.5 on 12, 22.5
+    # on 13): the two middle columns straddle it
+    for i, cx in enumerate((21.5, 21.5, 22.5, 22.5)):
+        assert ps.array[i, 0, 10, 9:11].mean() == pytest.approx(cx * SPACING[0] + 5.0, abs=SPACING[0] / 2 + 1e-4)
+    # a single-slice ROI: one sample, the slice2d patch
+    one = mask.copy()
+    one[[10, 11, 13]] = 0
+    mi = sitk.GetImageFromArray(one)
+    mi.CopyInformation(img)
+    single = get_patch_mode("roi_slices")(_req(RoiSlicesPatch(size=[20, 20], side_mm=16.0), img, mi, one))
+    flat = get_patch_mode("slice2d")(_req(Slice2DPatch(size=[20, 20], side_mm=16.0, mask_channel=True), img, mi, one))
+    assert single.array.shape == (1, 2, 20, 20) and np.array_equal(single.array[0], flat.array)
 
 
 def test_slices_mode_covers_the_roi_z_range():

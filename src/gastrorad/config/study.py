@@ -227,7 +227,18 @@ class SlicesPatch(_PatchBase):
     size: list[int] = Field(default_factory=lambda: [256, 256])
 
 
-PatchConfig = Annotated[Union[Slice2DPatch, Stack25DPatch, Volume3DPatch, BBoxPatch, SlicesPatch],
+class RoiSlicesPatch(_PatchBase):
+    """Every slice a 3D ROI covers, each a slice2d patch around its own ROI centroid with its own
+    mask; a patient's deep features are the ROI-area-weighted mean over them."""
+
+    mode: Literal["roi_slices"] = "roi_slices"
+    side_mm: float | None = Field(None, gt=0, description="Fixed square side in mm; default: from the largest "
+                                                         "slice's extent (one side for all of a patient's slices).")
+    square_scale: float = Field(1.0, gt=0, description="Side = scale x the largest slice's ROI extent (if no side_mm).")
+    mask_channel: bool = True
+
+
+PatchConfig = Annotated[Union[Slice2DPatch, Stack25DPatch, Volume3DPatch, BBoxPatch, SlicesPatch, RoiSlicesPatch],
                         Field(discriminator="mode")]
 
 

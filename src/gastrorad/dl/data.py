@@ -20,6 +20,7 @@ from gastrorad.data.cohorts import assign_cohorts
 from gastrorad.data.tables import read_table
 from gastrorad.errors import InputError, Problem
 from gastrorad.preprocess.cache import load_patches
+from gastrorad.preprocess.patches import holds_samples
 
 
 @dataclass
@@ -54,10 +55,9 @@ def load_sample_table(cfg: StudyConfig, phase: str | None = None) -> SampleTable
     channels = spatial_dims = None
     for r in index.itertuples():
         arr, ch, _ = load_patches(r.path)
-        if arr.ndim == 4 and arr.shape[1] == 1 and cfg.preprocess.patch.mode in ("slices", "volume3d") and \
-                getattr(cfg.preprocess.patch, "as_slices", True):
+        if holds_samples(arr, cfg.preprocess.patch):
             items = range(arr.shape[0])
-            channels, spatial_dims = 1, 2
+            channels, spatial_dims = arr.shape[1], 2
         else:
             items = [-1]
             channels = arr.shape[0]

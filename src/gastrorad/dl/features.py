@@ -32,7 +32,8 @@ from gastrorad.dl.data import build_eval_transform, load_sample_table
 from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write, atomic_write_text
 from gastrorad.io.hashing import code_hash
-from gastrorad.preprocess.cache import load_patches
+from gastrorad.preprocess.cache import load_patch_meta, load_patches
+from gastrorad.preprocess.patches import holds_samples
 
 #: ``roi_p10`` / ``roi_p90``: the 10th / 90th percentile of a channel's responses inside the ROI (a dark
 #: necrotic core or a bright enhancing rim moves the tail of the distribution more than its mean)
@@ -231,8 +232,7 @@ def _patch_tensor(cfg: StudyConfig, path: str, transform) -> torch.Tensor:
         x = torch.as_tensor(per_slice_samples(arr, channels), dtype=torch.float32)
         return torch.stack([torch.as_tensor(transform(s), dtype=torch.float32) for s in x]) if transform else x
     patch = cfg.preprocess.patch
-    as_slices = arr.ndim == 4 and arr.shape[1] == 1 and patch.mode in ("slices", "volume3d") and \
-        getattr(patch, "as_slices", True)
+    as_slices = holds_samples(arr, patch)
     x = torch.as_tensor(arr if as_slices else arr[None], dtype=torch.float32)
     if transform is not None:
         x = torch.stack([torch.as_tensor(transform(s), dtype=torch.float32) for s in x])
@@ -293,6 +293,17 @@ def _extractor(cfg: StudyConfig, net, frame: pd.DataFrame, pooling: str | list[s
                             roi_erosion=fc.roi_erosion, tta=fc.tta)
 
 
+def _sample_mean(feats: np.ndarray, path: str) -> np.ndarray:
+    """A patch file's features averaged over its samples, weighted by ``meta["sample_weights"]``
+    when the patch mode gives them (roi_slices: each slice's ROI pixels)."""
+    if len(feats) == 1:
+        return feats[0]
+    weights = load_patch_meta(path).get("sample_weights")
+    if weights is None or len(weights) != len(feats):
+        return feats.mean(axis=0)
+    return np.average(feats, axis=0, weights=np.asarray(weights, float))
+
+
 def _pooled_features(cfg: StudyConfig, net, frame: pd.DataFrame, keys: list[str], pooling,
                      progress=None) -> pd.DataFrame:
     """Pooled features of every patch file of ``frame``, averaged over the rows sharing ``keys``."""
@@ -301,7 +312,7 @@ def _pooled_features(cfg: StudyConfig, net, frame: pd.DataFrame, keys: list[str]
     key = {**extractor.key(), "per_slice": cfg.features.per_slice}
     transform = build_eval_transform(cfg.augment)
     got = _files_features(cfg, extractor, list(files.path), key, transform, progress)
-    rows = [feats.mean(axis=0) for feats, _ in got]
+    rows = [_sample_mean(feats, path) for (feats, _), path in zip(got, files.path)]
     cols = list(got[0][1] if got else [])
     feats = pd.DataFrame(np.vstack(rows), columns=cols)
     out = pd.concat([files[keys].reset_index(drop=True), feats], axis=1)

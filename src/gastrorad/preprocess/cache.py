@@ -60,6 +60,12 @@ def save_patches(path: Path, array: np.ndarray, channels: list[str], meta: dict)
             np.savez(fh, patches=array, channels=np.asarray(channels), meta=np.asarray(json.dumps(meta, default=str)))
 
 
+def load_patch_meta(path: str | os.PathLike) -> dict:
+    """Only the metadata of a patch file (the array is not read)."""
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["meta"]))
+
+
 def load_patches(path: str | os.PathLike) -> tuple[np.ndarray, list[str], dict]:
     """Read patches written by :func:`save_patches`: (array, channel names, metadata)."""
     with np.load(path, allow_pickle=False) as z:

@@ -8,6 +8,7 @@ names its mode (``preprocess.patch.mode``) and a new mode is one new file:
 - ``volume3d``  the VOI as a 3D block or as its square 2D slices (S2)
 - ``bbox``      1.5x box padded to square, adjacent slices as channels (S3)
 - ``slices``    every slice in a z-range, for slice-level training (S4)
+- ``roi_slices`` every slice a 3D ROI covers, each with its own mask (2D networks on whole-tumour masks)
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ class PatchSet:
     """Patches of one image instance: ``array`` float32 and what its axes mean.
 
     Shapes: ``(C, H, W)`` for slice2d/stack25d/bbox, ``(1, D, H, W)`` for volume3d,
-    ``(N, 1, H, W)`` for volume3d with ``as_slices`` and for slices (N patches of one channel).
+    ``(N, 1, H, W)`` for volume3d with ``as_slices`` and for slices (N patches of one channel),
+    ``(N, C, H, W)`` for roi_slices (see :func:`holds_samples`). ``meta["sample_weights"]``, when
+    present, weights the N samples when a patient's features are averaged.
     """
 
     array: np.ndarray
@@ -62,6 +65,15 @@ def register_patch_mode(name: str):
     return deco
 
 
+def holds_samples(array: np.ndarray, patch) -> bool:
+    """Whether a patch array is a stack of N samples (N, C, H, W), each a network input of its
+    own, rather than one input: ``slices``, ``volume3d`` with ``as_slices``, and ``roi_slices``."""
+    if patch.mode == "roi_slices":
+        return array.ndim == 4
+    return array.ndim == 4 and array.shape[1] == 1 and patch.mode in ("slices", "volume3d") and \
+        getattr(patch, "as_slices", True)
+
+
 def get_patch_mode(name: str):
     try:
         return PATCH_MODES[name]
@@ -70,4 +82,4 @@ def get_patch_mode(name: str):
 
 
 # Register the built-in modes.
-from gastrorad.preprocess.patches import bbox, slice2d, slices, stack25d, volume3d  # noqa: E402,F401
+from gastrorad.preprocess.patches import bbox, roi_slices, slice2d, slices, stack25d, volume3d  # noqa: E402,F401
