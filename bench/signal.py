@@ -96,8 +96,8 @@ def run_slug(spec: str) -> str:
     return slug
 
 
-def run_profile(kind: str, data: Path, spec: str, out: Path, net_seed: int | None = None,
-                roi: str = "paper") -> tuple[pd.DataFrame, float]:
+def run_profile(kind: str, data: Path, spec: str, out: Path,
+                net_seed: int | None = None) -> tuple[pd.DataFrame, float]:
     from gastrorad.config import load_study
     from gastrorad.config.study import deep_merge
     from gastrorad.recipes import find_study_file
@@ -107,9 +107,7 @@ def run_profile(kind: str, data: Path, spec: str, out: Path, net_seed: int | Non
     cfg = load_study(study, profile=profile, overrides=deep_merge({
         "data": {"manifest": str(data / "manifest.csv"), "clinical": str(data / "clinical.csv"),
                  "truth": str(data / "truth.csv")}, "output": str(out), "report": {"gradcam": 0},
-        **({"features": {"seed": net_seed}} if net_seed is not None else {}),
-        # a whole-tumour mask: handcrafted features in 3D (the deep patches follow the profile)
-        **({"radiomics": {"force2d": False}} if roi == "volume" else {})}, extra))
+        **({"features": {"seed": net_seed}} if net_seed is not None else {})}, extra))
     t0 = time.perf_counter()
     run_study(cfg, only=["validate", "preprocess", "train", "score", "extract-features", "radiomics", "signature"],
               log=lambda s: None)
@@ -201,7 +199,7 @@ def main() -> None:
         for profile in a.profiles:
             for net_seed in [None, *(a.net_seeds or [])]:
                 slug = run_slug(profile)
-                sig, secs = run_profile(a.kind, data, profile, a.root / f"run_{tag}_{slug}", net_seed, a.roi)
+                sig, secs = run_profile(a.kind, data, profile, a.root / f"run_{tag}_{slug}", net_seed)
                 held = sig[sig.cohort != "training"].dropna()
                 ids = held.patient_id.to_numpy()
                 for col in [c for c in sig.columns if c not in ("patient_id", "cohort")]:

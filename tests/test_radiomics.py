@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +211,51 @@ def test_2d_shape_needs_a_single_slice_roi():
     feats = extract_handcrafted(image, one, force2d=True)
     assert "original_shape2D_PixelSurface" in feats and not any(k.startswith("original_shape_") for k in feats)
     assert feats["original_shape2D_PixelSurface"] == pytest.approx(float(arr[12].sum()))
+
+
+def _flatten_mask(path: Path, keep: int = 12) -> None:
+    """Keep only axial slice ``keep`` of the mask file at ``path`` (a single-slice ROI)."""
+    m = sitk.ReadImage(str(path))
+    arr = sitk.GetArrayFromImage(m)
+    arr[np.arange(arr.shape[0]) != keep] = 0
+    flat = sitk.GetImageFromArray(arr)
+    flat.CopyInformation(m)
+    sitk.WriteImage(flat, str(path))
+
+
+def test_unset_force2d_is_decided_by_the_rois(tmp_path):
+    """``force2d=None`` (the study default): 2D when every ROI lies on one slice, 3D when they span
+    several; a study with both gets 3D for all, the one-slice ROIs' values as an explicit 3D run gives."""
+    auto = HandcraftedSettings(window=(-350, 450), classes=("firstorder", "shape", "glcm"), force2d=None)
+    assert auto.resolved(1).force2d is True and auto.resolved(4).force2d is False
+    assert HandcraftedSettings(force2d=False).resolved(1).force2d is False  # an explicit choice is kept
+    with pytest.raises(ValueError, match="resolved"):
+        auto.enabled_classes()
+
+    volume = extract_feature_table(_write_study(tmp_path / "volume"), settings=auto)
+    assert volume.force2d is False and not volume.notes
+    assert "original_shape_VoxelVolume" in volume.table.columns and "3D" in volume.summary()
+    explicit = extract_feature_table(tmp_path / "volume" / "manifest.csv", settings=replace(auto, force2d=False))
+    pd.testing.assert_frame_equal(volume.table, explicit.table)
+
+    manifest = _write_study(tmp_path / "flat")
+    for i in range(3):
+        _flatten_mask(tmp_path / "flat" / "images" / f"P{i}_mask.nii.gz")
+    flat = extract_feature_table(manifest, settings=auto, cache_dir=tmp_path / "cache")
+    assert flat.force2d is True and "original_shape2D_PixelSurface" in flat.table.columns
+    assert not any(c.startswith("original_shape_") for c in flat.table.columns)
+    again = extract_feature_table(manifest, settings=auto, cache_dir=tmp_path / "cache")
+    assert (again.cached, again.force2d) == (3, True)  # the choice is read back from the cache too
+
+    manifest = _write_study(tmp_path / "mixed")
+    _flatten_mask(tmp_path / "mixed" / "images" / "P1_mask.nii.gz")
+    mixed = extract_feature_table(manifest, settings=auto)
+    assert mixed.force2d is False and mixed.problems == []
+    assert "1 of 3 ROIs lie on one axial slice" in mixed.notes[0]
+    assert list(mixed.table.patient_id) == ["P0", "P1", "P2"]
+    assert not mixed.table.isna().any().any() and "original_shape_VoxelVolume" in mixed.table.columns
+    in3d = extract_feature_table(manifest, settings=replace(auto, force2d=False))
+    pd.testing.assert_frame_equal(mixed.table, in3d.table)
 
 
 def test_resampling_matches_pyradiomics_own_pipeline():

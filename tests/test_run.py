@@ -38,7 +38,7 @@ TINY = {
     "s3_her2_longitudinal": {"preprocess": {"patch": {"mode": "bbox", "size": [32, 32]}},
                              "training": {"epochs": 2}, "longitudinal": {"dim": 16, "seeds": [0, 1]},
                              "evaluation": {"bootstrap": 20}, "report": {"gradcam": 2}},
-    "s5_gnen_survival": {"preprocess": {"patch": {"mode": "slice2d", "size": [32, 32]}},
+    "s5_gnen_survival": {"preprocess": {"patch": {"mode": "roi_slices", "size": [32, 32]}},
                          "model": {"backbone": "tiny"},
                          # a tiny random network at 32 px barely separates patients: a lower ICC bar for the test
                          "signature": {"nlambda": 10, "nfolds": 3, "icc_threshold": 0.3},

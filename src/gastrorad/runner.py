@@ -232,7 +232,7 @@ def _features(cfg):
 
 def _radiomics(cfg):
     from gastrorad.radiomics.study import extract_study_radiomics
-    extract_study_radiomics(cfg, progress=_progress_printer("radiomics"))
+    extract_study_radiomics(cfg, progress=_progress_printer("radiomics"), log=_printer)
 
 
 def _signature(cfg):
@@ -291,7 +291,7 @@ STAGES: list[Stage] = [
           lambda c: [c.output_dir / f"features_{p}.csv" for p in c.preprocess.phases]
           + [c.output_dir / "models" / "feature_extractor.pt"], lambda c: not _dl(c)),
     Stage("radiomics", _radiomics, ("radiomics", "preprocess.spacing", "preprocess.interpolation", "preprocess.window",
-                                    "preprocess.patch.mode", "preprocess.phases", "data", "cohorts"),
+                                    "preprocess.phases", "data", "cohorts"),
           lambda c: [c.manifest_path, c.clinical_path], lambda c: _radiomics_paths(c, readers=True),
           lambda c: _hcr(c)),
     Stage("signature", _signature, ("signature", "radiomics", "seed", "outcome", "cohorts", "longitudinal"),

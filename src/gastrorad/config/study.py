@@ -436,8 +436,10 @@ class RadiomicsConfig(Strict):
     enabled: bool = Field(True, description="Fit the handcrafted radiomics signature (not for S3's box ROIs).")
     bin_width: float = Field(25.0, gt=0, description="Fixed bin size in HU (IBSI fixed bin size for CT).")
     window: WindowConfig | None = Field(None, description="HU clipping before binning; default: preprocess.window.")
-    force2d: bool | None = Field(None, description="2D shape and in-plane texture; default: on for the single-slice "
-                                                   "patch modes (slice2d, stack25d: S1, S5), off otherwise.")
+    force2d: bool | None = Field(None, description="2D shape and in-plane texture; default: decided by the ROIs: "
+                                                   "2D when every ROI lies on one axial slice (S1's and S5's "
+                                                   "largest-slice ROIs), 3D when they span several (a study "
+                                                   "with both gets 3D for all).")
     classes: list[Literal["firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]] = Field(
         default_factory=lambda: ["firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm"])
     max_correlation: float | None = Field(0.9, gt=0, le=1, description="Redundancy filter before LASSO: of two "

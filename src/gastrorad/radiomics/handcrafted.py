@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 
 import numpy as np
@@ -81,7 +81,8 @@ class HandcraftedSettings:
         Feature classes (PyRadiomics names). ``"shape"`` means 2D shape when ``force2d``.
     force2d
         Single-slice ROIs (S1, S5): shape is 2D (``shape2D``) and texture matrices are
-        computed in-plane, per slice.
+        computed in-plane, per slice. ``None``: decided by the ROI (:meth:`resolved`): 2D
+        when it lies on one axial slice, 3D when it spans several.
     interpolation
         Image interpolator for resampling: ``"bspline"`` (default, as PyRadiomics and S5),
         ``"linear"`` or ``"nearest"``; the mask always uses nearest neighbour.
@@ -96,7 +97,7 @@ class HandcraftedSettings:
     bin_width: float = 25.0
     window: tuple[float, float] | None = None
     classes: tuple[str, ...] = DEFAULT_CLASSES
-    force2d: bool = False
+    force2d: bool | None = False
     interpolation: str = "bspline"
     voxel_array_shift: float = 0.0
     distances: tuple[int, ...] = field(default=(1,))
@@ -128,6 +129,13 @@ class HandcraftedSettings:
         d = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
+    def resolved(self, n_slices: int) -> HandcraftedSettings:
+        """These settings for an ROI on ``n_slices`` axial slices: ``force2d=None`` becomes
+        2D for a single-slice ROI and 3D otherwise; an explicit choice is kept."""
+        if self.force2d is not None:
+            return self
+        return replace(self, force2d=int(n_slices) == 1)
+
     def pyradiomics_settings(self) -> dict:
         """The PyRadiomics extractor settings these settings amount to.
 
@@ -135,6 +143,7 @@ class HandcraftedSettings:
         follows interpolation); the keys ``resampledPixelSpacing`` and ``interpolator``
         state what was applied, as PyRadiomics would report it.
         """
+        self._require_resolved()
         return {
             "binWidth": self.bin_width,
             "resampledPixelSpacing": list(self.spacing) if self.spacing is not None else None,
@@ -157,12 +166,17 @@ class HandcraftedSettings:
 
     def enabled_classes(self) -> list[str]:
         """Feature classes handed to PyRadiomics (``shape`` becomes ``shape2D`` in 2D)."""
+        self._require_resolved()
         out = []
         for c in self.classes:
             c = "shape2D" if (c == "shape" and self.force2d) else c
             if c not in out:
                 out.append(c)
         return out
+
+    def _require_resolved(self) -> None:
+        if self.force2d is None:
+            raise ValueError("force2d=None is decided per ROI: call settings.resolved(n_slices) first")
 
 
 def extract_handcrafted(
@@ -173,7 +187,7 @@ def extract_handcrafted(
     bin_width: float = 25.0,
     window: tuple[float, float] | None = None,
     classes: tuple[str, ...] = DEFAULT_CLASSES,
-    force2d: bool = False,
+    force2d: bool | None = False,
     interpolation: str = "bspline",
     voxel_array_shift: float = 0.0,
     settings: HandcraftedSettings | None = None,
@@ -228,10 +242,12 @@ def extract_handcrafted(
     roi = sitk.GetArrayViewFromImage(mask) != 0
     if not roi.any():
         raise InputError(Problem(where, "mask is empty (no ROI voxel)"))
-    n_slices = int(np.count_nonzero(roi.any(axis=(1, 2))))
+    n_slices = roi_slice_count(mask)
+    settings = settings.resolved(n_slices)
     if "shape2D" in settings.enabled_classes() and n_slices > 1:
         raise InputError(Problem(where, f"2D shape needs an ROI on one axial slice; this one spans {n_slices} slices "
-                                        "(for 3D features set radiomics.force2d: false in the study file, or drop 'shape' from the classes)"))
+                                        "(for 3D features set radiomics.force2d: false in the study file or leave it unset to "
+                                        "decide by the ROIs, or drop 'shape' from the classes)"))
 
     label = sitk.Cast(mask != 0, sitk.sitkUInt8)
     label.CopyInformation(mask)
@@ -261,6 +277,12 @@ def extract_handcrafted(
     if len(bad) == len(out):
         raise InputError(Problem(where, "no finite handcrafted feature (ROI too small?)"))
     return out
+
+
+def roi_slice_count(mask: sitk.Image) -> int:
+    """How many axial slices (the image's third axis) hold at least one ROI voxel."""
+    roi = sitk.GetArrayViewFromImage(mask) != 0
+    return int(np.count_nonzero(roi.any(axis=(1, 2))))
 
 
 #: Input voxels kept around the resampling region. The cubic B-spline prefilter is global

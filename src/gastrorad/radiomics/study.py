@@ -2,7 +2,8 @@
 
 Settings follow the study file: the preprocessing spacing and window (so handcrafted and
 deep features see the same resampled, clipped intensities), ``radiomics.bin_width``, and 2D
-texture for the single-slice ROI protocols (S1's and S5's ROI is drawn on one slice). The
+shape and in-plane texture when every ROI lies on one axial slice (S1's and S5's ROI is drawn
+on the tumour's largest slice), 3D when they span several (``radiomics.force2d`` overrides). The
 table of each phase is ``<output>/radiomics_<phase>.csv`` (patient_id, cohort, features);
 per-instance results are cached under ``<output>/cache/radiomics``.
 """
@@ -16,9 +17,6 @@ import pandas as pd
 from gastrorad.config.study import StudyConfig
 from gastrorad.io.atomic import atomic_write_text
 
-SINGLE_SLICE_MODES = ("slice2d", "stack25d")
-
-
 def radiomics_enabled(cfg: StudyConfig) -> bool:
     """Every study but S3's box-annotated longitudinal one (no mask, no ROI to describe)."""
     return cfg.radiomics.enabled and cfg.longitudinal is None
@@ -28,13 +26,12 @@ def settings_for(cfg: StudyConfig):
     from gastrorad.radiomics.handcrafted import HandcraftedSettings
     r = cfg.radiomics
     window = (r.window or cfg.preprocess.window).bounds
-    force2d = r.force2d if r.force2d is not None else cfg.preprocess.patch.mode in SINGLE_SLICE_MODES
     spacing = tuple(cfg.preprocess.spacing) if cfg.preprocess.spacing is not None else None
     interpolation = "nearest" if cfg.preprocess.interpolation == "nearest" else (
         "bspline" if cfg.preprocess.interpolation == "bspline" else "linear")
     classes = tuple("shape" if c == "shape" else c for c in r.classes)
     return HandcraftedSettings(spacing=spacing, bin_width=r.bin_width, window=window, classes=classes,
-                               force2d=force2d, interpolation=interpolation)
+                               force2d=r.force2d, interpolation=interpolation)
 
 
 def radiomics_paths(cfg: StudyConfig) -> list[Path]:
@@ -55,8 +52,11 @@ def _compute(cfg: StudyConfig):
     return Compute.from_settings(cfg.compute, default_workers=cfg.radiomics.workers)
 
 
-def extract_study_radiomics(cfg: StudyConfig, *, progress=None) -> dict[str, pd.DataFrame]:
-    """Handcrafted features of every patient's primary ROI at baseline (main reading), per phase."""
+def extract_study_radiomics(cfg: StudyConfig, *, progress=None, log=None) -> dict[str, pd.DataFrame]:
+    """Handcrafted features of every patient's primary ROI at baseline (main reading), per phase.
+
+    ``log(line)`` gets whether the features are 2D or 3D and why (decided by the ROIs unless
+    ``radiomics.force2d`` is set); re-segmentations for the ICC filter use the same choice."""
     from gastrorad.data.cohorts import assign_cohorts
     from gastrorad.data.tables import read_table
     from gastrorad.errors import InputError
@@ -66,6 +66,8 @@ def extract_study_radiomics(cfg: StudyConfig, *, progress=None) -> dict[str, pd.
                                 cache_dir=cfg.output_dir / "cache" / "radiomics", workers=_compute(cfg),
                                 progress=progress, phases=cfg.preprocess.phases, remote=remote_cache(cfg))
     res.raise_if_errors()
+    if log is not None:
+        log(f"    radiomics: {_dimension_line(cfg, res)}")
     clinical = read_table(cfg.clinical_path)
     assigned, problems = assign_cohorts(clinical, cfg, str(cfg.clinical_path))
     if problems:
@@ -78,11 +80,23 @@ def extract_study_radiomics(cfg: StudyConfig, *, progress=None) -> dict[str, pd.
         t = cohorts.merge(t, on="patient_id", how="inner")
         atomic_write_text(cfg.output_dir / f"radiomics_{phase}.csv", t.to_csv(index=False))
         out[phase] = t
-    _reader_tables(cfg, res.table, progress)
+    _reader_tables(cfg, res.table, progress, res.force2d)
     return out
 
 
-def _reader_tables(cfg: StudyConfig, main: pd.DataFrame, progress) -> None:
+def _dimension_line(cfg: StudyConfig, res) -> str:
+    """One line for the run log: 2D or 3D features, and why."""
+    if cfg.radiomics.force2d is not None:
+        why = "radiomics.force2d in the study file"
+    elif res.notes:
+        why = res.notes[0]
+    else:
+        why = "every ROI lies on one axial slice" if res.force2d else "the ROIs span several axial slices"
+    what = "2D shape and in-plane texture" if res.force2d else "3D shape and texture"
+    return f"{what} ({why})"
+
+
+def _reader_tables(cfg: StudyConfig, main: pd.DataFrame, progress, force2d: bool | None) -> None:
     """``radiomics_<phase>_readers.csv`` for the ICC filter, when the manifest names re-segmentations."""
     from gastrorad.data.tables import read_table
     from gastrorad.data.tables import remote_cache
@@ -91,9 +105,11 @@ def _reader_tables(cfg: StudyConfig, main: pd.DataFrame, progress) -> None:
     readers = sorted({str(r) for r in manifest.get("reader", pd.Series(dtype=str)).dropna() if str(r).strip()})
     if not readers or not cfg.signature.icc_from_readers:
         return
+    from dataclasses import replace
+    settings = replace(settings_for(cfg), force2d=force2d)  # the main reading's choice
     again = []
     for reader in readers:
-        r = extract_feature_table(cfg.manifest_path, settings=settings_for(cfg),
+        r = extract_feature_table(cfg.manifest_path, settings=settings,
                                   cache_dir=cfg.output_dir / "cache" / "radiomics", workers=_compute(cfg),
                                   progress=progress, phases=cfg.preprocess.phases, reader=reader,
                                   remote=remote_cache(cfg))

@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +29,7 @@ from gastrorad.io.remote import RemoteCache, as_written
 from gastrorad.io.masks import read_mask
 from gastrorad.io.compute import Compute, FailOnProblems, failed_result, map_patients
 from gastrorad.preprocess.cache import file_digest
-from gastrorad.radiomics.handcrafted import HandcraftedSettings, extract_handcrafted, library_version
+from gastrorad.radiomics.handcrafted import HandcraftedSettings, extract_handcrafted, library_version, roi_slice_count
 
 CACHE_FORMAT = 1
 KEY_COLUMNS = ("patient_id", "phase")
@@ -52,6 +52,8 @@ class HandcraftedTable:
     seconds: float = 0.0
     library: str = ""
     settings: HandcraftedSettings | None = None
+    force2d: bool | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def feature_names(self) -> list[str]:
@@ -62,7 +64,8 @@ class HandcraftedTable:
             raise InputError(self.problems)
 
     def summary(self) -> str:
-        return (f"{len(self.table)} rows x {len(self.feature_names)} handcrafted features ({self.library}); "
+        dims = "" if self.force2d is None else (", 2D in-plane" if self.force2d else ", 3D")
+        return (f"{len(self.table)} rows x {len(self.feature_names)} handcrafted features ({self.library}{dims}); "
                 f"{self.computed} computed, {self.cached} from cache, {len(self.problems)} problem(s), "
                 f"{self.seconds:.1f} s")
 
@@ -99,7 +102,10 @@ def extract_feature_table(
         ``phase``, ``timepoint``, ``lesion_id``, ``reader``, ``row``.
     settings
         Extraction settings (default: :class:`HandcraftedSettings` defaults, 1 mm
-        isotropic, bin width 25 HU, 3D).
+        isotropic, bin width 25 HU, 3D). With ``force2d=None`` each ROI decides (2D on one
+        axial slice, 3D on several); when the study's ROIs disagree, the single-slice ones
+        are computed again in 3D, so that every row holds the same features (``notes``
+        says so), and ``force2d`` of the result is what was used.
     cache_dir
         Folder of the per-instance cache (``<patient>/<phase>_t<tp>_<lesion>[_<reader>]_<key>.json``,
         written atomically); ``None`` disables caching.
@@ -147,13 +153,30 @@ def extract_feature_table(
     tasks = [(settings, library, source, cache, remote, by_patient[p]) for p in sorted(by_patient)]
     results = map_patients(FailOnProblems(_patient_features), tasks, workers, progress,
                            on_failure=_failed_patient)
-    records = sorted((rec for res in results for rec in res["records"]), key=lambda r: (r["patient_id"], r["phase"]))
+    records = [rec for res in results for rec in res["records"]]
+    used = {rec["force2d"] for rec in records}
+    notes = []
+    if len(used) > 1:  # ROIs on one slice and on several: the one-slice ones again, in 3D
+        flat = {(r["patient_id"], r["phase"]) for r in records if r["force2d"]}
+        in3d = replace(settings, force2d=False)
+        redo = [(in3d, library, source, cache, remote, rows) for rows in
+                ([r for r in by_patient[p] if (r["patient_id"], r["phase"]) in flat] for p in sorted(by_patient))
+                if rows]
+        notes.append(f"{len(flat)} of {len(records)} ROIs lie on one axial slice and the others span several: "
+                     "3D features for all (set radiomics.force2d to choose)")
+        more = map_patients(FailOnProblems(_patient_features), redo, workers, None, on_failure=_failed_patient)
+        records = [r for r in records if (r["patient_id"], r["phase"]) not in flat]
+        records += [rec for res in more for rec in res["records"]]
+        results = [*results, *more]
+        used = {False}
+    records.sort(key=lambda r: (r["patient_id"], r["phase"]))
     names = list(dict.fromkeys(k for rec in records for k in rec["features"]))
     table = pd.DataFrame([{"patient_id": r["patient_id"], "phase": r["phase"], **r["features"]} for r in records],
                          columns=[*KEY_COLUMNS, *names])
     problems = sorted((p for res in results for p in res["problems"]), key=lambda p: p.row or 0)
     return HandcraftedTable(table.reset_index(drop=True), problems, sum(r["computed"] for r in results),
-                            sum(r["cached"] for r in results), time.perf_counter() - t0, library, settings)
+                            sum(r["cached"] for r in results), time.perf_counter() - t0, library, settings,
+                            force2d=used.pop() if len(used) == 1 else settings.force2d, notes=notes)
 
 
 def _manifest_rows(manifest) -> tuple[list[dict], str]:
@@ -214,7 +237,8 @@ def _patient_features(task: tuple) -> dict:
             if cache_dir is not None:
                 path = _cache_path(cache_dir, row, instance_key(row["image"], row["mask"], settings, library))
             if path is not None and path.exists():
-                features = json.loads(path.read_text(encoding="utf-8"))["features"]
+                stored = json.loads(path.read_text(encoding="utf-8"))
+                features, force2d = stored["features"], stored["meta"]["settings"]["force2d"]
                 cached += 1
             else:
                 if row["image"] not in images:
@@ -222,14 +246,17 @@ def _patient_features(task: tuple) -> dict:
                 column = "mask"
                 image = images[row["image"]]
                 mask = read_mask(row["mask"], image)
-                features = extract_handcrafted(image, mask, settings=settings, source=row["mask"])
+                used = settings.resolved(roi_slice_count(mask))
+                features = extract_handcrafted(image, mask, settings=used, source=row["mask"])
+                force2d = used.force2d
                 if path is not None:
                     meta = {"patient_id": row["patient_id"], "phase": row["phase"], "timepoint": row["timepoint"],
                             "lesion_id": row["lesion_id"], "reader": row["reader"], "library": library,
-                            "settings": settings.to_dict()}
+                            "settings": used.to_dict()}
                     atomic_write_text(path, json.dumps({"features": features, "meta": meta}, indent=1))
                 computed += 1
-            records.append({"patient_id": row["patient_id"], "phase": row["phase"], "features": features})
+            records.append({"patient_id": row["patient_id"], "phase": row["phase"], "features": features,
+                            "force2d": force2d})
         except InputError as exc:
             problems += [Problem(source, f"{p.reason} ({as_written(p.file)})", row=row["row"], column=column)
                          for p in exc.problems]

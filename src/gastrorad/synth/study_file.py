@@ -15,12 +15,12 @@ _CLINICAL = {
 }
 
 
-def synthetic_study_config(kind: str, *, seed: int = 0, roi: str | None = None) -> dict:
+def synthetic_study_config(kind: str, *, seed: int = 0) -> dict:
     """The study file (as a mapping) that reads a synthetic cohort of ``kind`` as its seed paper would.
 
-    ``roi="volume"`` for a kind whose paper draws a single-slice ROI (S1, S5): the handcrafted
-    radiomics are then computed in 3D over the whole-tumour mask (``radiomics.force2d: false``);
-    the deep patches still follow the paper (the mask's largest slice)."""
+    Cohorts with whole-tumour masks (``synth --roi volume``, S1 and S5) use the same file: the
+    handcrafted radiomics follow the masks (3D over a whole-tumour mask, 2D on one slice) and the
+    deep patches still follow the paper (the mask's largest slice)."""
     abdomen = {"level": 50, "width": 350}
     cfg: dict = {
         "name": f"synthetic_{kind}",
@@ -68,8 +68,6 @@ def synthetic_study_config(kind: str, *, seed: int = 0, roi: str | None = None) 
                              "patch": {"mode": "slice2d", "size": [224, 224], "side_mm": 224.0}}
     else:
         raise ValueError(f"unknown synthetic kind '{kind}'")
-    if roi == "volume" and kind in ("s1", "s5"):
-        cfg["radiomics"] = {"force2d": False}
     return cfg
 
 
@@ -78,4 +76,4 @@ def synthetic_study_yaml(kind: str, *, seed: int = 0, roi: str | None = None) ->
               + (f" --roi {roi}" if roi == "volume" and kind in ("s1", "s5") else "")
               + "`; paths are relative to this folder.\n"
               "# truth.csv holds the planted risk: it is read only to report the oracle, never to fit.\n")
-    return header + yaml.safe_dump(synthetic_study_config(kind, seed=seed, roi=roi), sort_keys=False)
+    return header + yaml.safe_dump(synthetic_study_config(kind, seed=seed), sort_keys=False)
