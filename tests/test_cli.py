@@ -92,6 +92,11 @@ def test_demo_runs_every_built_stage(tmp_path, monkeypatch):
               "signatures.csv", "predictions.csv", "metrics/metrics.json", "metrics/signature_comparison.csv",
               "report.html", "bundle/bundle.json", "config.resolved.yaml"):
         assert (run / f).exists(), f
+    # the paper's single-slice ROIs: 2D handcrafted features, said in the log, radiomics.json and the report
+    assert "radiomics: 2D shape and in-plane texture (every ROI lies on one axial slice)" in res.output
+    hcr = json.loads((run / "radiomics.json").read_text())
+    assert hcr["settings"]["force2d"] is True and hcr["why"] == "every ROI lies on one axial slice"
+    assert "2D shape and in-plane texture: every ROI lies on one axial slice" in (run / "report.html").read_text()
     # issue 12 item 11: `gastrorad predict BUNDLE patients.csv` with the default (relative) --out, the first
     # thing a new user types, failed with "predictions/inputs/manifest.csv: table does not exist"
     cohort = tmp_path / "demo" / "s1_cohort"

@@ -140,6 +140,9 @@ def test_recipe_end_to_end(recipe, cohorts, tmp_path):
     for w in stage_warnings(cfg.output_dir):
         assert "Warnings from the analysis" in html_text and w["message"][:60] in html.unescape(html_text)
     assert m["outcome"] == cfg.outcome.kind
+    if recipe in ("s2_recurrence", "s5_gnen_survival"):  # handcrafted features follow the masks: VOIs / one slice
+        hcr = json.loads((cfg.output_dir / "radiomics.json").read_text())
+        assert hcr["settings"]["force2d"] is (recipe == "s5_gnen_survival"), hcr
     if recipe == "s5_gnen_survival":
         assert {"rad_arterial", "rad_venous", "combined"} <= set(m["models"])
         assert m["tables"]["time_auc"] and m["tables"]["risk_groups"]

@@ -163,8 +163,8 @@ def _hcr(cfg: StudyConfig) -> bool:
 
 
 def _radiomics_paths(cfg: StudyConfig, readers: bool = False) -> list[Path]:
-    from gastrorad.radiomics.study import radiomics_paths, radiomics_reader_paths
-    return radiomics_paths(cfg) + (radiomics_reader_paths(cfg) if readers else [])
+    from gastrorad.radiomics.study import radiomics_paths, radiomics_reader_paths, radiomics_settings_path
+    return radiomics_paths(cfg) + ([*radiomics_reader_paths(cfg), radiomics_settings_path(cfg)] if readers else [])
 
 
 def _models_json(cfg):

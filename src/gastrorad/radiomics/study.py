@@ -10,6 +10,8 @@ per-instance results are cached under ``<output>/cache/radiomics``.
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +38,12 @@ def settings_for(cfg: StudyConfig):
 
 def radiomics_paths(cfg: StudyConfig) -> list[Path]:
     return [cfg.output_dir / f"radiomics_{p}.csv" for p in cfg.preprocess.phases]
+
+
+def radiomics_settings_path(cfg: StudyConfig) -> Path:
+    """``radiomics.json``: the library, the settings used (2D or 3D resolved) and why: the
+    methods section of a paper, and the caption of the report's deep-vs-handcrafted table."""
+    return cfg.output_dir / "radiomics.json"
 
 
 def radiomics_reader_paths(cfg: StudyConfig) -> list[Path]:
@@ -66,8 +74,12 @@ def extract_study_radiomics(cfg: StudyConfig, *, progress=None, log=None) -> dic
                                 cache_dir=cfg.output_dir / "cache" / "radiomics", workers=_compute(cfg),
                                 progress=progress, phases=cfg.preprocess.phases, remote=remote_cache(cfg))
     res.raise_if_errors()
+    what, why = _dimension(cfg, res)
     if log is not None:
-        log(f"    radiomics: {_dimension_line(cfg, res)}")
+        log(f"    radiomics: {what} ({why})")
+    settings = res.settings if res.force2d is None else replace(res.settings, force2d=res.force2d)
+    atomic_write_text(radiomics_settings_path(cfg), json.dumps(
+        {"library": res.library, "features": what, "why": why, "settings": settings.to_dict()}, indent=1))
     clinical = read_table(cfg.clinical_path)
     assigned, problems = assign_cohorts(clinical, cfg, str(cfg.clinical_path))
     if problems:
@@ -84,16 +96,15 @@ def extract_study_radiomics(cfg: StudyConfig, *, progress=None, log=None) -> dic
     return out
 
 
-def _dimension_line(cfg: StudyConfig, res) -> str:
-    """One line for the run log: 2D or 3D features, and why."""
+def _dimension(cfg: StudyConfig, res) -> tuple[str, str]:
+    """2D or 3D features, and why (for the run log, ``radiomics.json`` and the report)."""
     if cfg.radiomics.force2d is not None:
         why = "radiomics.force2d in the study file"
     elif res.notes:
         why = res.notes[0]
     else:
         why = "every ROI lies on one axial slice" if res.force2d else "the ROIs span several axial slices"
-    what = "2D shape and in-plane texture" if res.force2d else "3D shape and texture"
-    return f"{what} ({why})"
+    return ("2D shape and in-plane texture" if res.force2d else "3D shape and texture"), why
 
 
 def _reader_tables(cfg: StudyConfig, main: pd.DataFrame, progress, force2d: bool | None) -> None:
@@ -105,7 +116,6 @@ def _reader_tables(cfg: StudyConfig, main: pd.DataFrame, progress, force2d: bool
     readers = sorted({str(r) for r in manifest.get("reader", pd.Series(dtype=str)).dropna() if str(r).strip()})
     if not readers or not cfg.signature.icc_from_readers:
         return
-    from dataclasses import replace
     settings = replace(settings_for(cfg), force2d=force2d)  # the main reading's choice
     again = []
     for reader in readers:

@@ -207,8 +207,13 @@ class _Report:
         stat = "AUC" if self.m["outcome"] == "binary" else "C-index"
         test = ("DeLong paired test (pROC::roc.test)" if self.m["outcome"] == "binary" else
                 "difference of Harrell's C by the joint jackknife (survival::concordance)")
+        how = ""
+        settings = self.out / "radiomics.json"
+        if settings.exists():
+            r = json.loads(settings.read_text())
+            how = f"; {r['features']}: {r['why']}; {r['library']}, bin width {r['settings']['bin_width']:g} HU"
         rows = [f"<table><caption>Deep signature vs the handcrafted radiomics reference (IBSI features of the same "
-                f"ROI, LASSO on training): {stat} and {html.escape(test)}</caption><thead><tr>",
+                f"ROI{html.escape(how)}; LASSO on training): {stat} and {html.escape(test)}</caption><thead><tr>",
                 "".join(f"<th>{c}</th>" for c in ["Cohort", "Deep signature", stat, "Handcrafted", stat,
                                                    "Difference", "P", "n"]), "</tr></thead><tbody>"]
         for r in self.m["tables"]["signature_comparison"]:
