@@ -302,7 +302,7 @@ def radiomics(study: Path = typer.Argument(..., help="Study file (YAML).")) -> N
     """
     from gastrorad.radiomics.study import extract_study_radiomics
     cfg = _load(study)
-    tables = extract_study_radiomics(cfg)
+    tables = extract_study_radiomics(cfg, log=lambda line: console.print(line.strip()))
     for phase, t in tables.items():
         console.print(f"{phase}: {len(t)} patients x {t.shape[1] - 2} features -> "
                       f"{cfg.output_dir / f'radiomics_{phase}.csv'}")
