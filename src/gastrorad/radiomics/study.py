@@ -19,6 +19,7 @@ import pandas as pd
 from gastrorad.config.study import StudyConfig
 from gastrorad.io.atomic import atomic_write_text
 
+
 def radiomics_enabled(cfg: StudyConfig) -> bool:
     """Every study but S3's box-annotated longitudinal one (no mask, no ROI to describe)."""
     return cfg.radiomics.enabled and cfg.longitudinal is None
