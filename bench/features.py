@@ -1,21 +1,24 @@
 """Benchmark: seconds per patient of the frozen-feature path, per patch mode, against a plain
 PyTorch loop over the same patches and network in this process.
 
-For each patch mode (slice2d, stack25d, volume3d) the S1 recipe's ``fast`` profile is run on a
-small synthetic S1 cohort (generated once, cached under ``bench/out/features``) up to its
-patches; then, on the same patch files and the same random-init network:
+For each patch mode (slice2d, roi_slices, stack25d, volume3d) the S1 recipe's ``fast`` profile is
+run on a small synthetic S1 cohort (generated once, cached under ``bench/out/features``; the
+papers' single-slice ROI, or with ``--roi volume`` a mask over the whole tumour, where
+``roi_slices`` cuts every ROI slice) up to its patches; then, on the same patch files and the
+network the run would build (the profile's bank of ``features.networks`` random-init copies):
 
 - gastrorad: ``extract_features`` with an empty feature cache (read patch files, batch, every
   stage, every pooling of the profile, write the cache and the table);
-- baseline: a plain loop: ``np.load`` each patch, batch, ``torch.inference_mode`` forward
+- baseline: a plain loop: ``np.load`` each patch (every sample of it), batch, ``torch.inference_mode`` forward
   through the same stages, global average pooling only (fewer features: a lower bound);
 - gastrorad again with a warm cache (what a rerun of the study costs).
 
-Prints seconds per patient (preprocess, features cold, baseline, features warm), the number of
-features, and the ratio gastrorad / baseline: what the ROI poolings, every stage's pooling, the
+Prints samples (network inputs) per patient, seconds per patient (preprocess, features cold,
+baseline, features warm), the number of features, and the ratio gastrorad / baseline: what the ROI poolings, every stage's pooling, the
 per-patch cache (hash, atomic write) and the feature table cost over a bare forward pass.
 
-    python bench/features.py [--patients 24] [--modes slice2d stack25d volume3d] [--backbone tiny]
+    python bench/features.py [--patients 24] [--roi paper|volume] [--modes slice2d roi_slices stack25d volume3d]
+                             [--backbone tiny]
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ HERE = Path(__file__).resolve().parent
 
 MODES = {  # study-file overrides per mode (the fast profile's other settings are kept)
     "slice2d": {"preprocess": {"patch": {"mode": "slice2d", "side_mm": 80.0, "size": [80, 80], "mask_channel": True}}},
+    # every slice of the ROI, each cut as slice2d cuts the largest (one sample per slice; the same as slice2d
+    # on the papers' single-slice ROI)
+    "roi_slices": {"preprocess": {"patch": {"mode": "roi_slices", "side_mm": 80.0, "size": [80, 80],
+                                            "mask_channel": True}}},
     "stack25d": {"preprocess": {"patch": {"mode": "stack25d", "side_mm": 80.0, "size": [80, 80],
                                           "mask_channel": True}}},
     # the VOI's bounding box as a volume; no mask channel there, so no ROI poolings
@@ -54,14 +61,15 @@ def _config(data: Path, out: Path, mode: str, backbone: str):
         "output": str(out), "model": {"backbone": backbone}}, MODES[mode]))
 
 
-def plain_loop(net, files: list[str], batch_size: int) -> float:
+def plain_loop(net, files: list[str], batch_size: int, patch) -> float:
     """Seconds for the baseline: load, batch, forward, global average pooling of every stage."""
     from gastrorad.preprocess.cache import load_patches
+    from gastrorad.preprocess.patches import holds_samples
     t0 = time.perf_counter()
     arrays = []
     for f in files:
-        arr, _, _ = load_patches(f)
-        arrays.append(torch.as_tensor(arr[None], dtype=torch.float32))  # one sample (C, ...) per file
+        arr, _, _ = load_patches(f)  # roi_slices: (slices, C, H, W), one sample per slice; else one sample (C, ...)
+        arrays.append(torch.as_tensor(arr if holds_samples(arr, patch) else arr[None], dtype=torch.float32))
     x = torch.cat(arrays)
     with torch.inference_mode():
         for s in range(0, len(x), batch_size):
@@ -78,21 +86,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--patients", type=int, default=24)
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    ap.add_argument("--roi", choices=["paper", "volume"], default="paper",
+                    help="the papers' largest-slice ROI, or a mask over the whole tumour")
     ap.add_argument("--backbone", default="tiny")
     ap.add_argument("--root", type=Path, default=HERE / "out" / "features")
     a = ap.parse_args()
     torch.set_num_threads(2)
     from gastrorad.dl.data import load_sample_table
     from gastrorad.dl.features import extract_features
-    from gastrorad.dl.train import build_model
+    from gastrorad.dl.fit import build_feature_network
     from gastrorad.runner import run_study
     from gastrorad.synth import synthesize
-    data = a.root / f"s1_n{a.patients}"
+    data = a.root / (f"s1_n{a.patients}" + ("" if a.roi == "paper" else f"_roi{a.roi}"))
     if not (data / "truth.csv").exists():
-        synthesize("s1", data, n=a.patients, seed=0, workers=2)
+        synthesize("s1", data, n=a.patients, seed=0, workers=2, roi=None if a.roi == "paper" else a.roi)
     rows = []
     for mode in a.modes:
-        out = a.root / f"run_{mode}_{a.backbone}"
+        out = a.root / f"run_{mode}_{a.backbone}" if a.roi == "paper" else a.root / f"run_{mode}_{a.backbone}_roi{a.roi}"
         cfg = _config(data, out, mode, a.backbone)
         shutil.rmtree(out, ignore_errors=True)  # cold: patches are cut again
         t0 = time.perf_counter()
@@ -100,11 +110,11 @@ def main() -> None:
         t_pre = time.perf_counter() - t0
         phase = cfg.preprocess.phases[0]
         s = load_sample_table(cfg, phase)
-        torch.manual_seed(cfg.seed)
-        net = build_model(cfg, s.channels, s.spatial_dims).eval()
+        net, _ = build_feature_network(cfg, s.channels, s.spatial_dims)  # what `gastrorad run` extracts with
         files = list(s.frame.drop_duplicates("path").path)
+        patch = cfg.preprocess.patch
         # warm-up of both paths outside the timed runs (thread pool, allocator, lazy imports of MONAI)
-        plain_loop(net, files[:4], 4)
+        plain_loop(net, files[:4], 4, patch)
         extract_features(cfg, net, phase=phase)
         shutil.rmtree(out / "cache" / "features", ignore_errors=True)
         t0 = time.perf_counter()
@@ -113,17 +123,18 @@ def main() -> None:
         t0 = time.perf_counter()
         extract_features(cfg, net, phase=phase)
         t_warm = time.perf_counter() - t0
-        t_plain = plain_loop(net, files, cfg.features.batch_size)
+        t_plain = plain_loop(net, files, cfg.features.batch_size, patch)
         n = table.patient_id.nunique()
         from gastrorad.preprocess.cache import load_patches
-        rows.append({"mode": mode, "patients": n, "patch": "x".join(map(str, load_patches(files[0])[0].shape)),
+        rows.append({"mode": mode, "patients": n, "samples/pt": len(s.frame) / n,
+                     "patch": "x".join(map(str, load_patches(files[0])[0].shape[-3:])),
                      "features": table.shape[1] - 2,
                      "preprocess_s/pt": t_pre / n, "features_cold_s/pt": t_cold / n,
                      "plain_loop_s/pt": t_plain / n, "features_warm_s/pt": t_warm / n,
                      "ratio_cold_to_plain": t_cold / t_plain})
     t = pd.DataFrame(rows)
-    print(f"\nFrozen features ({a.backbone}, random init), S1 synthetic, {a.patients} patients, "
-          f"{torch.get_num_threads()} threads")
+    print(f"\nFrozen features ({a.backbone} x {cfg.features.networks}, random init), S1 synthetic, {a.patients} "
+          f"patients, {'whole-tumour' if a.roi == 'volume' else 'largest-slice'} ROI, {torch.get_num_threads()} threads")
     print(t.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
