@@ -14,8 +14,9 @@ network the run would build (the profile's bank of ``features.networks`` random-
 - gastrorad again with a warm cache (what a rerun of the study costs).
 
 Prints samples (network inputs) per patient, seconds per patient (preprocess, features cold,
-baseline, features warm), the number of features, and the ratio gastrorad / baseline: what the ROI poolings, every stage's pooling, the
-per-patch cache (hash, atomic write) and the feature table cost over a bare forward pass.
+baseline, features warm), the number of features, and the ratio gastrorad / baseline: what the
+ROI poolings, every stage's pooling, the per-patch cache (hash, atomic write) and the feature
+table cost over a bare forward pass.
 
     python bench/features.py [--patients 24] [--roi paper|volume] [--modes slice2d roi_slices stack25d volume3d]
                              [--backbone tiny]
@@ -97,12 +98,13 @@ def main() -> None:
     from gastrorad.dl.fit import build_feature_network
     from gastrorad.runner import run_study
     from gastrorad.synth import synthesize
-    data = a.root / (f"s1_n{a.patients}" + ("" if a.roi == "paper" else f"_roi{a.roi}"))
+    roi = "" if a.roi == "paper" else f"_roi{a.roi}"  # each ROI kind cached apart
+    data = a.root / f"s1_n{a.patients}{roi}"
     if not (data / "truth.csv").exists():
         synthesize("s1", data, n=a.patients, seed=0, workers=2, roi=None if a.roi == "paper" else a.roi)
     rows = []
     for mode in a.modes:
-        out = a.root / f"run_{mode}_{a.backbone}" if a.roi == "paper" else a.root / f"run_{mode}_{a.backbone}_roi{a.roi}"
+        out = a.root / f"run_{mode}_{a.backbone}{roi}"
         cfg = _config(data, out, mode, a.backbone)
         shutil.rmtree(out, ignore_errors=True)  # cold: patches are cut again
         t0 = time.perf_counter()
