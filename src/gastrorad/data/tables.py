@@ -25,7 +25,7 @@ MANIFEST_OPTIONAL = {
     "mask": "", "bbox": "", "phase": "venous", "timepoint": 0, "lesion_id": "primary", "lesion_site": "",
     "reader": "", "diameter_mm": np.nan,
 }
-CLINICAL_REQUIRED = ("patient_id", "center")
+CLINICAL_REQUIRED = ("patient_id",)  # "center" too when the cohort rules name centres
 
 
 def sheet_row(index: int) -> int:
