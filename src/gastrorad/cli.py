@@ -574,6 +574,10 @@ def _guarded(fn):
     return wrapper
 
 
+from gastrorad import cli_init  # noqa: E402  (``gastrorad init``, kept in its own module)
+
+cli_init.register(app)
+
 for _info in app.registered_commands:
     _info.callback = _guarded(_info.callback)
 

@@ -33,9 +33,30 @@ def sheet_row(index: int) -> int:
     return int(index) + 2
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet table with ``patient_id`` (and ``center``) as strings."""
-    path = Path(path)
+#: Spreadsheet suffixes read through openpyxl (.xlsx, .xlsm) or xlrd (.xls).
+EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
+_CSV_DTYPES = {"patient_id": str, "center": str, "cohort": str}
+
+
+def split_sheet(path: str | Path, sheet: str | None = None) -> tuple[Path, str | None]:
+    """``clinical.xlsx#Follow-up`` -> (``clinical.xlsx``, ``Follow-up``); other paths unchanged.
+
+    The ``#`` is only a sheet selector after a spreadsheet suffix, and only when no file has the
+    whole name; an explicit ``sheet`` wins over it."""
+    text = str(path)
+    head, sep, tail = text.rpartition("#")
+    if sep and head.lower().endswith(EXCEL_SUFFIXES) and not Path(text).exists():
+        return Path(head), sheet if sheet is not None else tail
+    return Path(text), sheet
+
+
+def read_table(path: str | Path, sheet: str | None = None) -> pd.DataFrame:
+    """Read a CSV, Parquet or Excel table with ``patient_id`` (and ``center``) as strings.
+
+    Excel: the first sheet, or ``sheet`` (also written ``table.xlsx#Sheet``); the header must be
+    on row 1 and blank rows are kept, so :func:`sheet_row` names the row the spreadsheet shows.
+    """
+    path, sheet = split_sheet(path, sheet)
     if not path.exists():
         raise InputError(Problem(str(path), "table does not exist"))
     try:
@@ -43,9 +64,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
             df = pd.read_parquet(path)
         elif path.suffix.lower() in (".csv", ".txt", ".tsv"):
             df = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",",
-                             dtype={"patient_id": str, "center": str, "cohort": str}, keep_default_na=True)
+                             dtype=_CSV_DTYPES, keep_default_na=True)
+        elif path.suffix.lower() in EXCEL_SUFFIXES:
+            df = _read_excel(path, sheet)
         else:
-            raise InputError(Problem(str(path), f"unknown table format '{path.suffix}'; use .csv or .parquet"))
+            raise InputError(Problem(str(path), f"unknown table format '{path.suffix}'; use .csv, .parquet or .xlsx"))
     except InputError:
         raise
     except Exception as exc:
@@ -62,6 +85,83 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if col in df.columns:
             df[col] = df[col].map(lambda v: v if pd.isna(v) else str(v).strip())
     return df
+
+
+def _read_excel(path: Path, sheet: str | None) -> pd.DataFrame:
+    """One sheet of a workbook, typed as the same table saved as CSV would be."""
+    import csv
+    import datetime as dt
+    import io
+    where = f"{path}#{sheet}" if sheet else str(path)
+    rows = _excel_rows(path, sheet, where)
+    while rows and all(_blank(v) for v in rows[-1]):
+        rows.pop()  # trailing blank rows are not patients
+    if not rows or all(_blank(v) for v in rows[0]):
+        first = next((i + 1 for i, r in enumerate(rows) if not all(_blank(v) for v in r)), None)
+        hint = f"; the first filled row is {first}: delete the rows above it" if first else "; the sheet is empty"
+        raise InputError(Problem(where, "the header (column names) must be on row 1" + hint, row=1))
+    width = max((i + 1 for r in rows for i, v in enumerate(r) if not _blank(v)), default=0)
+
+    def text(v):
+        if _blank(v):
+            return ""
+        if isinstance(v, dt.datetime):
+            return v.date().isoformat() if v.time() == dt.time(0) else v.isoformat(sep=" ")
+        if isinstance(v, dt.date):
+            return v.isoformat()
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))  # an ID typed as a number (1001.0) reads as 1001
+        return str(v)
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    header = [text(v) or f"Unnamed: {i}" for i, v in enumerate(list(rows[0]) + [None] * width)][:width]
+    writer.writerow(header)
+    for r in rows[1:]:
+        writer.writerow([text(v) for v in (list(r) + [None] * width)[:width]])
+    buf.seek(0)
+    return pd.read_csv(buf, dtype=_CSV_DTYPES, keep_default_na=True, skip_blank_lines=False)
+
+
+def _blank(v) -> bool:
+    return v is None or (isinstance(v, str) and not v.strip())
+
+
+def _excel_rows(path: Path, sheet: str | None, where: str) -> list[tuple]:
+    """Cell values of a sheet, row 1 first, blank rows included."""
+    if path.suffix.lower() == ".xls":
+        try:
+            import xlrd
+        except ImportError:
+            raise InputError(Problem(str(path), "reading .xls (Excel 97-2003) needs xlrd: pip install xlrd, "
+                                     "or save the workbook as .xlsx")) from None
+        book = xlrd.open_workbook(str(path))
+        names = book.sheet_names()
+        if sheet is not None and sheet not in names:
+            raise InputError(Problem(where, f"no sheet '{sheet}' in the workbook (sheets: {', '.join(names)})"))
+        ws = book.sheet_by_name(sheet) if sheet is not None else book.sheet_by_index(0)
+        return [tuple(_xls_value(c, book.datemode) for c in ws.row(i)) for i in range(ws.nrows)]
+    try:
+        import openpyxl
+    except ImportError:
+        raise InputError(Problem(str(path), "reading .xlsx needs openpyxl: pip install openpyxl "
+                                 "(or save the sheet as CSV)")) from None
+    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        names = book.sheetnames
+        if sheet is not None and sheet not in names:
+            raise InputError(Problem(where, f"no sheet '{sheet}' in the workbook (sheets: {', '.join(names)})"))
+        ws = book[sheet] if sheet is not None else book[names[0]]
+        return [tuple(r) for r in ws.iter_rows(min_row=1, values_only=True)]
+    finally:
+        book.close()
+
+
+def _xls_value(cell, datemode: int):
+    import xlrd
+    if cell.ctype == xlrd.XL_CELL_DATE:
+        return xlrd.xldate.xldate_as_datetime(cell.value, datemode)
+    return None if cell.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK) else cell.value
 
 
 def load_manifest(path: str | Path, base_dir: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
