@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from gastrorad.cli import app
 from gastrorad.config.study import DataConfig, load_study
-from gastrorad.data.tables import read_table, sheet_row
+from gastrorad.data.tables import load_clinical, read_table, sheet_row
 from gastrorad.data.validate import validate_study
 from gastrorad.errors import InputError
 from gastrorad.studyinit import init_study
@@ -285,9 +285,14 @@ def test_read_table_xlsx_sheets_rows_and_errors(tmp_path):
         assert df["age"].dtype.kind == "f" and df["when"].iloc[0] == "2021-03-04"
         # the blank spreadsheet row 4 is kept, so rows in problems are the spreadsheet's rows
         assert sheet_row(df.index[df["patient_id"] == "1004"][0]) == 5
+    _, problems = load_clinical(f"{path}#Patients")  # as a study file's data.clinical: the sheet's own rows
+    assert (4, "patient_id", "empty patient_id") in [(p.row, p.column, p.reason) for p in problems]
     with pytest.raises(InputError) as exc:
         read_table(path, sheet="Nope")
     assert "no sheet 'Nope'" in str(exc.value) and "First, Patients" in str(exc.value)
+    pd.DataFrame({"patient_id": ["P1"]}).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(InputError, match="not a workbook"):
+        read_table(tmp_path / "t.csv", sheet="Patients")
 
 
 def test_read_table_xlsx_header_must_be_on_row_one(tmp_path):

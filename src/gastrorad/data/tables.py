@@ -59,6 +59,8 @@ def read_table(path: str | Path, sheet: str | None = None) -> pd.DataFrame:
     path, sheet = split_sheet(path, sheet)
     if not path.exists():
         raise InputError(Problem(str(path), "table does not exist"))
+    if sheet is not None and path.suffix.lower() not in EXCEL_SUFFIXES:
+        raise InputError(Problem(str(path), f"a sheet ('{sheet}') was named, but this is not a workbook (.xlsx)"))
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             df = pd.read_parquet(path)
