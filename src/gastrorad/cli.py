@@ -81,9 +81,12 @@ def _load(study: Path, profile: str | None = None, *, data: Path | None = None, 
         data = data.resolve()
         overrides["data"] = {"manifest": str(data / "manifest.csv"), "clinical": str(data / "clinical.csv"),
                              "truth": str(data / "truth.csv") if (data / "truth.csv").exists() else None}
+    path = find_study_file(study)
     if output is not None:
         overrides["output"] = str(output.resolve())
-    cfg = load_study(find_study_file(study), profile=profile, overrides=overrides)
+    elif not Path(study).exists():  # a recipe by name: its run goes under ./runs, never into the installed package
+        overrides["output"] = str((Path.cwd() / "runs" / path.stem).resolve())
+    cfg = load_study(path, profile=profile, overrides=overrides)
     _output[:] = [cfg.output_dir.resolve()]
     return cfg
 

@@ -93,7 +93,9 @@ def stage_key(stage: Stage, cfg: StudyConfig) -> str:
     # The package's code, not only its version: a developer install that changes code reruns stages.
     h.update(f"{stage.name}|gastrorad {__version__}|code {code_hash()}".encode())
     h.update(json.dumps({s: _section(cfg, s) for s in stage.sections}, sort_keys=True, default=str).encode())
+    from gastrorad.data.tables import split_sheet
     for p in stage.inputs(cfg):
+        p = split_sheet(p)[0] if p is not None else p  # clinical.xlsx#Sheet: the workbook's bytes
         h.update(str(p.name).encode())
         h.update(file_hash(p).encode() if p.is_file() else b"<missing>")
     if stage.name == "preprocess":
@@ -237,7 +239,7 @@ def _radiomics(cfg):
 
 def _signature(cfg):
     from gastrorad.models.pipeline import build_signatures
-    build_signatures(cfg)
+    build_signatures(cfg, log=_printer)
 
 
 def _fit(cfg):

@@ -48,7 +48,12 @@ _CREDENTIAL_WORDS = ("key", "secret", "token", "password", "credential", "sas", 
 
 class DataConfig(Strict):
     manifest: Path = Field(description="Image manifest (CSV or Parquet), one row per image instance.")
-    clinical: Path = Field(description="Clinical table (CSV or Parquet), one row per patient.")
+    clinical: Path = Field(description="Clinical table (CSV, Parquet or XLSX), one row per patient (or per lesion, "
+                                       "with patient_column): the outcome, the centre and the clinical variables.")
+    patient_column: str | None = Field(None, description=(
+        "Lesion-level studies (several lesions per patient, each its own row with its own patient_id): the "
+        "clinical column naming the patient each row belongs to. Cohort splits, cross-validation folds and "
+        "bootstrap resamples then keep a patient's rows together, so no patient is ever in two cohorts."))
     truth: Path | None = Field(None, description="Optional truth table of a synthetic study (oracle figures only).")
     remote_cache: Path | None = Field(None, description=(
         "Local copies of images and masks the manifest gives as URLs (s3://, gs://, file://, ...); "
@@ -93,7 +98,8 @@ class OutcomeConfig(Strict):
 
 
 class SplitRule(Strict):
-    centers: list[str] = Field(min_length=1, description="Centres whose patients are split at random.")
+    centers: list[str] = Field(default_factory=list, description="Centres whose patients are split at random; "
+                               "empty: every patient (a single-centre study, no 'center' column needed).")
     ratio: dict[str, float] = Field(default_factory=lambda: {"training": 7.0, "internal": 3.0},
                                     description="Cohort name -> share (e.g. training 7, internal 3).")
     stratify: bool = Field(True, description="Keep the outcome balance (binary label or event) in each part.")
@@ -377,7 +383,8 @@ class SelectionConfig(Strict):
 
 
 class ClinicalConfig(Strict):
-    variables: list[str] = Field(default_factory=list, description="Candidate clinical variables (default: all other columns).")
+    variables: list[str] = Field(default_factory=list, description="Candidate clinical variables; none: an "
+                                 "image-only study (no clinical model; the image signatures and their fusion).")
     categorical: list[str] = Field(default_factory=list, description="Variables to treat as categorical.")
     reference: dict[str, str] = Field(default_factory=dict, description="Reference level per categorical variable.")
     ordinal: dict[str, list] = Field(default_factory=dict, description="Ordered levels per ordinal variable.")
@@ -478,12 +485,15 @@ class FusionConfig(Strict):
     models: dict[str, list[str]] = Field(
         default_factory=lambda: {"clinical": ["clinical"], "integrated": ["signature", "clinical"]},
         description="Model name -> ingredients: 'clinical' (selected clinical terms), 'signature' (every signature), "
-                    "or column names of the signature table.")
+                    "or column names of the signature table. Default by the study's shape: with images and "
+                    "clinical variables {clinical: [clinical], integrated: [signature, clinical]}; image-only "
+                    "{image: [signature]}; clinical-only {clinical: [clinical]}.")
     cutoff: Literal["youden", "median", "fixed"] = "youden"
     cutoff_value: float | None = None
     horizon: float | None = Field(None, description="Survival: horizon of the Youden cut-off (outcome time units).")
     nomogram: str | None = Field("integrated", description="Model drawn as a nomogram (the primary model of the "
-                                                            "report).")
+                                                            "report). Default by the study's shape: integrated, "
+                                                            "image (image-only) or clinical (clinical-only).")
     extra_nomograms: list[str] = Field(default_factory=list, description="Further models drawn as nomograms "
                                        "(S3: the variant without TDLM).")
     nomogram_horizons: list[float] = Field(default_factory=list, description="Cox nomogram: survival horizons.")
@@ -493,7 +503,10 @@ class EvaluationConfig(Strict):
     """What ``gastrorad evaluate`` computes on every cohort (cut-offs come locked from training)."""
 
     reference: str | None = Field("clinical", description="Model every other is compared with (DeLong P, NRI/IDI, "
-                                                          "C-index difference); null: the first model.")
+                                                          "C-index difference): a fusion model, 'handcrafted' (the "
+                                                          "handcrafted radiomics signature) or a signature column; "
+                                                          "null: the first model. Default: clinical, or handcrafted "
+                                                          "in an image-only study.")
     signatures: bool = Field(True, description="Evaluate each image signature as a model of its own (DL signature).")
     bootstrap: int = Field(200, ge=0, description="Resamples for ROC bands and decision-curve bands (0 = none).")
     horizons: list[float] = Field(default_factory=list, description="Survival: horizons of time-dependent AUC, "
@@ -571,6 +584,70 @@ class StudyConfig(Strict):
     output: Path = Field(Path("runs/study"), description="Run folder.")
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the study file (set by load_study).")
     profile: str | None = Field(None, exclude=True, description="Profile applied by load_study (e.g. 'fast').")
+
+    @property
+    def has_clinical(self) -> bool:
+        """The study has clinical variables (else it is image-only)."""
+        return bool(self.clinical.variables)
+
+    def signature_columns(self) -> list[str] | None:
+        """Columns of the signature table this study will have (None: known only after scoring, S3)."""
+        if self.longitudinal is not None:
+            return None
+        cols = (["dl_score"] if self.signature.method == "dl_probability"
+                else [f"rad_{p}" for p in self.preprocess.phases])
+        if self.radiomics.enabled:
+            cols += [f"hcr_{p}" for p in self.preprocess.phases]
+        return cols
+
+    @model_validator(mode="after")
+    def _shape_defaults(self) -> "StudyConfig":
+        """Defaults that depend on the study's shape: an image-only study (no clinical variables) gets
+        the image signatures and their fusion, a nomogram of it and the handcrafted reference; then the
+        models, the nomogram and the reference are checked against what this study can have, so a
+        model that cannot exist fails here, not after minutes of image work."""
+        fusion, ev = self.fusion, self.evaluation
+        if not self.has_clinical:
+            if "models" not in fusion.model_fields_set:
+                fusion.models = {"image": ["signature"]}
+            if "nomogram" not in fusion.model_fields_set:
+                fusion.nomogram = "image"
+            if "reference" not in ev.model_fields_set:
+                ev.reference = "handcrafted" if self.radiomics.enabled and self.longitudinal is None else None
+        problems = []
+        sig_cols = self.signature_columns()
+        variables = set(self.clinical.variables)
+        for name, ingredients in fusion.models.items():
+            if not ingredients:
+                problems.append(f"fusion.models.{name}: no ingredient (give 'signature', 'clinical' or column names)")
+            for ing in ingredients:
+                if ing == "clinical" and not variables:
+                    problems.append(f"fusion.models.{name}: ingredient 'clinical' needs clinical variables, and "
+                                    "clinical.variables is empty (an image-only study): drop 'clinical' from the "
+                                    "model or list the clinical variables")
+                elif ing in ("clinical", "signature") or sig_cols is None or ing in variables or ing in sig_cols:
+                    continue
+                else:
+                    problems.append(f"fusion.models.{name}: unknown ingredient '{ing}': not 'clinical', 'signature', "
+                                    f"a clinical variable ({', '.join(sorted(variables)) or 'none listed'}) or a "
+                                    f"signature column of this study ({', '.join(sig_cols)})")
+        for key, model in [("fusion.nomogram", fusion.nomogram)] + [("fusion.extra_nomograms", m)
+                                                                     for m in fusion.extra_nomograms]:
+            if model is not None and model not in fusion.models:
+                problems.append(f"{key}: '{model}' is not one of the fusion models ({', '.join(fusion.models)}); "
+                                "name one of them, or null for no nomogram")
+        ref = ev.reference
+        if ref is not None and ref not in fusion.models and ref != "handcrafted" and \
+                (sig_cols is not None and ref not in sig_cols):
+            problems.append(f"evaluation.reference: '{ref}' is neither a fusion model ({', '.join(fusion.models)}), "
+                            f"'handcrafted' nor a signature column ({', '.join(sig_cols)}); null compares with the "
+                            "first model")
+        if ref == "handcrafted" and (not self.radiomics.enabled or self.longitudinal is not None):
+            problems.append("evaluation.reference: 'handcrafted' needs the handcrafted radiomics reference "
+                            "(radiomics.enabled: true, not a longitudinal study)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _val_cohort_exists(self) -> "StudyConfig":

@@ -81,25 +81,63 @@ def assign_cohorts(clinical: pd.DataFrame, cfg: StudyConfig, source: str = "clin
                     cohort.iloc[i] = str(v)
     else:
         split = rules.split
-        in_split = df["center"].isin(split.centers) & cohort.isna()
-        unknown = set(split.centers) - set(df["center"].dropna())
+        has_center = "center" in df.columns
+        center = df["center"] if has_center else pd.Series("", index=df.index)  # no column: one centre
+        if not has_center and (split.centers or rules.external):
+            problems.append(Problem(source, "no 'center' column, but the cohort rules name centres (cohorts.split."
+                                    "centers / cohorts.external): add a center column, or leave split.centers out "
+                                    "for a single-centre study", column="center"))
+        in_split = (center.isin(split.centers) if split.centers else pd.Series(True, index=df.index)) & cohort.isna()
+        unknown = set(split.centers) - set(center.dropna()) if has_center else set()
         for c in sorted(unknown):
             problems.append(Problem(source, f"centre '{c}' named by cohorts.split has no patient", column="center"))
         rng = np.random.default_rng(cfg.seed)
         strata = _strata(df, cfg) if split.stratify else pd.Series("all", index=df.index)
         # cohorts in canonical order: the split must not depend on the order of the study file's keys
         ratio = {k: split.ratio[k] for k in canonical_order(split.ratio)}
-        for name, members in stratified_split(np.flatnonzero(in_split.to_numpy()), strata[in_split].to_numpy(),
-                                              ratio, rng).items():
-            cohort.iloc[members] = name
+        rows = np.flatnonzero(in_split.to_numpy())
+        group_col = cfg.data.patient_column
+        if group_col is not None and group_col in df.columns:
+            # lesion-level rows: split whole patients, each stratified by its worst outcome (any positive / event)
+            groups = df[group_col].astype(str).to_numpy()[rows]
+            keys, inverse = np.unique(groups, return_inverse=True)
+            gstrata = pd.Series(strata.to_numpy()[rows]).groupby(inverse).max().to_numpy()
+            for name, members in stratified_split(np.arange(len(keys)), gstrata, ratio, rng).items():
+                cohort.iloc[rows[np.isin(inverse, members)]] = name
+        else:
+            for name, members in stratified_split(rows, strata[in_split].to_numpy(), ratio, rng).items():
+                cohort.iloc[members] = name
         rest = cohort.isna()
-        cohort[rest] = df.loc[rest, "center"].map(lambda c: rules.external.get(c, "external"))
-        for c in sorted(set(rules.external) - set(df["center"].dropna())):
+        cohort[rest] = center[rest].map(lambda c: rules.external.get(c, "external"))
+        for c in sorted(set(rules.external) - set(center.dropna())) if has_center else []:
             problems.append(Problem(source, f"centre '{c}' named by cohorts.external has no patient", column="center"))
+    problems += _patients_in_one_cohort(df, cohort, cfg, source)
     out = pd.Series(cohort.to_numpy(), index=df["patient_id"].to_numpy(), name="cohort")
     if rules.require_training and not (out == "training").any():
         problems.append(Problem(source, "no patient is in the training cohort", column=rules.column))
     return out, problems
+
+
+def _patients_in_one_cohort(df: pd.DataFrame, cohort: pd.Series, cfg: StudyConfig, source: str) -> list[Problem]:
+    """Lesion-level studies (``data.patient_column``): every row of a patient in one cohort."""
+    col = cfg.data.patient_column
+    if col is None:
+        return []
+    if col not in df.columns:
+        return [Problem(source, "unknown column named by data.patient_column (the column naming each lesion's "
+                                "patient)", column=col)]
+    problems = []
+    missing = df[col].isna().to_numpy()
+    for i in np.flatnonzero(missing):
+        problems.append(Problem(source, "missing patient (data.patient_column)", row=sheet_row(i), column=col))
+    per = pd.DataFrame({"patient": df[col].astype(str), "cohort": cohort.astype(str)})[~missing]
+    n = per.groupby("patient").cohort.nunique()
+    for patient in n[n > 1].index:
+        where = per[per.patient == patient]
+        problems.append(Problem(source, f"patient '{patient}' has rows in {n[patient]} cohorts "
+                                f"({', '.join(sorted(where.cohort.unique()))}): a patient's lesions must stay in one "
+                                "cohort", row=sheet_row(int(where.index[1])), column=col))
+    return problems
 
 
 def stratified_split(items: np.ndarray, strata: np.ndarray, ratio: dict[str, float],
@@ -124,3 +162,19 @@ def _strata(df: pd.DataFrame, cfg: StudyConfig) -> pd.Series:
     if col not in df.columns:
         return pd.Series(0, index=df.index)
     return df[col].fillna(-1).astype(str)
+
+
+def grouped_fold_ids(groups, nfolds: int, seed: int) -> np.ndarray | None:
+    """Cross-validation folds (1-based, as R's ``foldid``) that keep each group's rows together:
+    the groups (patients of a lesion-level study) are dealt round-robin into ``nfolds`` folds in
+    a seeded random order, so folds hold about as many patients each. ``None`` when every group
+    has one row (a patient-level study: the solver's own balanced folds apply)."""
+    groups = np.asarray(groups).astype(str)
+    keys, inverse = np.unique(groups, return_inverse=True)
+    if len(keys) == len(groups):
+        return None
+    if len(keys) < nfolds:
+        raise ValueError(f"{len(keys)} patients cannot fill {nfolds} cross-validation folds")
+    rng = np.random.default_rng(seed)
+    fold_of_group = (np.arange(len(keys)) % nfolds + 1)[rng.permutation(len(keys))]
+    return fold_of_group[inverse]

@@ -86,6 +86,9 @@ def validate_study(cfg: StudyConfig, *, check_images: bool = True, workers: int 
     if clinical is None or any(p.reason == "required column is missing" for p in P):
         return report
 
+    if clinical.empty:
+        P.append(Problem(cpath, "the clinical table has no patient row"))
+        return report
     P += _check_columns(clinical, cfg, cpath)
     P += _check_outcome(clinical, cfg, cpath)
     cohorts, probs = assign_cohorts(clinical, cfg, cpath)
@@ -93,11 +96,15 @@ def validate_study(cfg: StudyConfig, *, check_images: bool = True, workers: int 
     clinical = clinical.assign(cohort=clinical["patient_id"].map(cohorts.groupby(level=0).first()))
     report.clinical = clinical
     P += _check_training_outcome(clinical, cfg, cpath)
+    P += _check_events_per_variable(clinical, cfg, cpath)
+    P += _check_lesion_rows(clinical, manifest, cfg, cpath, mpath)
 
     if manifest is not None and "image_path" in manifest.columns:
         P += _check_manifest_rows(manifest, clinical, cfg, mpath)
         if check_images:
-            P += _check_images(manifest, mpath, workers, remote_cache(cfg))
+            extents: list[float] = []
+            P += _check_images(manifest, mpath, workers, remote_cache(cfg), extents)
+            P += _check_roi_sizes(extents, cfg, mpath)
     report.summary = summarise(clinical, manifest, cfg)
     return report
 
@@ -175,6 +182,93 @@ def _check_training_outcome(clinical: pd.DataFrame, cfg: StudyConfig, source: st
     return []
 
 
+#: Events per candidate variable below which a warning is given (Peduzzi et al. 1996's rule of ten).
+MIN_EVENTS_PER_VARIABLE = 10
+
+
+def _check_events_per_variable(clinical: pd.DataFrame, cfg: StudyConfig, source: str) -> list[Problem]:
+    """Too few events (the rarer class, or deaths) per candidate variable of the largest fusion
+    model on training: a warning, since its fit will overfit or separate."""
+    out = cfg.outcome
+    train = clinical[clinical["cohort"] == "training"]
+    col = out.label if out.kind == "binary" else out.event
+    if train.empty or col not in train.columns:
+        return []
+    y = pd.to_numeric(train[col], errors="coerce")
+    events = int(min((y == 1).sum(), (y == 0).sum())) if out.kind == "binary" else int((y == 1).sum())
+    n_sig = len(cfg.preprocess.phases) if cfg.longitudinal is None and cfg.data.manifest else 0
+    worst, k = None, 0
+    for name, ingredients in cfg.fusion.models.items():
+        n = sum(len(cfg.clinical.variables) if i == "clinical" else n_sig if i == "signature" else 1
+                for i in ingredients)
+        if n > k:
+            worst, k = name, n
+    if not k or events >= MIN_EVENTS_PER_VARIABLE * k:
+        return []
+    what = "patients in the rarer outcome class" if out.kind == "binary" else "events"
+    return [Problem(source, f"{events} {what} in training for up to {k} candidate variables of model '{worst}' "
+                            f"({events / k:.1f} per variable; at least {MIN_EVENTS_PER_VARIABLE} is the usual rule): "
+                            "expect overfitting or separation (fits that warn and coefficients that run off); "
+                            "use fewer clinical variables or a screen (clinical.selection)",
+                    column=col, severity="warning")]
+
+
+_PATIENT_WORDS = ("patient", "subject", "case", "person", "mrn")
+
+
+def _check_lesion_rows(clinical: pd.DataFrame, manifest: pd.DataFrame | None, cfg: StudyConfig, cpath: str,
+                       mpath: str) -> list[Problem]:
+    """Lesion-level rows without ``data.patient_column``: a clinical column that looks like a patient
+    ID and repeats (several rows per patient), or several lesions of one patient in the manifest of a
+    study that reads one ROI per patient. Either way, cohorts could split a patient."""
+    problems = []
+    if cfg.data.patient_column is None:
+        for col in clinical.columns:
+            if col in ("patient_id", "row", "cohort") or not any(w in col.lower() for w in _PATIENT_WORDS):
+                continue
+            counts = clinical[col].value_counts()
+            if len(counts) and counts.max() > 1 and clinical["patient_id"].is_unique:
+                problems.append(Problem(cpath, f"column '{col}' repeats ({int((counts > 1).sum())} values on "
+                                        "several rows, e.g. '" + str(counts.index[0]) + f"' on {int(counts.iloc[0])}"
+                                        "): if each row is a lesion and this names its patient, set "
+                                        f"data.patient_column: {col}, so cohorts, folds and resamples keep a patient "
+                                        "together", column=col, severity="warning"))
+    if manifest is not None and cfg.longitudinal is None and "lesion_id" in manifest.columns:
+        m = manifest[(manifest.get("reader", "") == "")] if "reader" in manifest.columns else manifest
+        n = m.groupby(["patient_id", "phase", "timepoint"]).lesion_id.nunique()
+        many = n[n > 1]
+        if len(many):
+            pid = many.index[0][0]
+            problems.append(Problem(mpath, f"{many.index.get_level_values(0).nunique()} patients have several lesions "
+                                    f"(e.g. '{pid}': {int(many.iloc[0])}), but this study reads one ROI per patient: "
+                                    "give each lesion its own patient_id (one clinical row each) and name its "
+                                    "patient with data.patient_column", column="lesion_id"))
+    return problems
+
+
+def _check_roi_sizes(extents: list[float], cfg: StudyConfig, source: str) -> list[Problem]:
+    """ROI in-plane extents (mm) against the patch: a fixed ``side_mm`` that cuts the larger ROIs off,
+    or makes them a speck of the patch; proposes a side that suits them (1.5 x their 90th percentile)."""
+    patch = cfg.preprocess.patch
+    side = getattr(patch, "side_mm", None)
+    if not extents or side is None:
+        return []
+    e = np.asarray(extents, float)
+    p10, p50, p90 = np.percentile(e, [10, 50, 90])
+    proposal = float(max(8.0, 8.0 * np.ceil(1.5 * p90 / 8.0)))
+    summary = (f"the ROIs span {e.min():.0f}-{e.max():.0f} mm in plane (median {p50:.0f}, 90th percentile "
+               f"{p90:.0f})")
+    if p90 > side:
+        return [Problem(source, f"{summary}, wider than the {side:g} mm patch (preprocess.patch.side_mm): "
+                                f"{int((e > side).sum())} ROIs are cut off; propose side_mm: {proposal:g}",
+                        column="mask", severity="warning")]
+    if p50 < side / 6:
+        return [Problem(source, f"{summary}: in the {side:g} mm patch (preprocess.patch.side_mm) the median ROI "
+                                f"fills {100 * p50 / side:.0f}% of the side and the network mostly sees its "
+                                f"surroundings; propose side_mm: {proposal:g}", column="mask", severity="warning")]
+    return []
+
+
 def _check_manifest_rows(manifest: pd.DataFrame, clinical: pd.DataFrame, cfg: StudyConfig, source: str) -> list[Problem]:
     problems = []
     known = set(clinical["patient_id"].dropna())
@@ -220,8 +314,9 @@ def _check_manifest_rows(manifest: pd.DataFrame, clinical: pd.DataFrame, cfg: St
     return problems
 
 
-def _check_one_image(args) -> list[Problem]:
+def _check_one_image(args) -> tuple[list[Problem], list[float]]:
     source, remote, rows = args
+    extents: list[float] = []
     first = rows[0]
     problems: list[Problem] = []
     try:
@@ -230,10 +325,10 @@ def _check_one_image(args) -> list[Problem]:
         raw_geom = read_image_geometry(image, canonical=False)
     except InputError as exc:
         return [Problem(source, f"{p.reason} ({as_written(p.file)})", row=first["row"], column="image")
-                for p in exc.problems]
+                for p in exc.problems], extents
     for r in rows:
         if r["mask_path"]:
-            problems += _check_mask(r, geom, source, remote)
+            problems += _check_mask(r, geom, source, remote, extents)
         if r["bbox"]:
             try:
                 box = parse_bbox(r["bbox"])
@@ -243,10 +338,20 @@ def _check_one_image(args) -> list[Problem]:
             if min(box[:3]) < 0 or any(box[3 + k] >= size[k] for k in range(3)):
                 problems.append(Problem(source, f"bbox {r['bbox']} lies outside the image (size {size[0]}x{size[1]}x{size[2]})",
                                         row=r["row"], column="bbox"))
-    return problems
+    return problems, extents
 
 
-def _check_mask(r, geom: Geometry, source: str, remote: RemoteCache) -> list[Problem]:
+def _inplane_extent_mm(sel: np.ndarray, spacing) -> float:
+    """The ROI's larger in-plane extent in mm (array z, y, x; spacing x, y, z)."""
+    zyx = np.nonzero(sel)
+    if not len(zyx[0]):
+        return 0.0
+    dy = (zyx[1].max() - zyx[1].min() + 1) * spacing[1]
+    dx = (zyx[2].max() - zyx[2].min() + 1) * spacing[0]
+    return float(max(dx, dy))
+
+
+def _check_mask(r, geom: Geometry, source: str, remote: RemoteCache, extents: list | None = None) -> list[Problem]:
     try:
         r = {**r, "mask_path": remote.local(r["mask_path"])}
     except InputError as exc:
@@ -262,9 +367,11 @@ def _check_mask(r, geom: Geometry, source: str, remote: RemoteCache) -> list[Pro
                 return [Problem(source, "mask/image geometry mismatch: " + "; ".join(reasons), row=r["row"], column="mask")]
             arr = sitk.GetArrayFromImage(read_image(path, canonical=False))
             _, sel = split_reference(r["mask_path"])
-            nonzero = np.any(np.abs(arr - float(sel)) < 0.5) if sel else np.any(np.abs(arr) > 0.5)
-            if not nonzero:
+            roi = (np.abs(arr - float(sel)) < 0.5) if sel else (np.abs(arr) > 0.5)
+            if not roi.any():
                 return [Problem(source, "empty mask (no ROI voxel)", row=r["row"], column="mask")]
+            if extents is not None and not r.get("reader"):
+                extents.append(_inplane_extent_mm(roi, mgeom.spacing))
         else:
             ref = sitk.Image(list(geom.size), sitk.sitkUInt8)
             ref.SetSpacing(geom.spacing)
@@ -280,12 +387,15 @@ def _check_mask(r, geom: Geometry, source: str, remote: RemoteCache) -> list[Pro
     return []
 
 
-def _check_images(manifest: pd.DataFrame, source: str, workers: int, remote: RemoteCache) -> list[Problem]:
+def _check_images(manifest: pd.DataFrame, source: str, workers: int, remote: RemoteCache,
+                  extents: list | None = None) -> list[Problem]:
     groups = [(source, remote, g.to_dict("records")) for _, g in manifest.groupby("image_path", sort=False)]
     problems: list[Problem] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for probs in pool.map(_check_one_image, groups):
+        for probs, ext in pool.map(_check_one_image, groups):
             problems += probs
+            if extents is not None:
+                extents += ext
     return sorted(problems, key=lambda p: (p.row or 0))
 
 
@@ -293,7 +403,8 @@ def summarise(clinical: pd.DataFrame, manifest: pd.DataFrame | None, cfg: StudyC
     """Summary tables: patients per cohort and centre, outcome per cohort, images, missing values."""
     out: dict[str, pd.DataFrame] = {}
     if "cohort" in clinical.columns:
-        out["patients"] = pd.crosstab(clinical["cohort"].fillna("?"), clinical["center"].fillna("?"),
+        center = clinical["center"] if "center" in clinical.columns else pd.Series("(one centre)", index=clinical.index)
+        out["patients"] = pd.crosstab(clinical["cohort"].fillna("?"), center.fillna("?"),
                                       margins=True, margins_name="total")
         rows = []
         for name, g in clinical.groupby(clinical["cohort"].fillna("?")):

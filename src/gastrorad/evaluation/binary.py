@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gastrorad.evaluation.frame import EvaluationFrame, wide_scores
+from gastrorad.evaluation.frame import EvaluationFrame, reference_model, wide_scores
 from gastrorad.stats import (calibration_statistics, classification_metrics, confusion_matrix, decision_curve,
                              hosmer_lemeshow, performance_table, precision_recall)
 from gastrorad.stats.roc import auc_ci_delong
@@ -24,7 +24,7 @@ def binary_tables(ev: EvaluationFrame, cfg, cohorts: list[str]) -> dict[str, pd.
     e = cfg.evaluation
     label = cfg.outcome.label
     long = ev.long
-    ref = e.reference if e.reference in ev.models else ev.models[0]
+    ref = reference_model(cfg, ev.models)
     perf, cls, cal, conf, pr, dca, sub = [], [], [], [], [], [], []
     for c in cohorts:
         wide = wide_scores(long, c, ev.models, "prob")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from gastrorad.config.study import StudyConfig
-from gastrorad.evaluation.frame import load_evaluation_frame
+from gastrorad.evaluation.frame import load_evaluation_frame, reference_model
 from gastrorad.io.atomic import atomic_write_text
 from gastrorad.stats.table1 import cohort_order
 
@@ -173,7 +173,8 @@ def evaluate_study(cfg: StudyConfig, *, figures: bool = True) -> EvaluationResul
                               cfg.output_dir / "figures" / f"attention_{model}_{setting}")[0]
             figs["attention"].append(str(png))
     metrics = {"study": cfg.name, "outcome": ev.kind, "models": ev.models, "primary_model": ev.primary,
-               "reference_model": cfg.evaluation.reference if cfg.evaluation.reference in ev.models else ev.models[0],
+               "reference_model": reference_model(cfg, ev.models),
+               "signature_probabilities": ev.probability_source or {},
                "cohorts": cohorts, "cutoffs": ev.cutoffs,
                "figures": {k: [str(Path(p).relative_to(cfg.output_dir)) for p in v] for k, v in figs.items()},
                "tables": {name: records(t) for name, t in tables.items() if name != "decision_curve"

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from gastrorad.evaluation.frame import EvaluationFrame, wide_scores
+from gastrorad.evaluation.frame import EvaluationFrame, reference_model, wide_scores
 from gastrorad.models.pipeline import evaluation_horizons
 from gastrorad.stats import hosmer_lemeshow, performance_table
 from gastrorad.stats.resample import map_replicates
@@ -68,7 +68,7 @@ def _cohort_outcome(ev: EvaluationFrame, cfg, cohort: str):
 
 def survival_tables(ev: EvaluationFrame, cfg, cohorts: list[str]) -> dict[str, pd.DataFrame]:
     e = cfg.evaluation
-    ref = e.reference if e.reference in ev.models else ev.models[0]
+    ref = reference_model(cfg, ev.models)
     horizons = evaluation_horizons(cfg)
     perf, groups, tauc, cal, hl, dca = [], [], [], [], [], []
     for c in cohorts:

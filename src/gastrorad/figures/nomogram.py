@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.special import expit
 
 from gastrorad.figures.style import styled
 
@@ -14,12 +15,12 @@ def _outcome_axis(nomo, horizon=None, time_unit: str = ""):
     lo_total = 0.0
     hi_total = sum((a.xbeta.max() - a.xbeta.min()) * nomo.sc for a in nomo.axes)
     if nomo.kind == "logistic":
-        fun, label, ticks = (lambda lp: 1 / (1 + math.exp(-lp))), "Predicted probability", \
+        fun, label, ticks = (lambda lp: float(expit(lp))), "Predicted probability", \
             [0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
     else:
         s0 = nomo.baseline_survival[horizon]
         unit = f" {time_unit}" if time_unit else ""
-        fun, label, ticks = (lambda lp: s0 ** math.exp(lp)), f"Survival at {horizon:g}{unit}", \
+        fun, label, ticks = (lambda lp: s0 ** float(np.exp(min(lp, 700.0)))), f"Survival at {horizon:g}{unit}", \
             [0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05]
     grid = np.linspace(lo_total, hi_total, 400)
     vals = np.array([fun(nomo.lp_from_points(t)) for t in grid])
@@ -32,10 +33,12 @@ def _outcome_axis(nomo, horizon=None, time_unit: str = ""):
 
 
 @styled
-def plot_nomogram(nomo, *, horizons=None, title: str = "", time_unit: str = "", patient: dict | None = None):
+def plot_nomogram(nomo, *, horizons=None, title: str = "", time_unit: str = "", patient: dict | None = None,
+                  axis_labels: dict | None = None):
     """Draw ``nomo`` (:class:`gastrorad.models.nomogram.Nomogram`); ``time_unit`` labels the
     survival horizons (e.g. "months"). ``patient`` (axis name -> points) marks one patient's
-    points in red on each axis it gives, and their total when it gives every axis."""
+    points in red on each axis it gives, and their total when it gives every axis. ``axis_labels`` (axis
+    name -> label) names an axis for the reader (e.g. ``rad_venous`` -> "Deep signature (venous)")."""
     import matplotlib.pyplot as plt
 
     horizons = list(horizons or (nomo.baseline_survival.keys() if nomo.kind == "cox" else [None]))
@@ -60,7 +63,7 @@ def plot_nomogram(nomo, *, horizons=None, title: str = "", time_unit: str = "", 
     for i, a in enumerate(nomo.axes, start=1):
         pts = (a.xbeta - a.xbeta.min()) * nomo.sc
         labels = [str(v) if a.categorical else f"{v:g}" for v in a.values]
-        ruler(i, pts, labels, a.name)
+        ruler(i, pts, labels, (axis_labels or {}).get(a.name, a.name))
     total_row = len(nomo.axes) + 1
     label, pos, hi_total = _outcome_axis(nomo, horizons[0], time_unit)
     top = max(10.0, math.ceil(hi_total / 20) * 20)

@@ -69,7 +69,7 @@ class ClinicalEncoder:
     def transform(self, df: pd.DataFrame, source: str = "clinical table") -> pd.DataFrame:
         """Design columns (one per indicator/score) indexed like ``df``; dropped rows removed
         when ``missing == "drop"``."""
-        if not self.terms_:
+        if self.variables and not self.terms_:
             raise RuntimeError("fit the encoder on the training cohort first")
         data = self._grouped(df)
         problems, out = [], {}
@@ -104,7 +104,7 @@ class ClinicalEncoder:
                 out[v] = num
         if problems:
             raise InputError(problems)
-        return pd.DataFrame(out, index=df.index)[keep]
+        return pd.DataFrame(out, index=df.index, columns=list(out))[keep]  # no variables: no columns (image-only)
 
     def to_dict(self) -> dict:
         """The fitted state as plain JSON types (for the model bundle)."""

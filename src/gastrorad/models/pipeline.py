@@ -5,6 +5,7 @@ predictions for every cohort and the nomogram. Everything is fitted on training 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,11 @@ def _clinical_with_cohorts(cfg: StudyConfig) -> pd.DataFrame:
     return clinical.assign(cohort=clinical.patient_id.map(cohorts))
 
 
-def build_signatures(cfg: StudyConfig) -> pd.DataFrame:
-    """Signature table (patient_id, cohort, one column per signature), ``<output>/signatures.csv``."""
+def build_signatures(cfg: StudyConfig, log=None) -> pd.DataFrame:
+    """Signature table (patient_id, cohort, one column per signature), ``<output>/signatures.csv``.
+    ``log`` (a callable taking one line) is told each LASSO as it starts, with its size and time."""
+    global _log
+    _log = log or (lambda line: None)
     out = cfg.output_dir
     clinical = _clinical_with_cohorts(cfg)
     base = clinical[["patient_id", "cohort"]]
@@ -63,8 +67,12 @@ def build_signatures(cfg: StudyConfig) -> pd.DataFrame:
                                              f"{cfg.signature.icc_threshold}"))
             name = f"rad_{phase}"
             fit = bagged_lasso_signature if cfg.signature.bagging == "network" else lasso_signature
-            d[name], info["phases"][phase] = fit(cfg, d, feats, cfg.signature.lambda_rule, cfg.signature.nfolds,
-                                                 cfg.signature.nlambda)
+            n_tr = int((d.cohort == "training").sum())
+            d[name], info["phases"][phase] = (
+                fit(cfg, d, feats, cfg.signature.lambda_rule, cfg.signature.nfolds, cfg.signature.nlambda,
+                    label=f"deep {phase}") if fit is bagged_lasso_signature else
+                _timed_lasso(f"deep {phase}", n_tr, len(feats), lambda: fit(
+                    cfg, d, feats, cfg.signature.lambda_rule, cfg.signature.nfolds, cfg.signature.nlambda)))
             table = table.merge(d[["patient_id", name]], on="patient_id", how="left")
     from gastrorad.radiomics.study import radiomics_enabled, radiomics_paths
     if radiomics_enabled(cfg):
@@ -80,6 +88,18 @@ def build_signatures(cfg: StudyConfig) -> pd.DataFrame:
 #: Prefix of the handcrafted radiomics signature columns: a reference, never a fusion "signature".
 HANDCRAFTED_PREFIX = "hcr_"
 
+_log = lambda line: None  # noqa: E731 - the progress line printer of the signature stage being run
+
+
+def _timed_lasso(what: str, n: int, p: int, fit):
+    """Run ``fit()`` (a cross-validated LASSO), printing a line before and after with its size and time."""
+    import time
+    _log(f"    signature: {what}: LASSO on {n} training rows x {p} features ...")
+    t0 = time.perf_counter()
+    out = fit()
+    _log(f"    signature: {what}: {len(out[1]['coefficients'])} features kept in {time.perf_counter() - t0:.1f} s")
+    return out
+
 
 def lasso_signature(cfg: StudyConfig, d: pd.DataFrame, feats: list[str], lambda_rule: str, nfolds: int,
                     nlambda: int = 100) -> tuple[np.ndarray, dict]:
@@ -88,18 +108,36 @@ def lasso_signature(cfg: StudyConfig, d: pd.DataFrame, feats: list[str], lambda_
     from gastrorad.models.lasso import cv_lasso_cox, cv_lasso_logistic
     tr = d[d.cohort == "training"]
     X = tr[feats]
+    foldid = patient_folds(cfg, tr, nfolds)
     if cfg.outcome.kind == "binary":
         cv = cv_lasso_logistic(X, tr[cfg.outcome.label].to_numpy(), nfolds=nfolds, seed=cfg.seed, nlambda=nlambda,
-                               n_jobs=cfg.resample_jobs)
+                               n_jobs=cfg.resample_jobs, foldid=foldid)
     else:
         cv = cv_lasso_cox(X, tr[cfg.outcome.time], tr[cfg.outcome.event], nfolds=nfolds, seed=cfg.seed,
-                          nlambda=nlambda, n_jobs=cfg.resample_jobs)
+                          nlambda=nlambda, n_jobs=cfg.resample_jobs, foldid=foldid)
     coef = cv.coef_min if lambda_rule == "min" else cv.coef_1se
     lp = coef[0] + d[feats].to_numpy(float) @ coef[1:]
     return lp, {"lambda": cv.lambda_min if lambda_rule == "min" else cv.lambda_1se,
                 "selected": cv.selected(lambda_rule),
                 "coefficients": {c: float(b) for c, b in zip(feats, coef[1:]) if b != 0},
                 "intercept": float(coef[0])}
+
+
+def patient_folds(cfg: StudyConfig, rows: pd.DataFrame, nfolds: int, clinical: pd.DataFrame | None = None):
+    """CV folds of a lesion-level study (``data.patient_column``): a patient's lesions in one fold, so a
+    fold never validates on a patient it was fitted on; ``None`` (the solver's folds) otherwise. The
+    patient column comes from ``rows``, else from ``clinical`` by patient_id."""
+    from gastrorad.data.cohorts import grouped_fold_ids
+    col = cfg.data.patient_column
+    if col is None:
+        return None
+    if col in rows.columns:
+        groups = rows[col]
+    elif clinical is not None and col in clinical.columns:
+        groups = rows.patient_id.map(clinical.set_index("patient_id")[col])
+    else:
+        return None
+    return grouped_fold_ids(groups.to_numpy(), nfolds, cfg.seed)
 
 
 def network_groups(feats: list[str]) -> dict[str, list[str]]:
@@ -113,7 +151,7 @@ def network_groups(feats: list[str]) -> dict[str, list[str]]:
 
 
 def bagged_lasso_signature(cfg: StudyConfig, d: pd.DataFrame, feats: list[str], lambda_rule: str, nfolds: int,
-                           nlambda: int = 100) -> tuple[np.ndarray, dict]:
+                           nlambda: int = 100, label: str = "deep") -> tuple[np.ndarray, dict]:
     """One LASSO (:func:`lasso_signature`) per network copy's features; each copy's linear
     predictor is standardised with its training mean and SD and the copies that selected a
     feature are averaged. The average is itself linear in the features, so it is stored as one
@@ -122,8 +160,11 @@ def bagged_lasso_signature(cfg: StudyConfig, d: pd.DataFrame, feats: list[str], 
     X = d[feats].to_numpy(float)
     coef = pd.Series(0.0, index=feats)
     intercept, kept, per = 0.0, [], {}
-    for g, cols in network_groups(feats).items():
-        lp, info = lasso_signature(cfg, d, cols, lambda_rule, nfolds, nlambda)
+    groups = network_groups(feats)
+    n_tr = int(tr.sum())
+    for k, (g, cols) in enumerate(groups.items(), start=1):
+        lp, info = _timed_lasso(f"{label}, network {k}/{len(groups)}", n_tr, len(cols),
+                                lambda: lasso_signature(cfg, d, cols, lambda_rule, nfolds, nlambda))
         per[g] = {"lambda": info["lambda"], "selected": info["selected"]}
         sd = float(np.std(lp[tr]))
         if not info["coefficients"] or sd <= 0:
@@ -174,8 +215,10 @@ def _handcrafted_signatures(cfg: StudyConfig, clinical: pd.DataFrame, table: pd.
         if cfg.radiomics.max_correlation is not None:
             feats = drop_redundant(d[d.cohort == "training"][feats], cfg.radiomics.max_correlation)
         name = f"{HANDCRAFTED_PREFIX}{phase}"
-        d[name], info[phase] = lasso_signature(cfg, d, feats, cfg.radiomics.lambda_rule, cfg.radiomics.nfolds,
-                                               cfg.signature.nlambda)
+        d[name], info[phase] = _timed_lasso(
+            f"handcrafted {phase}", int((d.cohort == "training").sum()), len(feats),
+            lambda: lasso_signature(cfg, d, feats, cfg.radiomics.lambda_rule, cfg.radiomics.nfolds,
+                                    cfg.signature.nlambda))
         info[phase]["features"] = {"extracted": n_all, "after_redundancy_filter": len(feats)}
         if icc_info is not None:
             info[phase]["icc"] = icc_info
@@ -288,10 +331,10 @@ def fit_models(cfg: StudyConfig) -> FitResult:
         sel = cfg.clinical.selection
         if kind == "logistic":
             cv = cv_lasso_logistic(tr[cols], tr[cfg.outcome.label].to_numpy(), nfolds=sel.nfolds, seed=cfg.seed,
-                                   n_jobs=cfg.resample_jobs)
+                                   n_jobs=cfg.resample_jobs, foldid=patient_folds(cfg, tr, sel.nfolds, clinical))
         else:
             cv = cv_lasso_cox(tr[cols], tr[cfg.outcome.time], tr[cfg.outcome.event], nfolds=sel.nfolds, seed=cfg.seed,
-                              n_jobs=cfg.resample_jobs)
+                              n_jobs=cfg.resample_jobs, foldid=patient_folds(cfg, tr, sel.nfolds, clinical))
         kept = set(cv.selected(sel.lambda_rule))
         selection["lasso"] = {"lambda": cv.lambda_min if sel.lambda_rule == "min" else cv.lambda_1se,
                               "selected": sorted(kept)}
@@ -322,7 +365,8 @@ def fit_models(cfg: StudyConfig) -> FitResult:
             selection.setdefault("skipped_models", {})[name] = "no ingredient left (e.g. no clinical term selected)"
             continue
         if kind == "logistic":
-            m = fit_logistic(trm, cfg.outcome.label, cols)
+            with _warnings_seen() as seen:
+                m = fit_logistic(trm, cfg.outcome.label, cols)
             lp = m.linear_predictor(data)
             score = 1 / (1 + np.exp(-lp))
             coefs[name] = m.table
@@ -332,7 +376,8 @@ def fit_models(cfg: StudyConfig) -> FitResult:
             specs[name] = {"kind": "logistic", "columns": cols, "intercept": float(m.coef[0]),
                            "coef": [float(b) for b in m.coef[1:]], "cutoff": float(cut)}
         else:
-            res, zph = fit_cox_model(trm, cfg.outcome.time, cfg.outcome.event, cols)
+            with _warnings_seen() as seen:
+                res, zph = fit_cox_model(trm, cfg.outcome.time, cfg.outcome.event, cols)
             lp = res.linear_predictor(data)
             score = lp
             coefs[name] = res.table.merge(zph.rename(columns={"chisq": "zph_chisq", "p": "zph_p"})[
@@ -353,7 +398,13 @@ def fit_models(cfg: StudyConfig) -> FitResult:
                                    "risk_group": np.where(np.isnan(np.asarray(score, float)), "",
                                                           np.where(np.asarray(score) >= cut, "high", "low"))}))
         atomic_write_text(out / "models" / f"{file_stem(name)}_coefficients.csv", coefs[name].to_csv(index=False))
-        if name == cfg.fusion.nomogram or name in cfg.fusion.extra_nomograms:
+        unstable = [w for w in seen if "separation" in w or "did not converge" in w or "infinite" in w]
+        if unstable and (name == cfg.fusion.nomogram or name in cfg.fusion.extra_nomograms):
+            # coefficients that run off to infinity give axes no one can read: say why instead of drawing them
+            selection.setdefault("nomograms_skipped", {})[name] = (
+                f"not drawn: the fit is unstable on {len(trm)} training patients ({unstable[0]})")
+            specs[name]["nomogram_skipped"] = selection["nomograms_skipped"][name]
+        elif name == cfg.fusion.nomogram or name in cfg.fusion.extra_nomograms:
             nomo_terms = _nomogram_terms(slopes, enc)
             baseline = _cox_baseline(res, cfg.fusion.nomogram_horizons) if kind == "cox" else {}
             # axes over the training data: encoded columns, plus the (grouped) levels of categorical variables
@@ -362,8 +413,9 @@ def fit_models(cfg: StudyConfig) -> FitResult:
             for var in enc.categorical:
                 src[var] = grouped[var].fillna(enc.impute_[var]).to_numpy()
             nomo = build_nomogram(nomo_terms, src, intercept=intercept, kind=kind, baseline_survival=baseline)
+            labels = {a.name: _signature_label(a.name) for a in nomo.axes}
             png, _ = save_figure(plot_nomogram(nomo, title=f"Nomogram: {name}",
-                                                 time_unit=cfg.outcome.time_unit),
+                                                 time_unit=cfg.outcome.time_unit, axis_labels=labels),
                                  out / "figures" / f"nomogram_{file_stem(name)}")
             nomo_png = nomo_png if name != cfg.fusion.nomogram and nomo_png else str(png)
             specs[name]["nomogram"] = {"axes": [{"name": a.name, "values": [_plain(v) for v in a.values],
@@ -383,6 +435,27 @@ def fit_models(cfg: StudyConfig) -> FitResult:
         "encoder": enc.to_dict(), "signature_columns": sig_cols, "models": specs,
         "nomogram_model": cfg.fusion.nomogram if cfg.fusion.nomogram in specs else None}, indent=2, default=_plain))
     return FitResult(predictions, coefs, selection, cutoffs, nomo_png)
+
+
+def _signature_label(col: str) -> str:
+    """A nomogram axis label: ``rad_<phase>`` -> "Deep signature (<phase>)" (as the report names it)."""
+    return f"Deep signature ({col[4:]})" if col.startswith("rad_") else col
+
+
+@contextlib.contextmanager
+def _warnings_seen():
+    """The messages of the StatisticsWarnings raised inside the block (a list filled on exit);
+    the warnings themselves still reach the caller (the run records them)."""
+    import warnings
+    from gastrorad.errors import StatisticsWarning
+    seen: list[str] = []
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always", StatisticsWarning)
+        yield seen
+    for r in records:
+        if issubclass(r.category, StatisticsWarning):
+            seen.append(str(r.message))
+        warnings.warn_explicit(r.message, r.category, r.filename, r.lineno)
 
 
 def file_stem(name: str) -> str:

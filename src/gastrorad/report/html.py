@@ -19,6 +19,7 @@ import pandas as pd
 
 from gastrorad.config.study import StudyConfig
 from gastrorad.errors import InputError, Problem
+from gastrorad.evaluation.frame import signature_display
 from gastrorad.io.atomic import atomic_write_text
 from gastrorad.models.pipeline import file_stem
 from gastrorad.report.tripod import tripod_checklist
@@ -121,7 +122,8 @@ class _Report:
             rule = f"cohorts taken from the clinical column <code>{html.escape(cfg.cohorts.column)}</code>"
         else:
             sp = cfg.cohorts.split
-            parts = [f"centre(s) {', '.join(sp.centers)} split {':'.join(str(int(v)) if float(v).is_integer() else str(v) for v in sp.ratio.values())} "
+            who = f"centre(s) {', '.join(sp.centers)}" if sp.centers else "all patients (one centre)"
+            parts = [f"{who} split {':'.join(str(int(v)) if float(v).is_integer() else str(v) for v in sp.ratio.values())} "
                      f"into {', '.join(sp.ratio)} ({'stratified by outcome, ' if sp.stratify else ''}seed {cfg.seed})"]
             if cfg.cohorts.external:
                 parts.append("; ".join(f"centre {k} &rarr; {v}" for k, v in cfg.cohorts.external.items()))
@@ -283,13 +285,17 @@ class _Report:
             body += _table(times, "Attention over time points (TH-former), mean weight by risk group")
         self.add("longitudinal", "Longitudinal models: reproducibility and attention", body)
 
-    def fitted_models(self) -> None:
+    def fitted_models(self) -> None:  # noqa: C901 - one section, read top to bottom
         body = []
         sel = self.fit.get("selection", {})
-        if sel:
+        if sel and not self.cfg.has_clinical:
+            body.append("<p>Image-only study: no clinical variables, so no clinical model.</p>")
+        if sel and self.cfg.has_clinical:
             body.append(f"<p>Clinical terms kept: <b>{html.escape(', '.join(sel.get('clinical_terms', [])) or 'none')}"
-                        f"</b> (screen P &lt; {self.cfg.clinical.selection.screen_p}, then "
-                        f"{self.cfg.clinical.selection.method}).</p>")
+                        f"</b> ({selection_rule(self.cfg.clinical.selection)}).</p>")
+        if sel:
+            for name, why in sel.get("nomograms_skipped", {}).items():
+                body.append(f"<p class='todo'>Nomogram of <b>{html.escape(name)}</b> {html.escape(why)}.</p>")
             for name, why in sel.get("skipped_models", {}).items():
                 body.append(f"<p class='todo'>Model <b>{html.escape(name)}</b> was not fitted: {html.escape(why)}.</p>")
             if sel.get("screen"):
@@ -297,7 +303,10 @@ class _Report:
         for name in self.fit.get("models", {}):
             p = self.out / "models" / f"{file_stem(name)}_coefficients.csv"
             if p.exists():
-                body.append(_table(pd.read_csv(p), f"{name}: coefficients (fitted on training)", digits=4))
+                coefs = pd.read_csv(p)
+                for col in {"term", "covariate"} & set(coefs.columns):  # rad_<phase> -> "Deep signature (<phase>)"
+                    coefs[col] = coefs[col].astype(str).map(signature_display)
+                body.append(_table(coefs, f"{name}: coefficients (fitted on training)", digits=4))
         self.add("fit", "Fitted models and clinical selection", "".join(body))
         drawn = [n for n, spec in self.fit.get("models", {}).items() if "nomogram" in spec]
         figs = "".join(_figure(self.out / "figures" / f"nomogram_{file_stem(n)}.png", f"Nomogram of {n}")
@@ -344,8 +353,9 @@ class _Report:
         items = "".join(f"<li><b>{html.escape(r['stage'])}</b>: {html.escape(r['message'])}"
                         + (f" (&times;{r['count']})" if r["count"] > 1 else "") + "</li>" for r in rows)
         self.add("warnings", "Warnings from the analysis",
-                 "<p class='note'>Printed by R for the same fits (glm, coxph, cox.zph, glmnet); the estimates they "
-                 f"name are not to be interpreted.</p><ul>{items}</ul>")
+                 "<p class='note'>Raised by the fits of this run (separation, no convergence, a proportional-hazards "
+                 "check that cannot be computed), where R's glm, coxph, cox.zph or glmnet warn on the same data; the "
+                 f"estimates they name are not to be interpreted.</p><ul>{items}</ul>")
 
     def versions(self) -> None:
         v = software_versions()
@@ -410,3 +420,11 @@ def build_report(cfg: StudyConfig) -> Path:
     path = cfg.output_dir / "report.html"
     atomic_write_text(path, r.render())
     return path
+
+
+def selection_rule(sel) -> str:
+    """How clinical terms were selected, in words: "univariable screen P < 0.05, then stepwise_aic"."""
+    steps = [f"univariable screen P &lt; {sel.screen_p:g}"] if sel.screen_p is not None else ["no univariable screen"]
+    steps.append({"none": "no multivariable selection", "stepwise_aic": "backward stepwise AIC",
+                  "lasso": "LASSO"}.get(sel.method, sel.method))
+    return ", then ".join(steps)

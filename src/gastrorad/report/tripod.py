@@ -53,7 +53,9 @@ def tripod_checklist(cfg, metrics: dict, fit: dict) -> list[tuple[str, str, str]
         ("11", "Missing data", f"clinical: {cfg.clinical.missing} (values fitted on training, reported with the models)"),
         ("12a", "How data were used (development vs evaluation)", usage),
         ("12c", "Modelling approach", f"{model}; fusion by {fusion}"),
-        ("12d", "Predictor selection", f"univariable screen P < {sel.screen_p}, then {sel.method}; kept: {kept or 'none'}"),
+        ("12d", "Predictor selection", (f"univariable screen P < {sel.screen_p}" if sel.screen_p is not None else "no univariable screen")
+         + f", then {sel.method}; kept: {kept or 'none'}" if cfg.clinical.variables else "no clinical candidates "
+         "(image-only study)"),
         ("12e", "Class imbalance", "class weights" if cfg.training.class_weights else
          ("balanced sampling" if cfg.training.balanced_sampling else "none applied")),
         ("12f", "Performance measures", measures),
