@@ -175,3 +175,42 @@ def test_tiny_study_with_separation_finishes(zoo, tmp_path):
     assert drawn != ("integrated" in skipped)
     if skipped:
         assert "unstable" in skipped["integrated"]
+
+
+def test_clinical_only_no_images(zoo, tmp_path):
+    data = zoo("s1", 60)
+    study = write_study(tmp_path, {
+        "name": "clinical_only", "outcome": {"kind": "binary", "label": "label"},
+        "cohorts": {"split": {"centers": ["A"], "ratio": {"training": 7, "internal": 3}},
+                    "external": {"B": "external1", "C": "external2"}},
+        "clinical": {"variables": ["age", "cea", "ct"], "categorical": ["ct"],
+                     "selection": {"screen_p": None, "method": "none"}}}, None, data / "clinical.csv")
+    cfg = load_study(study)
+    assert cfg.fusion.models == {"clinical": ["clinical"]} and cfg.fusion.nomogram == "clinical"
+    cfg, m = run_and_predict(study, None, data / "clinical.csv", tmp_path)
+    status = json.loads((cfg.output_dir / "run.json").read_text())["history"][-1]["status"]
+    assert {s for s, v in status.items() if v == "skipped"} >= {"preprocess", "extract-features", "radiomics"}
+    assert m["models"] == ["clinical"]
+
+
+def test_shape_problems_fail_at_load_not_after_minutes(zoo, tmp_path):
+    """Models that cannot exist are refused when the study file is read, naming the key."""
+    from gastrorad.errors import InputError
+    data = zoo("s1", 60)
+    base = {"name": "bad", "outcome": {"kind": "binary", "label": "label"},
+            "cohorts": {"split": {"ratio": {"training": 7, "internal": 3}}}}
+    cases = [
+        ({"fusion": {"models": {"integrated": ["signature", "clinical"]}}}, "needs clinical variables"),
+        ({"clinical": {"variables": ["age"]}, "fusion": {"models": {"m": ["signature", "agee"]}, "nomogram": "m"}},
+         "unknown ingredient 'agee'"),
+        ({"clinical": {"variables": ["age"]}, "fusion": {"nomogram": "combined"}}, "'combined' is not one of"),
+        ({"clinical": {"variables": ["age"]}, "evaluation": {"reference": "clinicl"}}, "evaluation.reference"),
+    ]
+    for extra, words in cases:
+        study = write_study(tmp_path, {**base, **extra}, data / "manifest.csv", data / "clinical.csv")
+        with pytest.raises(InputError, match=words):
+            load_study(study)
+    study = write_study(tmp_path, {**base, "clinical": {"variables": ["age"]}}, None, data / "clinical.csv")
+    study.write_text(study.read_text().replace("variables:\n  - age\n", "variables: []\n"))
+    with pytest.raises(InputError, match="nothing to model"):
+        load_study(study)

@@ -152,7 +152,11 @@ def _write_stamp(cfg: StudyConfig, stage: Stage, key: str, seconds: float, caugh
 
 # -- the stages ------------------------------------------------------------------------------------------------
 def _dl(cfg: StudyConfig) -> bool:
-    return cfg.signature.method == "dl_probability" or cfg.longitudinal is not None
+    return cfg.has_images and (cfg.signature.method == "dl_probability" or cfg.longitudinal is not None)
+
+
+def _images(cfg: StudyConfig) -> bool:
+    return cfg.has_images
 
 
 def _longitudinal(cfg: StudyConfig) -> bool:
@@ -281,8 +285,9 @@ _PRE = ("preprocess.spacing", "preprocess.interpolation", "preprocess.window", "
 _MODEL = ("model", "augment", "training", "seed", "outcome", "cohorts", "longitudinal")
 
 STAGES: list[Stage] = [
-    Stage("validate", _validate, _DATA, lambda c: [c.manifest_path, c.clinical_path], _out("validation.json")),
-    Stage("preprocess", _preprocess, _PRE, lambda c: [c.manifest_path], _out("patches.csv")),
+    Stage("validate", _validate, _DATA, lambda c: [p for p in (c.manifest_path, c.clinical_path) if p],
+          _out("validation.json")),
+    Stage("preprocess", _preprocess, _PRE, lambda c: [c.manifest_path], _out("patches.csv"), _images),
     Stage("train", _train, _MODEL, lambda c: [c.output_dir / "patches.csv", c.clinical_path],
           lambda c: [_models_json(c), *_checkpoints(c)], _dl),
     Stage("score", _score, ("training.aggregate", "training.top_k", "augment", "longitudinal"),
@@ -291,13 +296,13 @@ STAGES: list[Stage] = [
     Stage("extract-features", _features, ("model", "training.pooling", "features", "seed"),
           lambda c: [c.output_dir / "patches.csv", c.clinical_path],
           lambda c: [c.output_dir / f"features_{p}.csv" for p in c.preprocess.phases]
-          + [c.output_dir / "models" / "feature_extractor.pt"], lambda c: not _dl(c)),
+          + [c.output_dir / "models" / "feature_extractor.pt"], lambda c: _images(c) and not _dl(c)),
     Stage("radiomics", _radiomics, ("radiomics", "preprocess.spacing", "preprocess.interpolation", "preprocess.window",
                                     "preprocess.phases", "data", "cohorts"),
           lambda c: [c.manifest_path, c.clinical_path], lambda c: _radiomics_paths(c, readers=True),
           lambda c: _hcr(c)),
     Stage("signature", _signature, ("signature", "radiomics", "seed", "outcome", "cohorts", "longitudinal"),
-          lambda c: ([c.output_dir / "dl_scores.csv"] if _dl(c) else
+          lambda c: [c.clinical_path] if not _images(c) else ([c.output_dir / "dl_scores.csv"] if _dl(c) else
                      [c.output_dir / f"features_{p}{r}.csv" for p in c.preprocess.phases for r in ("", "_readers")]
                      + [c.resolve(v) for v in c.signature.icc_features.values()]) + [c.clinical_path]
           + (_radiomics_paths(c, readers=True) if _hcr(c) else [])
@@ -322,7 +327,7 @@ STAGES: list[Stage] = [
     Stage("bundle", _bundle, ("preprocess", "model", "training", "features", "signature", "fusion", "outcome", "clinical",
                               "longitudinal"),
           lambda c: [c.output_dir / "models" / "fit.json", c.output_dir / "signatures.json"]
-          + (_checkpoints(c) if _dl(c) else [c.output_dir / "models" / "feature_extractor.pt"]),
+          + (_checkpoints(c) if _dl(c) else [c.output_dir / "models" / "feature_extractor.pt"] if _images(c) else []),
           _out("bundle/bundle.json")),
 ]
 STAGE_NAMES = [s.name for s in STAGES]

@@ -50,8 +50,12 @@ def export_bundle(cfg: StudyConfig, folder: Path | None = None) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     (tmp / "weights").mkdir(parents=True)
-    signature = "longitudinal" if cfg.longitudinal is not None else cfg.signature.method
-    if signature == "longitudinal":  # S3: the first seed's LDLM (and TDLM), whose scores the fusion models use
+    signature = ("none" if not cfg.has_images else "longitudinal" if cfg.longitudinal is not None
+                 else cfg.signature.method)
+    weights: list[str] = []
+    if signature == "none":  # a clinical-only study: no network, no patches
+        pass
+    elif signature == "longitudinal":  # S3: the first seed's LDLM (and TDLM), whose scores the fusion models use
         meta = json.loads((out / "models" / "longitudinal.json").read_text())
         weights = []
         for which, paths in meta.items():
@@ -79,7 +83,9 @@ def export_bundle(cfg: StudyConfig, folder: Path | None = None) -> Path:
     (tmp / "study.yaml").write_text("# Resolved study file of the locked model (data paths removed).\n"
                                     + yaml.safe_dump(resolved, sort_keys=False))
     channels = {}
-    for phase in cfg.preprocess.phases[:1] if cfg.longitudinal is not None else cfg.preprocess.phases:
+    phases = [] if signature == "none" else cfg.preprocess.phases[:1] if cfg.longitudinal is not None \
+        else cfg.preprocess.phases
+    for phase in phases:
         s = load_sample_table(cfg, phase)
         channels[phase] = {"channels": s.channels, "spatial_dims": s.spatial_dims}
     enc = fit["encoder"]
@@ -88,7 +94,8 @@ def export_bundle(cfg: StudyConfig, folder: Path | None = None) -> Path:
     files = {p.relative_to(tmp).as_posix(): _sha(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
     manifest = {
         "gastrorad_bundle": BUNDLE_FORMAT, "study": cfg.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "outcome": cfg.outcome.kind, "time_unit": cfg.outcome.time_unit, "phases": list(cfg.preprocess.phases),
+        "outcome": cfg.outcome.kind, "time_unit": cfg.outcome.time_unit, "phases": list(phases if signature == "none"
+                                                                                        else cfg.preprocess.phases),
         "patch_mode": cfg.preprocess.patch.mode, "inputs": channels, "signature": signature,
         "signature_columns": fit["signature_columns"], "clinical_required": required,
         "models": {k: {"kind": v["kind"], "cutoff": v["cutoff"], "columns": v["columns"]} for k, v in

@@ -60,8 +60,30 @@ def clear_earlier_prediction(out: Path) -> list[str]:
     return removed
 
 
+def _predict_clinical_only(fit: dict, clin: pd.DataFrame, out: Path, source: str, log) -> "PredictResult":
+    """A clinical-only bundle: the locked models on the clinical table, no image stage."""
+    out.mkdir(parents=True, exist_ok=True)
+    removed = clear_earlier_prediction(out)
+    if removed and log:
+        log(f"removed the earlier prediction's outputs from {out}: {', '.join(removed)}")
+    rows = [sheet_row(i) for i in clin.index]
+    preds = score_models(fit, clin.reset_index(drop=True).astype({"patient_id": str}), None, source, rows)
+    atomic_write_text(out / "predictions.csv", preds.to_csv(index=False))
+    return PredictResult(preds, out, removed)
+
+
 def _split_inputs(patients: Path, clinical: Path | None, manifest_info: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     table = read_table(patients)
+    if manifest_info.get("signature") == "none":  # clinical-only: the patients file is the clinical table
+        clinical = clinical or patients
+        table = read_table(clinical)
+        if "patient_id" not in table.columns:
+            raise InputError(Problem(str(clinical), "required column is missing", column="patient_id"))
+        missing = [v for v in manifest_info["clinical_required"] if v not in table.columns]
+        if missing:
+            raise InputError([Problem(str(clinical), "clinical variable used by the locked model is missing",
+                                      column=v) for v in missing])
+        return pd.DataFrame(columns=list(MANIFEST_REQUIRED)), table
     manifest_cols = set(MANIFEST_REQUIRED) | set(MANIFEST_OPTIONAL) | {"cohort"}
     problems = [Problem(str(patients), "required column is missing", column=c) for c in MANIFEST_REQUIRED
                 if c not in table.columns]
@@ -237,6 +259,8 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
     patients, out = Path(patients).resolve(), Path(out).resolve()
     clinical = Path(clinical).resolve() if clinical else None
     manifest, clin = _split_inputs(patients, Path(clinical) if clinical else None, info)
+    if info["signature"] == "none":  # a clinical-only model: the clinical table is all it reads
+        return _predict_clinical_only(fit, clin, out, str(clinical or patients), log)
     out.mkdir(parents=True, exist_ok=True)
     removed = clear_earlier_prediction(out)
     if removed and log:

@@ -47,7 +47,8 @@ _CREDENTIAL_WORDS = ("key", "secret", "token", "password", "credential", "sas", 
 
 
 class DataConfig(Strict):
-    manifest: Path = Field(description="Image manifest (CSV or Parquet), one row per image instance.")
+    manifest: Path | None = Field(None, description="Image manifest (CSV, Parquet or XLSX), one row per image "
+                                  "instance; none: a clinical-only study (no image stage, the clinical model alone).")
     clinical: Path = Field(description="Clinical table (CSV, Parquet or XLSX), one row per patient (or per lesion, "
                                        "with patient_column): the outcome, the centre and the clinical variables.")
     patient_column: str | None = Field(None, description=(
@@ -590,8 +591,15 @@ class StudyConfig(Strict):
         """The study has clinical variables (else it is image-only)."""
         return bool(self.clinical.variables)
 
+    @property
+    def has_images(self) -> bool:
+        """The study has an image manifest (else it is clinical-only)."""
+        return self.data.manifest is not None
+
     def signature_columns(self) -> list[str] | None:
         """Columns of the signature table this study will have (None: known only after scoring, S3)."""
+        if not self.has_images:
+            return []
         if self.longitudinal is not None:
             return None
         cols = (["dl_score"] if self.signature.method == "dl_probability"
@@ -607,7 +615,15 @@ class StudyConfig(Strict):
         models, the nomogram and the reference are checked against what this study can have, so a
         model that cannot exist fails here, not after minutes of image work."""
         fusion, ev = self.fusion, self.evaluation
-        if not self.has_clinical:
+        if not self.has_clinical and not self.has_images:
+            raise ValueError("nothing to model: no image manifest (data.manifest) and no clinical variables "
+                             "(clinical.variables)")
+        if not self.has_images:
+            if "models" not in fusion.model_fields_set:
+                fusion.models = {"clinical": ["clinical"]}
+            if "nomogram" not in fusion.model_fields_set:
+                fusion.nomogram = "clinical"
+        elif not self.has_clinical:
             if "models" not in fusion.model_fields_set:
                 fusion.models = {"image": ["signature"]}
             if "nomogram" not in fusion.model_fields_set:
@@ -625,6 +641,10 @@ class StudyConfig(Strict):
                     problems.append(f"fusion.models.{name}: ingredient 'clinical' needs clinical variables, and "
                                     "clinical.variables is empty (an image-only study): drop 'clinical' from the "
                                     "model or list the clinical variables")
+                elif ing == "signature" and not self.has_images:
+                    problems.append(f"fusion.models.{name}: ingredient 'signature' needs images, and this study has "
+                                    "no image manifest (a clinical-only study): drop 'signature' or give "
+                                    "data.manifest")
                 elif ing in ("clinical", "signature") or sig_cols is None or ing in variables or ing in sig_cols:
                     continue
                 else:
@@ -642,7 +662,8 @@ class StudyConfig(Strict):
             problems.append(f"evaluation.reference: '{ref}' is neither a fusion model ({', '.join(fusion.models)}), "
                             f"'handcrafted' nor a signature column ({', '.join(sig_cols)}); null compares with the "
                             "first model")
-        if ref == "handcrafted" and (not self.radiomics.enabled or self.longitudinal is not None):
+        if ref == "handcrafted" and (not self.radiomics.enabled or self.longitudinal is not None or
+                                     not self.has_images):
             problems.append("evaluation.reference: 'handcrafted' needs the handcrafted radiomics reference "
                             "(radiomics.enabled: true, not a longitudinal study)")
         if problems:
@@ -678,8 +699,8 @@ class StudyConfig(Strict):
         return path if path.is_absolute() else (self.base_dir / path)
 
     @property
-    def manifest_path(self) -> Path:
-        return self.resolve(self.data.manifest)
+    def manifest_path(self) -> Path | None:
+        return self.resolve(self.data.manifest)  # None: a clinical-only study
 
     @property
     def clinical_path(self) -> Path:

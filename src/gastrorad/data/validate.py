@@ -76,12 +76,13 @@ def validate_study(cfg: StudyConfig, *, check_images: bool = True, workers: int 
     except InputError as exc:
         P += exc.problems
         clinical = None
+    manifest = None
     try:
-        manifest, probs = load_manifest(cfg.manifest_path, cfg.manifest_path.parent)
-        P += probs
+        if cfg.has_images:  # a clinical-only study has no manifest
+            manifest, probs = load_manifest(cfg.manifest_path, cfg.manifest_path.parent)
+            P += probs
     except InputError as exc:
         P += exc.problems
-        manifest = None
     report.manifest, report.clinical = manifest, clinical
     if clinical is None or any(p.reason == "required column is missing" for p in P):
         return report

@@ -36,7 +36,9 @@ def build_signatures(cfg: StudyConfig, log=None) -> pd.DataFrame:
     out = cfg.output_dir
     clinical = _clinical_with_cohorts(cfg)
     base = clinical[["patient_id", "cohort"]]
-    if cfg.longitudinal is not None:
+    if not cfg.has_images:  # a clinical-only study: no image signature
+        table, info = base.copy(), {"method": "none", "note": "clinical-only study (no image manifest)"}
+    elif cfg.longitudinal is not None:
         table, info = _longitudinal_signatures(cfg, clinical, base)
     elif cfg.signature.method == "dl_probability":
         path = out / "dl_scores.csv"

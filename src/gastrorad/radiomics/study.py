@@ -22,7 +22,7 @@ from gastrorad.io.atomic import atomic_write_text
 
 def radiomics_enabled(cfg: StudyConfig) -> bool:
     """Every study but S3's box-annotated longitudinal one (no mask, no ROI to describe)."""
-    return cfg.radiomics.enabled and cfg.longitudinal is None
+    return cfg.radiomics.enabled and cfg.longitudinal is None and cfg.has_images
 
 
 def settings_for(cfg: StudyConfig):
