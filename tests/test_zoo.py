@@ -116,7 +116,7 @@ def test_cohorts_by_column_survival_two_phases(zoo, tmp_path):
         "preprocess": {**TINY["preprocess"], "phases": ["arterial", "venous"]},
         "signature": {**TINY["signature"], "icc_from_readers": False},
         "fusion": {"models": {"clinical": ["clinical"], "combined": ["signature", "clinical"]},
-                   "cutoff": "median", "nomogram": "combined", "nomogram_horizons": [12]},
+                   "cutoff": "median", "nomogram": "combined"},  # no nomogram_horizons: the evaluation's
         "evaluation": {"bootstrap": 0, "horizons": [12]}}, data / "manifest.csv", tmp_path / "clinical.csv")
     cfg, m = run_and_predict(study, data / "manifest.csv", tmp_path / "clinical.csv", tmp_path)
     assert set(m["cohorts"]) == {"training", "external1"}
@@ -205,6 +205,7 @@ def test_shape_problems_fail_at_load_not_after_minutes(zoo, tmp_path):
          "unknown ingredient 'agee'"),
         ({"clinical": {"variables": ["age"]}, "fusion": {"nomogram": "combined"}}, "'combined' is not one of"),
         ({"clinical": {"variables": ["age"]}, "evaluation": {"reference": "clinicl"}}, "evaluation.reference"),
+        ({"clinical": {"variables": ["age"]}, "outcome": {"kind": "survival"}}, "Youden cut-off on a survival"),
     ]
     for extra, words in cases:
         study = write_study(tmp_path, {**base, **extra}, data / "manifest.csv", data / "clinical.csv")

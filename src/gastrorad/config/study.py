@@ -666,6 +666,11 @@ class StudyConfig(Strict):
                                      not self.has_images):
             problems.append("evaluation.reference: 'handcrafted' needs the handcrafted radiomics reference "
                             "(radiomics.enabled: true, not a longitudinal study)")
+        if self.outcome.kind == "survival" and fusion.cutoff == "youden" and fusion.horizon is None:
+            problems.append("fusion.cutoff: a Youden cut-off on a survival outcome needs fusion.horizon (the time "
+                            "at which status is read), or use cutoff: median / fixed")
+        if fusion.cutoff == "fixed" and fusion.cutoff_value is None:
+            problems.append("fusion.cutoff: 'fixed' needs fusion.cutoff_value")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -408,7 +408,9 @@ def fit_models(cfg: StudyConfig) -> FitResult:
             specs[name]["nomogram_skipped"] = selection["nomograms_skipped"][name]
         elif name == cfg.fusion.nomogram or name in cfg.fusion.extra_nomograms:
             nomo_terms = _nomogram_terms(slopes, enc)
-            baseline = _cox_baseline(res, cfg.fusion.nomogram_horizons) if kind == "cox" else {}
+            # a Cox nomogram needs a horizon to read survival at: the study's evaluation horizons when none is given
+            baseline = (_cox_baseline(res, cfg.fusion.nomogram_horizons or evaluation_horizons(cfg))
+                        if kind == "cox" else {})
             # axes over the training data: encoded columns, plus the (grouped) levels of categorical variables
             src = trm.copy()
             grouped = enc._grouped(clinical.set_index("patient_id").loc[trm.patient_id])
