@@ -205,3 +205,47 @@ def test_a_training_cohort_with_one_class_is_refused_with_counts(s1_copy):
     report, P = _problems(s1_copy)
     hit = _find(P, column="label", text="training cohort has 0 positive")
     assert f"and {len(train_ids)} negative" in hit.reason
+
+
+def _edit_study(study, **sections):
+    raw = yaml.safe_load((study / "study.yaml").read_text())
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    (study / "study.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def test_roi_sizes_that_do_not_suit_the_patch_are_named_with_a_proposed_side(s1_copy):
+    """A fixed patch side narrower than the ROIs cuts them off; one far wider makes them a speck:
+    validate says which, with the ROIs' extents and a side that suits them."""
+    _edit_study(s1_copy, preprocess={"patch": {"mode": "slice2d", "side_mm": 5.0, "size": [32, 32]}})
+    _, problems = _problems(s1_copy)
+    p = _find(problems, column="mask", text="wider than the 5 mm patch")
+    assert p.severity == "warning" and "propose side_mm:" in p.reason
+    proposed = float(p.reason.rsplit("propose side_mm:", 1)[1])
+    _edit_study(s1_copy, preprocess={"patch": {"mode": "slice2d", "side_mm": 2000.0, "size": [32, 32]}})
+    _, problems = _problems(s1_copy)
+    p = _find(problems, column="mask", text="the network mostly sees its surroundings")
+    assert float(p.reason.rsplit("propose side_mm:", 1)[1]) == proposed
+    _edit_study(s1_copy, preprocess={"patch": {"mode": "slice2d", "side_mm": proposed, "size": [32, 32]}})
+    _, problems = _problems(s1_copy)
+    assert not [p for p in problems if "side_mm" in p.reason]
+
+
+def test_too_few_events_per_variable_is_a_warning(s1_copy):
+    report, problems = _problems(s1_copy)  # 8 patients, 9 candidate clinical variables
+    p = _find(problems, text="per variable")
+    assert p.severity == "warning" and report.ok
+
+
+def test_lesion_rows_without_a_patient_column_are_pointed_out(s1_copy):
+    c = pd.read_csv(s1_copy / "clinical.csv", dtype={"patient_id": str})
+    c["patient_number"] = [f"P{i // 2}" for i in range(len(c))]  # two rows (lesions) per patient
+    c.to_csv(s1_copy / "clinical.csv", index=False)
+    _, problems = _problems(s1_copy)
+    p = _find(problems, column="patient_number", text="data.patient_column: patient_number")
+    assert p.severity == "warning"
+    m = pd.read_csv(s1_copy / "manifest.csv", dtype=str, keep_default_na=False)
+    extra = m.iloc[[0]].assign(lesion_id="second")  # the same patient's second lesion on the same scan
+    pd.concat([m, extra]).to_csv(s1_copy / "manifest.csv", index=False)
+    _, problems = _problems(s1_copy)
+    _find(problems, column="lesion_id", text="several lesions")
