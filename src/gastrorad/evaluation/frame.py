@@ -60,14 +60,15 @@ def reference_model(cfg: StudyConfig, models: list[str]) -> str:
     return ref if ref in models else models[0]
 
 
-def signature_probabilities(d: pd.DataFrame, label: str) -> tuple[np.ndarray, dict]:
+def signature_probabilities(d: pd.DataFrame, label: str, name: str = "signature") -> tuple[np.ndarray, dict]:
     """A signature's score as a probability: the logistic refit ``glm(y ~ score, binomial)`` on the
     training rows of ``d``, applied to every row. A linear predictor (a LASSO or bagged signature)
     is not a probability; NRI, IDI, calibration, Brier and net benefit are computed on this refit
     (the AUC does not change: the refit is monotone increasing when its slope is positive)."""
     from gastrorad.models.fusion import fit_logistic
     tr = d[d.cohort == "training"]
-    m = fit_logistic(tr.assign(_score=tr.score.to_numpy(float)), label, ["_score"])
+    col = f"{name}: probability refit on training"  # the name a separation warning carries
+    m = fit_logistic(tr.assign(**{col: tr.score.to_numpy(float)}), label, [col])
     lp = m.coef[0] + m.coef[1] * d.score.to_numpy(float)
     return 1 / (1 + np.exp(-np.clip(lp, -700, 700))), {"intercept": float(m.coef[0]), "slope": float(m.coef[1])}
 
@@ -109,7 +110,7 @@ def load_evaluation_frame(cfg: StudyConfig) -> EvaluationFrame:
                     refits[name] = "the network's predicted probability"
                 else:
                     try:
-                        part["prob"], refits[name] = signature_probabilities(d, cfg.outcome.label)
+                        part["prob"], refits[name] = signature_probabilities(d, cfg.outcome.label, name)
                     except ValueError as exc:  # a constant signature (e.g. LASSO kept no feature)
                         part["prob"], refits[name] = np.nan, f"no probability: {exc}"
             parts.append(part)
