@@ -1,16 +1,16 @@
-"""LASSO-Cox by coordinate descent, the algorithm of glmnet's ``coxnet`` (Simon, Friedman,
-Hastie and Tibshirani, J Stat Softw 2011), compiled with numba.
+"""Exact LASSO-Cox fits by proximal Newton steps, compiled with numba: the tight single-lambda
+fits of :func:`gastrorad.models.lasso.lasso_fit` and the finishing steps of
+:func:`gastrorad.models.lasso.cox_path`, where glmnet's coordinate descent
+(:mod:`gastrorad.models.glmnet_cd`) crawls.
 
 Minimises -loglik(beta) / n + lambda * sum |beta_j| for the Breslow partial likelihood on
 standardised columns. Each outer step takes the second-order expansion of the partial
-likelihood around the current linear predictor with glmnet's diagonal weights, solves that
-weighted LASSO by cyclic coordinate descent (active set first, then a full sweep), and is
-damped (halved) when it would not lower the penalised objective, so it also converges where
-the likelihood flattens (wide, collinear radiomics or deep-feature tables), which a generic
-proximal-Newton solver reached only after seconds per lambda.
-
-Written here because no maintained Python library fits a Cox LASSO path at glmnet's speed
-(scikit-survival's coxnet is GPL; skglm's ``ProxNewton`` is the slow path above).
+likelihood with the exact Hessian on a working set (the non-zero coefficients and the columns
+violating the optimality conditions), solves that quadratic LASSO model by coordinate descent
+and one linear solve on its support, and is damped (halved) when it would not lower the
+penalised objective, so it also converges where the likelihood flattens (wide, collinear
+radiomics or deep-feature tables), where coordinate descent on glmnet's diagonal weights
+needs thousands of passes.
 """
 
 from __future__ import annotations
@@ -19,55 +19,24 @@ import numpy as np
 from numba import njit
 
 from gastrorad.errors import StatisticsWarning
+from gastrorad.models.glmnet_cd import _cox_irls, risk_sums
 
 
 @njit(cache=True)
 def _loglik(eta, start, dcount, dsum):
     """Breslow log partial likelihood / 1 (data sorted by time): sum over death groups of
     (sum of eta over the group's deaths) - d_k log(sum over the risk set of exp(eta))."""
-    n = eta.shape[0]
-    m = eta.max()
-    rc = np.empty(n + 1)
-    rc[n] = 0.0
-    for i in range(n - 1, -1, -1):
-        rc[i] = rc[i + 1] + np.exp(eta[i] - m)
+    rc, m = risk_sums(eta)
     ll = 0.0
     for k in range(start.shape[0]):
         ll += dsum[k] - dcount[k] * (np.log(rc[start[k]]) + m)
     return ll
 
 
-@njit(cache=True)
 def _grad_weights(eta, event, start, dcount, ngroup, n):
     """Per-row score r_i = d loglik / d eta_i and glmnet's diagonal weights w_i, both / n."""
-    m = eta.max()
-    e = np.exp(eta - m)
-    rc = np.empty(n + 1)
-    rc[n] = 0.0
-    for i in range(n - 1, -1, -1):
-        rc[i] = rc[i + 1] + e[i]
-    K = start.shape[0]
-    A = np.empty(K)
-    B = np.empty(K)
-    a = 0.0
-    b = 0.0
-    for k in range(K):
-        s0 = rc[start[k]]
-        a += dcount[k] / s0
-        b += dcount[k] / (s0 * s0)
-        A[k] = a
-        B[k] = b
-    r = np.empty(n)
-    w = np.empty(n)
-    for i in range(n):
-        g = ngroup[i]
-        if g > 0:
-            ai = e[i] * A[g - 1]
-            r[i] = (event[i] - ai) / n
-            w[i] = (ai - e[i] * e[i] * B[g - 1]) / n
-        else:
-            r[i] = event[i] / n
-            w[i] = 0.0
+    r, w = np.empty(n), np.empty(n)
+    _cox_irls(np.asarray(eta, float), np.asarray(event, float), start, dcount, ngroup, r, w)
     return r, w
 
 
@@ -204,7 +173,8 @@ def _solve(X, event, start, dcount, dsum_design, ngroup, lam, beta, tol, max_out
     obj = _obj(X, beta, start, dcount, dsum_design, lam, n)
     for outer in range(max_outer):
         eta = X @ beta
-        r, _w = _grad_weights(eta, event, start, dcount, ngroup, n)
+        r = np.empty(n)
+        _cox_irls(eta, event, start, dcount, ngroup, r, np.empty(n))
         g = X.T @ r  # score / n
         ws = []
         kkt = 0.0

@@ -14,7 +14,6 @@ partial-likelihood deviance (:func:`cv_lasso_cox`).
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from dataclasses import dataclass
 
@@ -23,26 +22,6 @@ import pandas as pd
 
 from gastrorad.errors import StatisticsWarning
 from gastrorad.stats.resample import map_replicates
-
-
-@contextlib.contextmanager
-def _skglm_warnings(what: str):
-    """skglm's warnings as a user can act on them: numba's note that ``X[:, j] @ r`` is faster on
-    contiguous arrays is dropped (column-major X made the whole solver slower here), and a solver
-    that did not converge becomes a :class:`~gastrorad.errors.StatisticsWarning` naming the fit
-    (recorded with the stage, as R's ``glmnet`` warns)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for w in caught:
-        if w.category.__name__ == "NumbaPerformanceWarning":
-            continue
-        if w.category.__name__ == "ConvergenceWarning":
-            detail = str(w.message).splitlines()[0].replace("`", "").rstrip(".")
-            warnings.warn(f"{what} did not converge ({detail}); its coefficients may differ from glmnet's in the "
-                          "last digits or by a feature near zero", StatisticsWarning, stacklevel=3)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _standardize(X: np.ndarray):
@@ -78,61 +57,97 @@ def lambda_sequence(X, y=None, *, kind: str = "logistic", time=None, event=None,
     return lam_max * ratio ** (np.arange(nlambda) / (nlambda - 1))
 
 
-def _logistic_null(Xs: np.ndarray, y01: np.ndarray, lam: float):
-    """The intercept-only solution (intercept on the standardised scale, exact zeros) when it is
-    optimal at ``lam``, else None. The null model solves the LASSO problem when every column's
-    gradient at it is within lambda, |X_std' (y - ybar)| / n <= lambda; glmnet then reports
-    exact zeros (its first lambda is that bound), while a generic solver leaves round-off
-    (e.g. -7.8e-18) that would count as selected. The bound is met up to coxnet's relative
-    tolerance for entering the active set (1e-9)."""
-    ybar = y01.mean()
-    if not 0 < ybar < 1 or np.max(np.abs(Xs.T @ (y01 - ybar))) / len(y01) > lam * (1 + 1e-9):
-        return None
-    return float(np.log(ybar / (1 - ybar)))
+def _logistic_tight(Xf: np.ndarray, y01: np.ndarray, lam: float, tol: float, beta=None, b0=None):
+    """The LASSO logistic solution at ``lam`` (standardised scale) to a largest optimality
+    (KKT) violation of ``tol``: glmnet's coordinate descent at its threshold, then again,
+    warm-started, at thresholds 1e4 times smaller until the KKT conditions hold. Returns
+    (intercept, coefficients, violation); exact zeros where glmnet has them (e.g. all at
+    lambda.max)."""
+    from gastrorad.models.glmnet_cd import logistic_kkt
+    thresh, kkt = 1e-7, np.inf
+    for _ in range(8):
+        coefs, b0s, _, _, status, _ = _logistic_cd(Xf, y01, [lam], thresh=thresh, stop=False, beta=beta, b0=b0,
+                                                   prev_lambda=0.0 if beta is None else lam)
+        beta, b0 = coefs[0], float(b0s[0])
+        kkt = float(logistic_kkt(Xf, y01, beta, b0, lam))
+        if kkt <= tol or status == 2:
+            break
+        thresh *= 1e-4
+    return b0, beta, kkt
 
 
 def lasso_fit(X, y=None, lam: float = 0.1, *, kind: str = "logistic", time=None, event=None,
               tol: float = 1e-10, w_init: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-    """(intercept, coefficients) on the original scale at one lambda (intercept 0 for Cox).
-    ``w_init`` (Cox only): coefficients on the original scale to start from, e.g. the path's
-    solution at this lambda, which makes the tight final fit a few Newton steps."""
-    from skglm import GeneralizedLinearEstimator
-    from skglm.penalties import L1
-    from skglm.solvers import ProxNewton
-
+    """(intercept, coefficients) on the original scale at one lambda (intercept 0 for Cox),
+    solved to a largest violation of the LASSO optimality conditions of ``tol`` (on the
+    mean log-likelihood scale); a fit that does not get there warns
+    (:class:`~gastrorad.errors.StatisticsWarning`). ``w_init``: coefficients on the original
+    scale to start from (Cox only), e.g. the path's solution at this lambda, which makes the
+    tight final fit a few Newton steps."""
     X = np.asarray(X, float)
-    Xs, mean, sd = _standardize(X)
     if kind == "logistic":
-        from skglm.datafits import Logistic
-        yy = np.where(np.asarray(y) > 0, 1.0, -1.0)
-        null = _logistic_null(Xs, (yy > 0).astype(float), lam)
-        if null is not None:
-            return null, np.zeros(X.shape[1])
-        est = GeneralizedLinearEstimator(Logistic(), L1(alpha=lam), ProxNewton(tol=tol, fit_intercept=True,
-                                                                               max_iter=200))
-        with _skglm_warnings(f"LASSO logistic fit at lambda {lam:.4g}"):
-            est.fit(Xs, yy)
-        b = est.coef_.ravel() / sd
-        b0 = float(est.intercept_) - float(b @ mean)
-        return b0, b
+        Xf, mean, sd = _fortran_standardize(X)
+        b0, beta, kkt = _logistic_tight(Xf, (np.asarray(y) > 0).astype(float), float(lam), tol)
+        if not kkt <= tol:
+            warnings.warn(f"LASSO logistic fit at lambda {lam:.4g} did not converge (largest optimality violation "
+                          f"{kkt:.2g} > {tol:.2g}); its coefficients may differ from glmnet's in the last digits or "
+                          "by a feature near zero", StatisticsWarning, stacklevel=2)
+        b = beta / sd
+        return b0 - float(np.sum(b * mean)), b
     from gastrorad.models.coxnet import CoxData
+    Xs, mean, sd = _standardize(X)
     w0 = None if w_init is None else np.asarray(w_init, float) * sd
     return 0.0, CoxData(Xs, time, event).fit(lam, w0, tol=min(tol, 1e-10)) / sd
 
 
-# coxnet's path-stopping constants (glmnet.control defaults as coxnet scales them: fdev x 100,
-# devmax x 0.99 / 0.999) and the least number of lambdas before a stop (mnlam)
-_COX_FDEV, _COX_DEVMAX, _MNLAM = 1e-3, 0.99, 5
 # Fold fits run the full-data path's lambdas without stopping (as cv.glmnet's folds do); past this
 # deviance ratio the partial likelihood is flat (coefficients diverge) and refitting only burns time
 _COX_SATURATED = 0.999
+# Convergence threshold of the Cox coordinate descent (glmnet's thresh, on the null deviance / 2n).
+# glmnet's default, 1e-7, leaves its fits visibly short of the optimum where the partial
+# likelihood flattens (lasso_cox_wide.R: cv.glmnet's curve moves by up to 0.59 at thresh = 1e-14);
+# this one gives the exact fits' curve, at a fraction of the passes 1e-14 takes.
+_COX_THRESH = 1e-7
+# coordinate passes per lambda before the Newton finish takes over, and the optimality
+# (KKT) tolerance a fold fit must meet, else it is finished by Newton steps
+_COX_CD_PASSES = 2000
+_COX_KKT = 1e-8
+# coxnet's path-stopping constants (glmnet.control defaults as coxnet scales them: fdev x 100,
+# devmax x 0.99 / 0.999) and the least number of lambdas before a stop (mnlam)
+_COX_FDEV, _COX_DEVMAX, _MNLAM = 1e-3, 0.99, 5
 
 
-def cox_path(X, time, event, lambdas, *, tol: float = 1e-10, stop: bool = False,
+class _CoxRisk:
+    """Rows sorted by time with Breslow's death groups: ``start`` (first row at risk at each
+    death time), ``dcount`` (deaths there), ``ngroup`` (how many death times each row is at
+    risk for), the sorted ``event`` and the saturated log-likelihood -sum d log d."""
+
+    def __init__(self, time, event):
+        time, event = np.asarray(time, float), np.asarray(event, float)
+        self.order = np.lexsort((1 - event, time))
+        self.time, self.event = time[self.order], event[self.order]
+        t = self.time
+        death_times = np.unique(t[self.event == 1])
+        self.start = np.searchsorted(t, death_times, side="left").astype(np.int64)
+        self.dcount = np.array([((t == u) & (self.event == 1)).sum() for u in death_times], float)
+        self.ngroup = np.searchsorted(death_times, t, side="right").astype(np.int64)
+        self.saturated = float(-(self.dcount * np.log(self.dcount)).sum()) if len(self.dcount) else 0.0
+
+    def deviances(self, eta: np.ndarray) -> np.ndarray:
+        """Deviance 2 (loglik_saturated - loglik) of each row of ``eta`` (L, n; rows unsorted)."""
+        from gastrorad.models.glmnet_cd import cox_loglik
+        eta = np.atleast_2d(eta)[:, self.order]
+        return np.array([2 * (self.saturated - cox_loglik(np.ascontiguousarray(e), self.event, self.start,
+                                                           self.dcount)) for e in eta])
+
+
+def cox_path(X, time, event, lambdas, *, tol: float = _COX_THRESH, stop: bool = False,
              failed: list | None = None) -> list[np.ndarray]:
-    """LASSO-Cox coefficients (original scale) along decreasing ``lambdas``, each fit warm-started
-    from the previous one (as glmnet walks its path) by :mod:`gastrorad.models.coxnet`: the
-    cross-validation fits of :func:`cv_lasso_cox`, fast on wide, collinear feature tables.
+    """LASSO-Cox coefficients (original scale) along decreasing ``lambdas`` by glmnet's coxnet
+    algorithm (:func:`gastrorad.models.glmnet_cd.cox_path_cd`: warm starts, strong rules,
+    IRLS with diagonal weights, active-set coordinate descent) to the convergence threshold
+    ``tol`` (glmnet's ``thresh``; tighter than glmnet's default 1e-7, see ``_COX_THRESH``):
+    the cross-validation fits of :func:`cv_lasso_cox`.
 
     With ``stop``, the path ends where glmnet's coxnet ends its own (default-lambda) path: after
     at least 5 lambdas, once the deviance ratio exceeds 0.99 or gained less than 0.1% (relative)
@@ -142,27 +157,48 @@ def cox_path(X, time, event, lambdas, *, tol: float = 1e-10, stop: bool = False,
     lambda; a stopped path repeats its last solution (see :func:`cox_path_length`). Lambdas whose
     fit did not converge are warned about, or appended to ``failed`` when a list is given."""
     from gastrorad.models.coxnet import CoxData
+    from gastrorad.models.glmnet_cd import cox_kkt, cox_path_cd
+    lambdas = np.asarray(lambdas, float)
     Xs, _, sd = _standardize(np.asarray(X, float))
-    data = CoxData(Xs, time, event)
-    w = np.zeros(Xs.shape[1])
-    null = data.deviance(w)
-    out: list[np.ndarray] = []
-    ratios: list[float] = []
+    risk = _CoxRisk(time, event)
+    Xf = np.asfortranarray(Xs[risk.order])
+    p = Xf.shape[1]
     report = failed is None
     failed = [] if failed is None else failed
-    for m, lam in enumerate(lambdas, start=1):
-        if ratios and ratios[-1] > _COX_SATURATED:
+    if len(risk.dcount) == 0:
+        return [np.zeros(p)] * len(lambdas)
+    args = (risk.event, risk.start, risk.dcount, risk.ngroup)
+    newton = None
+    beta, prev, out, ratios = np.zeros(p), 0.0, [], []
+    null = None
+    for m, lam in enumerate(lambdas):
+        if ratios and ratios[-1] > _COX_SATURATED and not stop:
             out.append(out[-1])
             continue
-        w = data.fit(lam, w, tol=tol, warn=False)
-        if not data.converged:
-            failed.append(lam)
-        out.append(w / sd)
-        ratios.append(1 - data.deviance(w) / null if null > 0 else 0.0)
-        if stop and m >= _MNLAM:
+        coefs, devr, _, conv, _ = cox_path_cd(Xf, *args, lambdas[m:m + 1], beta, float(tol), _COX_CD_PASSES, False,
+                                              prev, np.inf)
+        beta, prev = coefs[0], float(lam)
+        kkt, ll = cox_kkt(Xf, *args, beta, float(lam))
+        ok = bool(conv[0])
+        if kkt > _COX_KKT or not ok:
+            # coordinate descent crawls where the partial likelihood is flat (collinear columns,
+            # small lambdas): finish with proximal Newton steps on the exact Hessian
+            if newton is None:
+                newton = CoxData(Xf, risk.time, risk.event)  # already sorted: its order is the identity
+            beta = newton.fit(float(lam), beta, tol=_COX_KKT, warn=False)
+            ok = newton.converged
+            kkt, ll = cox_kkt(Xf, *args, beta, float(lam))
+        if not ok:
+            failed.append(float(lam))
+        if null is None:
+            _, ll0 = cox_kkt(Xf, *args, np.zeros(p), float(lam))
+            null = risk.saturated - ll0
+        out.append(beta / sd)
+        ratios.append((ll - (risk.saturated - null)) / null if null > 0 else 0.0)
+        if stop and len(ratios) >= _MNLAM:
             r = ratios[-1]
-            if (r > 0 and (r - ratios[-_MNLAM]) / r < _COX_FDEV) or r > _COX_DEVMAX:
-                out += [out[-1]] * (len(lambdas) - m)
+            if r > _COX_DEVMAX or (r > 0 and (r - ratios[-_MNLAM]) / r < _COX_FDEV):
+                out += [out[-1]] * (len(lambdas) - m - 1)
                 break
     if failed and report:
         warnings.warn(f"LASSO-Cox path: {len(failed)} of {len(lambdas)} fits did not converge (lambda <= "
@@ -185,54 +221,53 @@ def _kept(path: list) -> int:
     return n
 
 
-def _binomial_deviance(Xs, y01, b0, w) -> float:
-    eta = b0 + Xs @ w
-    return float(2 * np.sum(np.logaddexp(0.0, eta) - y01 * eta))
+def _logistic_cd(Xf: np.ndarray, y01: np.ndarray, lambdas, *, thresh: float, stop: bool, maxit: int = 100_000,
+                 beta=None, b0=None, prev_lambda: float = 0.0):
+    """:func:`gastrorad.models.glmnet_cd.logistic_path_cd` on a standardised Fortran-ordered
+    design, started from the null model unless (``beta``, ``b0``) are given."""
+    from gastrorad.models.glmnet_cd import logistic_path_cd
+    ybar = float(y01.mean())
+    if not 0 < ybar < 1:
+        raise ValueError("LASSO logistic needs both outcome classes in the data (or in every training fold)")
+    beta = np.zeros(Xf.shape[1]) if beta is None else np.asarray(beta, float)
+    b0 = float(np.log(ybar / (1 - ybar))) if b0 is None else float(b0)
+    return logistic_path_cd(Xf, y01, np.asarray(lambdas, float), beta, b0, float(thresh), int(maxit), bool(stop),
+                            float(prev_lambda))
 
 
-def logistic_path(X, y, lambdas, *, tol: float = 1e-5, stop: bool = True) -> list[tuple[float, np.ndarray]]:
+def _fortran_standardize(X: np.ndarray):
+    Xs, mean, sd = _standardize(X)
+    return np.asfortranarray(Xs), mean, sd
+
+
+def logistic_path(X, y, lambdas, *, tol: float = 1e-7, stop: bool = True) -> list[tuple[float, np.ndarray]]:
     """LASSO logistic (intercept, coefficients) on the original scale along decreasing
-    ``lambdas``, each fit warm-started from the previous one (as glmnet walks its path), to a
-    KKT tolerance of 1e-4: the cross-validated deviance then agrees with ``cv.glmnet`` to 1e-4
-    (the parity test), and the collinear tail of a wide radiomics path stays fast. With ``stop``, the path ends as glmnet's does (after at least 5
-    lambdas, once the deviance ratio exceeds 0.999 or grows by less than 1e-5: lognet's devmax, fdev); the
-    remaining lambdas repeat the last solution, as ``predict.glmnet`` extrapolates a short path."""
-    from skglm.datafits import Logistic
-    from skglm.penalties import L1
-    from skglm.solvers import ProxNewton
-    Xs, mean, sd = _standardize(np.asarray(X, float))
+    ``lambdas`` by glmnet's own algorithm (:mod:`gastrorad.models.glmnet_cd`: warm starts,
+    strong rules, active-set coordinate descent inside IRLS), to glmnet's convergence
+    threshold ``tol`` (``thresh``, 1e-7). With ``stop``, the path ends as glmnet's does on its
+    default sequence (after at least 5 lambdas, once the deviance ratio exceeds 0.999 or grows
+    by less than 1e-5: lognet's devmax, fdev); without it every lambda is fitted (as
+    cv.glmnet's folds, given the full data's sequence). Either way a path whose fitted
+    probabilities are all 0 or 1 ends there. The remaining lambdas repeat the last solution,
+    as ``predict.glmnet`` extrapolates a short path."""
+    Xf, mean, sd = _fortran_standardize(np.asarray(X, float))
     y01 = (np.asarray(y) > 0).astype(float)
-    yy = np.where(y01 > 0, 1.0, -1.0)
-    p = Xs.shape[1]
-    ybar = y01.mean()
-    null = _binomial_deviance(Xs, y01, np.log(ybar / (1 - ybar)) if 0 < ybar < 1 else 0.0, np.zeros(p))
-    w = np.zeros(p + 1)
-    out, rsq0 = [], 0.0
-    for m, lam in enumerate(lambdas, start=1):
-        b0_null = _logistic_null(Xs, y01, lam)
-        if b0_null is not None:
-            w = np.concatenate([np.zeros(p), [b0_null]])
-        else:
-            with _skglm_warnings("A LASSO logistic path fit"):
-                w = np.asarray(ProxNewton(tol=tol, fit_intercept=True, max_iter=200).solve(
-                    Xs, yy, Logistic(), L1(alpha=lam), w_init=w.copy(), Xw_init=Xs @ w[:p] + w[p])[0]).ravel()
-        b = w[:p] / sd
-        out.append((float(w[p]) - float(b @ mean), b))
-        if stop and m >= 5 and null > 0:
-            rsq = 1 - _binomial_deviance(Xs, y01, w[p], w[:p]) / null
-            if rsq - rsq0 < 1e-5 or rsq > 0.999:
-                out += [out[-1]] * (len(lambdas) - m)
-                break
-            rsq0 = rsq
-        elif stop and null > 0:
-            rsq0 = 1 - _binomial_deviance(Xs, y01, w[p], w[:p]) / null
-    return out
+    coefs, b0s, _, lmu, status, _ = _logistic_cd(Xf, y01, lambdas, thresh=tol, stop=stop)
+    if status == 1:
+        warnings.warn(f"A LASSO logistic path did not converge within 100000 coordinate passes (at lambda "
+                      f"{lambdas[lmu - 1]:.4g}); its last coefficients may differ from glmnet's",
+                      StatisticsWarning, stacklevel=2)
+    out = []
+    for m in range(lmu):
+        b = coefs[m] / sd
+        out.append((float(b0s[m]) - float(np.sum(b * mean)), b))
+    return out + [out[-1]] * (len(lambdas) - lmu)
 
 
 def logistic_path_length(X, y, lambdas) -> int:
     """How many of ``lambdas`` glmnet's own path on (X, y) keeps before it stops (see
     :func:`logistic_path`): ``cv.glmnet`` chooses lambda among these only."""
-    return _kept(logistic_path(X, y, lambdas, tol=1e-5))
+    return _kept(logistic_path(X, y, lambdas))
 
 
 def lasso_path(X, y=None, lambdas=None, *, kind: str = "logistic", time=None, event=None) -> np.ndarray:
@@ -283,20 +318,39 @@ def _cv_choice(raw: np.ndarray, w: np.ndarray, lambdas: np.ndarray):
     return cvm, cvsd, i_min, i_1se
 
 
-# skglm's solver is compiled by numba without a disk cache: each new worker process spends ~10 s
-# compiling it before its first fold, so the folds go to processes only when they are this slow
-_LOGISTIC_PARALLEL_SECONDS = 30.0
+# The fold fits go to worker processes only when running them here would take this long: a new
+# worker imports numpy and loads the compiled solver from numba's disk cache (about a second)
+_LOGISTIC_PARALLEL_SECONDS = 4.0
 
 
-def _logistic_fold(Xa: np.ndarray, y: np.ndarray, foldid: np.ndarray, lambdas: np.ndarray):
-    """Fold k's binomial deviance at each lambda, fitted without fold k."""
+def _interpolate_path(fold_lambdas: np.ndarray, B: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Rows of B (one per decreasing ``fold_lambdas``) at the lambdas ``s``, linear in lambda
+    between neighbours and constant beyond either end: ``predict.glmnet``'s ``lambda.interp``."""
+    lam = fold_lambdas[::-1]
+    return np.column_stack([np.interp(s, lam, col[::-1]) for col in B.T])
+
+
+def _logistic_fold(Xa: np.ndarray, y: np.ndarray, foldid: np.ndarray, lambdas: np.ndarray, nlambda: int | None):
+    """Fold k's binomial deviance at each lambda, fitted without fold k. As cv.glmnet: with
+    ``nlambda`` (no lambdas given by the user) each fold fits its own default path (its own
+    lambda.max, and it may stop early) and is read at the full data's lambdas by linear
+    interpolation; otherwise every fold fits the user's lambdas, all of them."""
+    from gastrorad.models.glmnet_cd import linear_predictors
+
     def one(k) -> np.ndarray:
         test = foldid == k
-        dev = []
-        for b0, b in logistic_path(Xa[~test], y[~test], lambdas):
-            p = np.clip(1 / (1 + np.exp(-(b0 + Xa[test] @ b))), 1e-5, 1 - 1e-5)
-            dev.append(np.mean(-2 * (y[test] * np.log(p) + (1 - y[test]) * np.log(1 - p))))
-        return np.asarray(dev)
+        if nlambda is None:
+            path = logistic_path(Xa[~test], y[~test], lambdas, stop=False)
+            coef = np.array([[b0, *b] for b0, b in path])
+        else:
+            own = lambda_sequence(Xa[~test], y[~test], nlambda=nlambda)
+            path = logistic_path(Xa[~test], y[~test], own)
+            kept = _kept(path)
+            coef = _interpolate_path(own[:kept], np.array([[b0, *b] for b0, b in path[:kept]]), lambdas)
+        eta = linear_predictors(Xa[test], np.ascontiguousarray(coef[:, 1:]), np.ascontiguousarray(coef[:, 0]))
+        p = np.clip(1 / (1 + np.exp(-eta)), 1e-5, 1 - 1e-5)
+        yt = y[test][None, :]
+        return np.mean(-2 * (yt * np.log(p) + (1 - yt) * np.log(1 - p)), axis=1)
     return one
 
 
@@ -305,22 +359,28 @@ def cv_lasso_logistic(X: pd.DataFrame, y, *, lambdas=None, foldid=None, nfolds: 
     """``cv.glmnet(X, y, family = "binomial", type.measure = "deviance")``; folds from
     ``foldid`` (1-based, as R) or drawn with ``seed``. The fold fits run on ``n_jobs``
     processes when they are slow enough (:func:`gastrorad.stats.resample.map_replicates`),
-    with the serial result: the folds are fixed before any is fitted."""
+    with the serial result: the folds are fixed before any is fitted. Without ``lambdas`` each
+    fold fits its own default path, read at the full data's lambdas by interpolation, as
+    cv.glmnet does; with them every fold fits those. The coefficients at lambda.min and
+    lambda.1se are the full data's path solutions, as ``coef(cv.glmnet)``."""
     cols = list(X.columns)
     Xa, y = X.to_numpy(float), np.asarray(y).astype(int)
     n = len(y)
-    if lambdas is None:
+    own = lambdas is None
+    if own:
         lambdas = lambda_sequence(Xa, y, nlambda=nlambda)
-        lambdas = lambdas[:logistic_path_length(Xa, y, lambdas)]  # glmnet's own path may stop early
+        full = logistic_path(Xa, y, lambdas)
+        lambdas = lambdas[:_kept(full)]  # glmnet's own path may stop early
     else:
         lambdas = np.asarray(lambdas, float)
+        full = logistic_path(Xa, y, lambdas, stop=False)
     foldid = _fold_ids(n, foldid, nfolds, seed)
     folds = np.unique(foldid)
-    means = map_replicates(_logistic_fold(Xa, y, foldid, lambdas), folds, n_jobs=n_jobs,
+    means = map_replicates(_logistic_fold(Xa, y, foldid, lambdas, nlambda if own else None), folds, n_jobs=n_jobs,
                            min_seconds=_LOGISTIC_PARALLEL_SECONDS)
     sizes = [(foldid == k).sum() for k in folds]
     cvm, cvsd, i_min, i_1se = _cv_choice(np.asarray(means), np.asarray(sizes, float), lambdas)
-    fit_min, fit_1se = lasso_fit(Xa, y, lambdas[i_min]), lasso_fit(Xa, y, lambdas[i_1se])
+    fit_min, fit_1se = full[i_min], full[i_1se]
     return LassoCV(lambdas, cvm, cvsd, float(lambdas[i_min]), float(lambdas[i_1se]), cols,
                    np.concatenate([[fit_min[0]], fit_min[1]]), np.concatenate([[fit_1se[0]], fit_1se[1]]))
 
@@ -328,26 +388,22 @@ def cv_lasso_logistic(X: pd.DataFrame, y, *, lambdas=None, foldid=None, nfolds: 
 def coxnet_deviance(X: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np.ndarray) -> float:
     """Breslow partial-likelihood deviance 2 (loglik_saturated - loglik(beta)), as glmnet's
     ``coxnet.deviance`` (the saturated term is -sum d_g log d_g over tied death groups)."""
-    eta = X @ beta
-    top = eta.max()  # log-sum-exp shift: overfitted fold fits give huge linear predictors
-    ll, sat = 0.0, 0.0
-    for t in np.unique(time[event == 1]):
-        dead = (time == t) & (event == 1)
-        d = dead.sum()
-        ll += eta[dead].sum() - d * (top + np.log(np.exp(eta[time >= t] - top).sum()))
-        sat -= d * np.log(d)
-    return float(2 * (sat - ll))
+    return float(_CoxRisk(time, event).deviances(np.asarray(X, float) @ np.asarray(beta, float))[0])
 
 
 def _cox_fold(Xa: np.ndarray, time: np.ndarray, event: np.ndarray, foldid: np.ndarray, lambdas: np.ndarray):
     """Fold k's partial-likelihood deviance difference at each lambda, fitted without fold k,
     and the lambdas whose fit did not converge."""
+    from gastrorad.models.glmnet_cd import linear_predictors
+    everyone = _CoxRisk(time, event)
+
     def one(k) -> tuple[np.ndarray, list[float]]:
         test = foldid == k
         failed: list[float] = []
-        row = [coxnet_deviance(Xa, time, event, b) - coxnet_deviance(Xa[~test], time[~test], event[~test], b)
-               for b in cox_path(Xa[~test], time[~test], event[~test], lambdas, failed=failed)]
-        return np.asarray(row), failed
+        B = np.array(cox_path(Xa[~test], time[~test], event[~test], lambdas, failed=failed))
+        eta = linear_predictors(Xa, B, np.zeros(len(B)))
+        row = everyone.deviances(eta) - _CoxRisk(time[~test], event[~test]).deviances(eta[:, ~test])
+        return row, failed
     return one
 
 
