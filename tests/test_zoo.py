@@ -205,7 +205,8 @@ def test_shape_problems_fail_at_load_not_after_minutes(zoo, tmp_path):
          "unknown ingredient 'agee'"),
         ({"clinical": {"variables": ["age"]}, "fusion": {"nomogram": "combined"}}, "'combined' is not one of"),
         ({"clinical": {"variables": ["age"]}, "evaluation": {"reference": "clinicl"}}, "evaluation.reference"),
-        ({"clinical": {"variables": ["age"]}, "outcome": {"kind": "survival"}}, "Youden cut-off on a survival"),
+        ({"clinical": {"variables": ["age"]}, "outcome": {"kind": "survival"}, "fusion": {"cutoff": "youden"}},
+         "Youden cut-off on a survival"),
     ]
     for extra, words in cases:
         study = write_study(tmp_path, {**base, **extra}, data / "manifest.csv", data / "clinical.csv")

@@ -489,7 +489,9 @@ class FusionConfig(Strict):
                     "or column names of the signature table. Default by the study's shape: with images and "
                     "clinical variables {clinical: [clinical], integrated: [signature, clinical]}; image-only "
                     "{image: [signature]}; clinical-only {clinical: [clinical]}.")
-    cutoff: Literal["youden", "median", "fixed"] = "youden"
+    cutoff: Literal["youden", "median", "fixed"] = Field("youden", description="Risk-group cut-off locked on "
+                                                         "training; a survival study without fusion.horizon "
+                                                         "defaults to median.")
     cutoff_value: float | None = None
     horizon: float | None = Field(None, description="Survival: horizon of the Youden cut-off (outcome time units).")
     nomogram: str | None = Field("integrated", description="Model drawn as a nomogram (the primary model of the "
@@ -666,6 +668,8 @@ class StudyConfig(Strict):
                                      not self.has_images):
             problems.append("evaluation.reference: 'handcrafted' needs the handcrafted radiomics reference "
                             "(radiomics.enabled: true, not a longitudinal study)")
+        if self.outcome.kind == "survival" and fusion.horizon is None and "cutoff" not in fusion.model_fields_set:
+            fusion.cutoff = "median"  # a Youden cut-off (the default) reads status at a horizon this study lacks
         if self.outcome.kind == "survival" and fusion.cutoff == "youden" and fusion.horizon is None:
             problems.append("fusion.cutoff: a Youden cut-off on a survival outcome needs fusion.horizon (the time "
                             "at which status is read), or use cutoff: median / fixed")

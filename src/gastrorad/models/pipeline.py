@@ -437,7 +437,9 @@ def fit_models(cfg: StudyConfig) -> FitResult:
     atomic_write_text(out / "models" / "fit.json", json.dumps({
         "kind": kind, "selection": selection, "cutoffs": cutoffs, "encoding": enc.report().to_dict("records"),
         "encoder": enc.to_dict(), "signature_columns": sig_cols, "models": specs,
-        "nomogram_model": cfg.fusion.nomogram if cfg.fusion.nomogram in specs else None}, indent=2, default=_plain))
+        # the model whose nomogram exists (a skipped one, see selection.nomograms_skipped, has none to serve)
+        "nomogram_model": cfg.fusion.nomogram if "nomogram" in specs.get(cfg.fusion.nomogram, {}) else None},
+        indent=2, default=_plain))
     return FitResult(predictions, coefs, selection, cutoffs, nomo_png)
 
 
