@@ -99,34 +99,47 @@ def _obj(X, beta, start, dcount, dsum_design, lam, n):
 @njit(cache=True)
 def _hessian(X, eta, start, dcount, cols):
     """Hessian of -loglik (Breslow) in the coefficients of ``cols``: over death groups,
-    d_k (sum_{R_k} e_i x_i x_i' / S0_k - mu_k mu_k'), accumulated over risk sets from the end."""
+    d_k (sum_{R_k} e_i x_i x_i' / S0_k - mu_k mu_k'), written as X' diag(e_i c_i) X minus
+    sum_k d_k mu_k mu_k' (c_i = sum over the risk sets holding row i of d_k / S0_k) so that
+    both terms are matrix products (BLAS)."""
     n = X.shape[0]
     q = cols.shape[0]
+    K = start.shape[0]
     m = eta.max()
-    H = np.zeros((q, q))
-    S1 = np.zeros(q)
-    S2 = np.zeros((q, q))
-    S0 = 0.0
-    k = start.shape[0] - 1
-    xi = np.empty(q)
+    e = np.exp(eta - m)
+    Xq = np.empty((n, q))
+    for i in range(n):
+        for a in range(q):
+            Xq[i, a] = X[i, cols[a]]
+    S0 = np.empty(n + 1)
+    S0[n] = 0.0
+    S1 = np.zeros((n + 1, q))
     for i in range(n - 1, -1, -1):
-        e = np.exp(eta[i] - m)
+        S0[i] = S0[i + 1] + e[i]
         for a in range(q):
-            xi[a] = X[i, cols[a]]
-        S0 += e
-        for a in range(q):
-            S1[a] += e * xi[a]
-            for b in range(a, q):
-                S2[a, b] += e * xi[a] * xi[b]
-        while k >= 0 and start[k] == i:
-            d = dcount[k]
+            S1[i, a] = S1[i + 1, a] + e[i] * Xq[i, a]
+    wrow = np.zeros(n)
+    M = np.empty((K, q))
+    Md = np.empty((K, q))
+    c = 0.0
+    k = 0
+    for i in range(n):
+        while k < K and start[k] <= i:
+            s0 = S0[start[k]]
+            c += dcount[k] / s0
             for a in range(q):
-                for b in range(a, q):
-                    H[a, b] += d * (S2[a, b] / S0 - S1[a] * S1[b] / (S0 * S0))
-            k -= 1
+                M[k, a] = S1[start[k], a] / s0
+                Md[k, a] = M[k, a] * dcount[k]
+            k += 1
+        wrow[i] = e[i] * c
+    WX = np.empty((n, q))
+    for i in range(n):
+        for a in range(q):
+            WX[i, a] = wrow[i] * Xq[i, a]
+    H = Xq.T.copy() @ WX - Md.T.copy() @ M
     for a in range(q):
         for b in range(a):
-            H[a, b] = H[b, a]
+            H[a, b] = H[b, a] = 0.5 * (H[a, b] + H[b, a])
     return H
 
 

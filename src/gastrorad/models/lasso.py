@@ -2,14 +2,16 @@
 
 The problem is glmnet's: minimise -loglik / n + lambda * sum |beta_j| on columns
 standardised with their 1/n standard deviation (intercept unpenalised), coefficients
-reported on the original scale; solved by skglm's proximal Newton solver (logistic) or :mod:`gastrorad.models.coxnet` (Cox). The lambda
-sequence is glmnet's (lambda_max = max |X_std' (y - ybar)| / n down to lambda_max x 1e-4,
-or x 0.01 when n < p; 100 values) unless one is given. Cross-validation follows
-``cv.glmnet``: every fold refits the whole sequence, the binomial deviance (probabilities
-clamped to [1e-5, 1 - 1e-5]) is averaged within folds, then over folds weighted by their
-size; ``lambda_min`` minimises it and ``lambda_1se`` is the largest lambda within one SE.
-LASSO-Cox uses Breslow ties (glmnet's default) and, for cross-validation, glmnet's grouped
-partial-likelihood deviance (:func:`cv_lasso_cox`).
+reported on the original scale; solved by glmnet's own algorithm, pathwise coordinate
+descent with warm starts, strong rules and active-set cycling inside IRLS
+(:mod:`gastrorad.models.glmnet_cd`; for Cox finished by exact Newton steps,
+:mod:`gastrorad.models.coxnet`, where coordinate descent crawls). The lambda sequence is
+glmnet's (lambda_max = max |X_std' (y - ybar)| / n down to lambda_max x 1e-4, or x 0.01 when
+n < p; 100 values) unless one is given. Cross-validation follows ``cv.glmnet``: the binomial
+deviance (probabilities clamped to [1e-5, 1 - 1e-5]) is averaged within folds, then over
+folds weighted by their size; ``lambda_min`` minimises it and ``lambda_1se`` is the largest
+lambda within one SE. LASSO-Cox uses Breslow ties (glmnet's default) and, for
+cross-validation, glmnet's grouped partial-likelihood deviance (:func:`cv_lasso_cox`).
 """
 
 from __future__ import annotations
@@ -111,7 +113,8 @@ _COX_THRESH = 1e-7
 # coordinate passes per lambda before the Newton finish takes over, and the optimality
 # (KKT) tolerance a fold fit must meet, else it is finished by Newton steps
 _COX_CD_PASSES = 2000
-_COX_KKT = 1e-8
+_COX_KKT = 1e-6
+_COX_NEWTON_STEPS = 25
 # coxnet's path-stopping constants (glmnet.control defaults as coxnet scales them: fdev x 100,
 # devmax x 0.99 / 0.999) and the least number of lambdas before a stop (mnlam)
 _COX_FDEV, _COX_DEVMAX, _MNLAM = 1e-3, 0.99, 5
@@ -168,7 +171,7 @@ def cox_path(X, time, event, lambdas, *, tol: float = _COX_THRESH, stop: bool = 
     if len(risk.dcount) == 0:
         return [np.zeros(p)] * len(lambdas)
     args = (risk.event, risk.start, risk.dcount, risk.ngroup)
-    newton = None
+    newton, failed_here = None, False
     beta, prev, out, ratios = np.zeros(p), 0.0, [], []
     null = None
     for m, lam in enumerate(lambdas):
@@ -179,16 +182,21 @@ def cox_path(X, time, event, lambdas, *, tol: float = _COX_THRESH, stop: bool = 
                                               prev, np.inf)
         beta, prev = coefs[0], float(lam)
         kkt, ll = cox_kkt(Xf, *args, beta, float(lam))
-        ok = bool(conv[0])
-        if kkt > _COX_KKT or not ok:
+        ok = bool(conv[0]) and kkt <= _COX_KKT
+        if not ok and not failed_here:
             # coordinate descent crawls where the partial likelihood is flat (collinear columns,
             # small lambdas): finish with proximal Newton steps on the exact Hessian
             if newton is None:
                 newton = CoxData(Xf, risk.time, risk.event)  # already sorted: its order is the identity
-            beta = newton.fit(float(lam), beta, tol=_COX_KKT, warn=False)
-            ok = newton.converged
-            kkt, ll = cox_kkt(Xf, *args, beta, float(lam))
+            polished = newton.fit(float(lam), beta, tol=_COX_KKT, max_outer=_COX_NEWTON_STEPS, warn=False)
+            if newton.converged:
+                beta, ok = polished, True
+                _, ll = cox_kkt(Xf, *args, beta, float(lam))
         if not ok:
+            # no finite optimum near (the likelihood keeps rising along some direction): keep
+            # coordinate descent's fit at glmnet's threshold, as glmnet does, for this lambda
+            # and the smaller ones, which are flatter still
+            failed_here = True
             failed.append(float(lam))
         if null is None:
             _, ll0 = cox_kkt(Xf, *args, np.zeros(p), float(lam))
@@ -398,9 +406,13 @@ def _cox_fold(Xa: np.ndarray, time: np.ndarray, event: np.ndarray, foldid: np.nd
     everyone = _CoxRisk(time, event)
 
     def one(k) -> tuple[np.ndarray, list[float]]:
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn
         test = foldid == k
         failed: list[float] = []
-        B = np.array(cox_path(Xa[~test], time[~test], event[~test], lambdas, failed=failed))
+        # the Newton steps' Hessians are BLAS products: one thread in every process, so that
+        # n_jobs never changes how their sums are split
+        with threadpool_limits(limits=1, user_api="blas"):
+            B = np.array(cox_path(Xa[~test], time[~test], event[~test], lambdas, failed=failed))
         eta = linear_predictors(Xa, B, np.zeros(len(B)))
         row = everyone.deviances(eta) - _CoxRisk(time[~test], event[~test]).deviances(eta[:, ~test])
         return row, failed
