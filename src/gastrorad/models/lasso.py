@@ -102,16 +102,18 @@ def lasso_fit(X, y=None, lam: float = 0.1, *, kind: str = "logistic", time=None,
     return 0.0, CoxData(Xs, time, event).fit(lam, w0, tol=min(tol, 1e-10)) / sd
 
 
-# Fold fits run the full-data path's lambdas without stopping (as cv.glmnet's folds do); past this
-# deviance ratio the partial likelihood is flat (coefficients diverge) and refitting only burns time
+# Fold fits run the full-data path's lambdas without stopping (as cv.glmnet(lambda = ...)'s folds
+# do); past this deviance ratio the partial likelihood is flat (coefficients diverge) and refitting
+# only burns time
 _COX_SATURATED = 0.999
-# Convergence threshold of the Cox coordinate descent (glmnet's thresh, on the null deviance / 2n).
-# glmnet's default, 1e-7, leaves its fits visibly short of the optimum where the partial
-# likelihood flattens (lasso_cox_wide.R: cv.glmnet's curve moves by up to 0.59 at thresh = 1e-14);
-# this one gives the exact fits' curve, at a fraction of the passes 1e-14 takes.
+# Cox fits: coordinate descent at glmnet's threshold (thresh 1e-7 on the null deviance / 2n), up
+# to _COX_CD_PASSES passes per lambda. Where the partial likelihood flattens that stops visibly
+# short of the optimum (lasso_cox_wide.R: cv.glmnet's curve moves by up to 0.59 between thresh
+# 1e-7 and 1e-14), so a fit whose optimality (KKT) violation exceeds _COX_KKT is finished by up
+# to _COX_NEWTON_STEPS proximal Newton steps (coxnet.py): the exact fits' curve, at a fraction of
+# the passes thresh = 1e-14 takes. A fit Newton cannot finish has no finite optimum near; it and
+# the smaller lambdas keep coordinate descent's fit, as glmnet's, and are reported.
 _COX_THRESH = 1e-7
-# coordinate passes per lambda before the Newton finish takes over, and the optimality
-# (KKT) tolerance a fold fit must meet, else it is finished by Newton steps
 _COX_CD_PASSES = 2000
 _COX_KKT = 1e-6
 _COX_NEWTON_STEPS = 25
