@@ -465,8 +465,8 @@ def test_logistic_separation_warns_as_glm():
 
 
 def test_a_lasso_fit_that_does_not_converge_is_a_statistics_warning():
-    """skglm's ConvergenceWarning (and numba's performance note) reached the demo's console raw; a fit
-    that stops short is now a StatisticsWarning naming it, which the run records with its stage."""
+    """A solver warning once reached the demo's console raw (skglm's, before issue 27's coordinate descent);
+    a fit that stops short is a StatisticsWarning naming it, which the run records with its stage."""
     import warnings
 
     from gastrorad.errors import StatisticsWarning
