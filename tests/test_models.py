@@ -160,7 +160,7 @@ def test_lasso_logistic_path_and_cv_match_glmnet():
     assert b == pytest.approx([ref[c] for c in X.columns], abs=1e-5)
     cv = cv_lasso_logistic(X, y, lambdas=LASSO["lambda"], foldid=LASSO["foldid"])
     # glmnet stops its coordinate descent at a relative deviance change of 1e-7 (thresh), so
-    # its fold fits are that far from the optimum skglm reaches: CV curves agree to 1e-4.
+    # its fold fits are that far from the optimum the exact solver reaches: CV curves agree to 1e-4.
     assert np.allclose(cv.cvm, LASSO["cvm"], atol=1e-4)
     assert np.allclose(cv.cvsd, LASSO["cvsd"], atol=1e-4)
     assert cv.lambda_min == pytest.approx(LASSO["lambda_min"]) and cv.lambda_1se == pytest.approx(LASSO["lambda_1se"])
@@ -191,7 +191,7 @@ def test_lasso_cox_matches_glmnet_at_fixed_lambdas():
         _, b = lasso_fit(X, lam=lam_k, kind="cox", time=d.time, event=d.status)
         theirs = np.array([ref[key][c] for c in cols])
         assert ((b == 0) == (theirs == 0)).all()  # the same selected set
-        # The objective is flat near the optimum: glmnet stops at its tolerance, skglm goes
+        # The objective is flat near the optimum: glmnet stops at its tolerance, the exact solver goes
         # further, so coefficients agree to 2e-4 and our objective is never higher.
         assert b == pytest.approx(theirs, abs=2e-4)
         assert objective(b, lam_k) <= objective(theirs, lam_k) + 1e-12

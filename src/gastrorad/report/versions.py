@@ -7,7 +7,7 @@ import sys
 from importlib import metadata
 
 PACKAGES = ("gastrorad", "numpy", "scipy", "pandas", "SimpleITK", "pydicom", "highdicom", "torch", "monai",
-            "lightning", "torchsurv", "scikit-learn", "statsmodels", "lifelines", "skglm", "matplotlib")
+            "lightning", "torchsurv", "scikit-learn", "statsmodels", "lifelines", "numba", "matplotlib")
 
 
 def software_versions() -> dict[str, str]:
