@@ -18,10 +18,12 @@ from gastrorad.data.tables import load_clinical, read_table, sheet_row
 from gastrorad.data.validate import validate_study
 from gastrorad.errors import InputError
 from gastrorad.studyinit import init_study
+from gastrorad.studyinit.detect import patch_side
 
 runner = CliRunner()
 SPACING = (0.8, 0.8, 2.5)
 SIZE = (64, 64, 10)  # x, y, z
+FOV_MM = float(int(SIZE[0] * SPACING[0]))  # the images' in-plane field of view, whole mm
 
 
 def _write(arr: np.ndarray, path: Path) -> None:
@@ -127,7 +129,8 @@ def test_init_soft_tissue_csv_binary_two_centres(soft_study):
     assert study["preprocess"]["window"] == {"low": -350, "high": 450}              # soft tissue: the recipe's
     p90 = extent_p90([6.0 + i for i in range(1, 13)])
     side = study["preprocess"]["patch"]["side_mm"]
-    assert 1.5 * p90 <= side <= 2 * p90
+    assert 1.5 * p90 <= patch_side(p90) <= 2 * p90
+    assert side == min(patch_side(p90), FOV_MM)  # never wider than the images (51 mm here): that would be padding
     assert study["profiles"]["fast"]["preprocess"]["patch"]["side_mm"] == side
     text = (out / "study.yaml").read_text()
     assert "# binary, label response: a 0/1 column named 'response'" in text
@@ -189,7 +192,7 @@ def test_init_lung_xlsx_survival_lesion_level(tmp_path):
     assert len(l05) == 3 and l05["age"].nunique() == 1                                 # the row copied per lesion
     side = study["preprocess"]["patch"]["side_mm"]
     p90 = extent_p90([3.0 + 0.5 * j for k in lesions.values() for j in range(k)])
-    assert 1.5 * p90 <= side <= 2 * p90
+    assert 1.5 * p90 <= side <= 2 * p90 and side < FOV_MM
     if "patient_column" in DataConfig.model_fields:  # the lesion-level key of the study file
         assert res.exit_code == 0, res.output
         cfg = load_study(out / "study.yaml")
@@ -300,3 +303,13 @@ def test_read_table_xlsx_header_must_be_on_row_one(tmp_path):
     pd.DataFrame({"patient_id": ["P1"], "label": [1]}).to_excel(path, index=False, startrow=2)
     with pytest.raises(InputError, match="header .* must be on row 1; the first filled row is 3"):
         read_table(path)
+
+
+def test_images_that_are_not_hu_get_their_own_value_range_as_window():
+    """AdrenalMNIST3D's 0/255 shape volumes: a HU window (-350..450) would map them to 0.44/0.76."""
+    from gastrorad.studyinit.detect import RoiStats, choose_window
+    stats = RoiStats(extents=[40.0, 45.0], air_share=[0.0, 0.0], surround_median=[0.0, 0.0],
+                     not_hu=["no negative values (0..255)"] * 2, value_range=[(0.0, 255.0), (0.0, 255.0)],
+                     image_extent_mm=[64.0, 64.0], measured=2, total=2)
+    window, choice = choose_window(stats, {"low": -350, "high": 450})
+    assert window == {"low": 0.0, "high": 255.0} and "own value range" in choice.why

@@ -111,8 +111,10 @@ def load_evaluation_frame(cfg: StudyConfig) -> EvaluationFrame:
                 else:
                     try:
                         part["prob"], refits[name] = signature_probabilities(d, cfg.outcome.label, name)
-                    except ValueError as exc:  # a constant signature (e.g. LASSO kept no feature)
-                        part["prob"], refits[name] = np.nan, f"no probability: {exc}"
+                    except ValueError:  # a constant signature (its LASSO kept no feature): nothing to evaluate
+                        refits[name] = "not evaluated: constant on training (its LASSO kept no feature)"
+                        del cutoffs[name]
+                        continue
             parts.append(part)
             models.append(name)
     fusion_models = list(dict.fromkeys(preds.model))

@@ -341,6 +341,8 @@ def _preprocess(study: dict, comments: dict, manifest: pd.DataFrame, stats: dete
         return
     p90 = float(np.percentile(stats.extents, 90))
     side = detect.patch_side(p90)
+    if stats.image_extent_mm and side > min(stats.image_extent_mm):  # a patch wider than the image is padding
+        side = float(np.floor(min(stats.image_extent_mm)))
     sample = f"{stats.measured} of {stats.total} ROIs" if stats.measured < stats.total else f"{stats.measured} ROIs"
     why = (f"about 1.75x the 90th-percentile largest in-plane ROI extent, {p90:.1f} mm (median "
            f"{float(np.median(stats.extents)):.1f} mm, {sample} measured)")

@@ -245,13 +245,16 @@ class RoiStats:
     air_share: list[float] = field(default_factory=list)
     surround_median: list[float] = field(default_factory=list)
     not_hu: list[str] = field(default_factory=list)
+    value_range: list[tuple[float, float]] = field(default_factory=list)  # each image's (min, max)
+    image_extent_mm: list[float] = field(default_factory=list)  # each image's smaller in-plane field of view
     measured: int = 0
     total: int = 0
     problems: list[Problem] = field(default_factory=list)
 
 
-def measure_roi(image_ref: str, mask_ref: str, margin_mm: float = 10.0) -> tuple[float, float, float, str | None]:
-    """(largest in-plane extent in mm, share of the surroundings below -500 HU, their median, not-HU reason)."""
+def measure_roi(image_ref: str, mask_ref: str, margin_mm: float = 10.0) -> tuple:
+    """(largest in-plane extent in mm, share of the surroundings below -500 HU, their median, not-HU reason,
+    the image's (min, max) value, its smaller in-plane field of view in mm)."""
     from gastrorad.io.images import read_image
     from gastrorad.io.masks import read_mask
     image = read_image(image_ref)
@@ -269,7 +272,9 @@ def measure_roi(image_ref: str, mask_ref: str, margin_mm: float = 10.0) -> tuple
            slice(max(xs.min() - mx, 0), xs.max() + mx + 1))
     around = arr[box][~mask[box]]
     around = around if around.size else arr[box].ravel()
-    return (float(extent), float(np.mean(around < -500)), float(np.median(around)), not_hu_reason(arr))
+    fov = float(min(image.GetSize()[0] * sx, image.GetSize()[1] * sy))
+    return (float(extent), float(np.mean(around < -500)), float(np.median(around)), not_hu_reason(arr),
+            (float(arr.min()), float(arr.max())), fov)
 
 
 def not_hu_reason(arr: np.ndarray) -> str | None:
@@ -305,7 +310,9 @@ def measure_rois(pairs: list[tuple[str, str]], *, max_rois: int = 40, workers: i
             if isinstance(res, list):
                 stats.problems += res
                 continue
-            extent, air, median, not_hu = res
+            extent, air, median, not_hu, value_range, fov = res
+            stats.value_range.append(value_range)
+            stats.image_extent_mm.append(fov)
             stats.extents.append(extent)
             stats.air_share.append(air)
             stats.surround_median.append(median)
@@ -327,10 +334,14 @@ def choose_window(stats: RoiStats, recipe_window: dict | None) -> tuple[dict, Ch
     if not stats.measured:
         return recipe_window, Choice("preprocess.window", _fmt_window(recipe_window), "the recipe's (no ROI measured)")
     n = stats.measured
-    if len(stats.not_hu) * 2 > n:
-        return recipe_window, Choice("preprocess.window", _fmt_window(recipe_window),
-                                     f"the recipe's, BUT {len(stats.not_hu)} of {n} images do not look like CT in "
-                                     f"HU: {stats.not_hu[0]}; a HU window will not fit them")
+    if len(stats.not_hu) * 2 > n:  # not HU: the images' own value range, so nothing is clipped
+        lo = min(v[0] for v in stats.value_range)
+        hi = max(v[1] for v in stats.value_range)
+        hi = hi if hi > lo else lo + 1.0
+        own = {"low": lo, "high": hi}
+        return own, Choice("preprocess.window", _fmt_window(own),
+                           f"the images' own value range: {len(stats.not_hu)} of {n} images do not look like CT in "
+                           f"HU ({stats.not_hu[0]}), so a HU window would clip them")
     air = float(np.median(stats.air_share))
     med = float(np.median(stats.surround_median))
     where = (f"median share of voxels below -500 HU within 10 mm around the ROIs {air:.0%} (median {med:.0f} HU, "
