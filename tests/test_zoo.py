@@ -101,6 +101,15 @@ def test_image_only_single_centre_no_center_column(zoo, tmp_path):
     assert tr.loc["image", "auc_or_c"] == pytest.approx(tr.loc["Deep signature (venous)", "auc_or_c"], abs=1e-12)
     html = (cfg.output_dir / "report.html").read_text()
     assert "rad_venous" not in html.split("Resolved study file")[0]
+    # a handcrafted LASSO that keeps no feature (constant signature) is left out with its reason; the
+    # comparisons fall back to the first model instead of failing on a reference that has no scores
+    from gastrorad.evaluation import evaluate_study
+    sig = pd.read_csv(cfg.output_dir / "signatures.csv")
+    sig.assign(hcr_venous=-0.5).to_csv(cfg.output_dir / "signatures.csv", index=False)
+    res = evaluate_study(cfg, figures=False)
+    assert "Handcrafted radiomics signature (venous)" not in res.metrics["models"]
+    assert res.metrics["reference_model"] == "Deep signature (venous)"
+    assert "constant" in res.metrics["signature_probabilities"]["Handcrafted radiomics signature (venous)"]
 
 
 def test_cohorts_by_column_survival_two_phases(zoo, tmp_path):
