@@ -26,7 +26,7 @@ def _check(paths):
     assert png.suffix == ".png" and svg.suffix == ".svg"
     img = np.asarray(Image.open(png).convert("L"))
     assert img.shape[0] > 300 and img.std() > 10  # a real drawing, not a blank canvas
-    assert "<svg" in svg.read_text()[:500]
+    assert "<svg" in svg.read_text(encoding="utf-8")[:500]  # SVG is UTF-8 XML, whatever the locale
 
 
 def test_binary_figures(tmp_path, binary):

@@ -220,7 +220,7 @@ def demo(
     t0 = time.perf_counter()
     cohort = out / "s1_cohort"
     stamp = cohort / "synth.json"
-    previous = json.loads(stamp.read_text()) if stamp.exists() else {}
+    previous = json.loads(stamp.read_text(encoding="utf-8")) if stamp.exists() else {}
     if previous.get("n") == n and previous.get("seed") == seed and previous.get("kind") == "s1":
         console.print(f"synthetic cohort: reusing {cohort.resolve()}")
     else:

@@ -111,7 +111,7 @@ def is_fresh(stage: Stage, cfg: StudyConfig, key: str) -> bool:
     path = _stamp_path(cfg, stage.name)
     if not path.exists():
         return False
-    stamp = json.loads(path.read_text())
+    stamp = json.loads(path.read_text(encoding="utf-8"))
     if stamp.get("key") != key:
         return False
     for rel, digest in stamp.get("outputs", {}).items():
@@ -181,7 +181,7 @@ def _checkpoints(cfg: StudyConfig) -> list[Path]:
     p = _models_json(cfg)
     if not p.exists():
         return []
-    meta = json.loads(p.read_text())
+    meta = json.loads(p.read_text(encoding="utf-8"))
     if _longitudinal(cfg):
         return [Path(c) for paths in meta.values() for c in paths]
     return [Path(c) for c in meta["checkpoints"]]
@@ -408,7 +408,7 @@ def _run_stages(cfg: StudyConfig, start, only, force, log, status: dict[str, str
             log(f"  {stage.name:<17} done in {seconds:.1f} s")
     finally:
         run_json = cfg.output_dir / "run.json"
-        previous = json.loads(run_json.read_text()) if run_json.exists() else {}
+        previous = json.loads(run_json.read_text(encoding="utf-8")) if run_json.exists() else {}
         history = previous.get("history", []) + [{"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": status,
                                                   "seconds": times,
                                                   "total_seconds": round(time.perf_counter() - t_all, 2)}]

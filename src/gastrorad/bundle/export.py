@@ -45,7 +45,7 @@ def export_bundle(cfg: StudyConfig, folder: Path | None = None) -> Path:
     fit_path = out / "models" / "fit.json"
     if not fit_path.exists():
         raise InputError(Problem(str(fit_path), "no fitted models: run `gastrorad fit` first"))
-    fit = json.loads(fit_path.read_text())
+    fit = json.loads(fit_path.read_text(encoding="utf-8"))
     tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -56,13 +56,13 @@ def export_bundle(cfg: StudyConfig, folder: Path | None = None) -> Path:
     if signature == "none":  # a clinical-only study: no network, no patches
         pass
     elif signature == "longitudinal":  # S3: the first seed's LDLM (and TDLM), whose scores the fusion models use
-        meta = json.loads((out / "models" / "longitudinal.json").read_text())
+        meta = json.loads((out / "models" / "longitudinal.json").read_text(encoding="utf-8"))
         weights = []
         for which, paths in meta.items():
             shutil.copy2(paths[0], tmp / "weights" / f"{which}.pt")
             weights.append(f"weights/{which}.pt")
     elif signature == "dl_probability":
-        meta = json.loads((out / "models" / "models.json").read_text())
+        meta = json.loads((out / "models" / "models.json").read_text(encoding="utf-8"))
         weights = []
         for i, ck in enumerate(meta["checkpoints"]):
             name = f"weights/model{i}.pt"
@@ -135,7 +135,7 @@ def model_card(cfg: StudyConfig, fit: dict) -> dict:
     out = cfg.output_dir
     o = cfg.outcome
     metrics_path = out / "metrics" / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
     tables = metrics.get("tables", {})
     keep = set(fit["models"]) | set(fit.get("signature_columns", []))
     perf = [{k: _finite(r.get(k)) for k in ("cohort", "model", "n", "auc_or_c", "lower", "upper")}
@@ -200,7 +200,7 @@ def load_bundle(folder: str | Path) -> tuple[dict, StudyConfig]:
     folder = path.parent
     if not path.exists():
         raise InputError(Problem(str(path), "not a gastrorad bundle (no bundle.json)"))
-    manifest = json.loads(path.read_text())
+    manifest = json.loads(path.read_text(encoding="utf-8"))
     if manifest.get("gastrorad_bundle") != BUNDLE_FORMAT:
         raise InputError(Problem(str(path), f"unsupported bundle format {manifest.get('gastrorad_bundle')}"))
     problems = []
@@ -227,7 +227,7 @@ def load_bundle(folder: str | Path) -> tuple[dict, StudyConfig]:
             problems.append(Problem(str(p), "bundle file changed since export (SHA-256 differs)"))
     if problems:
         raise InputError(problems)
-    raw = yaml.safe_load((folder / "study.yaml").read_text())
+    raw = yaml.safe_load((folder / "study.yaml").read_text(encoding="utf-8"))
     raw["data"] = {"manifest": "manifest.csv", "clinical": "clinical.csv"}
     cfg = StudyConfig.model_validate({**raw, "base_dir": folder})
     return manifest, cfg

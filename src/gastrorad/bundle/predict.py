@@ -248,7 +248,7 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
     info, cfg = load_bundle(bundle)
     bundle = Path(bundle)
     folder = bundle if bundle.is_dir() else bundle.parent
-    fit = json.loads((folder / "fit.json").read_text())
+    fit = json.loads((folder / "fit.json").read_text(encoding="utf-8"))
     if not fit.get("models"):
         skipped = fit.get("selection", {}).get("skipped_models", {})
         why = "; ".join(f"{m}: {r}" for m, r in skipped.items()) or "none was fitted"
@@ -319,7 +319,7 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
         else:
             from gastrorad.dl.features import extract_features
             net = load_checkpoint(weights[0])
-            sinfo = json.loads((folder / "signatures.json").read_text())
+            sinfo = json.loads((folder / "signatures.json").read_text(encoding="utf-8"))
             sig = None
             for phase, ph in sinfo["phases"].items():
                 f = extract_features(cfg, net, phase=phase)

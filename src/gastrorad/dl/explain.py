@@ -96,7 +96,7 @@ def explain_study(cfg, *, checkpoint: str | Path | None = None, limit: int = 12,
     from gastrorad.io.compute import Compute, map_patients
 
     if checkpoint is None:
-        checkpoint = json.loads((model_dir(cfg) / "models.json").read_text())["checkpoints"][0]
+        checkpoint = json.loads((model_dir(cfg) / "models.json").read_text(encoding="utf-8"))["checkpoints"][0]
     samples = load_sample_table(cfg)
     out_dir = cfg.output_dir / "explain"
     first = samples.frame.drop_duplicates("patient_id")

@@ -77,7 +77,7 @@ def score_study(cfg: StudyConfig, *, phase: str | None = None, checkpoints: list
     from models fitted on training only; binary scores are probabilities."""
     samples = load_sample_table(cfg, phase)
     if checkpoints is None:
-        meta = json.loads((model_dir(cfg) / "models.json").read_text())
+        meta = json.loads((model_dir(cfg) / "models.json").read_text(encoding="utf-8"))
         checkpoints = [Path(p) for p in meta["checkpoints"]]
     preds = np.mean([predict_samples(load_checkpoint(p), samples.frame, samples.kind, cfg) for p in checkpoints], axis=0)
     frame = samples.frame.assign(score=1 / (1 + np.exp(-preds)) if samples.kind == "binary" else preds)

@@ -78,7 +78,7 @@ def load_evaluation_frame(cfg: StudyConfig) -> EvaluationFrame:
     path = out / "predictions.csv"
     if not path.exists():
         raise InputError(Problem(str(path), "no predictions: run `gastrorad fit` first"))
-    fit = json.loads((out / "models" / "fit.json").read_text())
+    fit = json.loads((out / "models" / "fit.json").read_text(encoding="utf-8"))
     preds = pd.read_csv(path, dtype={"patient_id": str})
     clinical = _clinical_with_cohorts(cfg)
     kind = cfg.outcome.kind

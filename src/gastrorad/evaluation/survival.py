@@ -22,7 +22,7 @@ from gastrorad.stats.survival import (observed_expected, risk_groups, survival_c
 
 def predicted_survival(cfg, model: str, lp: np.ndarray, horizon: float) -> np.ndarray | None:
     """S(t | x) = S0(t) ^ exp(lp) of a fitted Cox fusion model (None for other models)."""
-    fit = json.loads((cfg.output_dir / "models" / "fit.json").read_text())
+    fit = json.loads((cfg.output_dir / "models" / "fit.json").read_text(encoding="utf-8"))
     spec = fit.get("models", {}).get(model)
     if not spec or spec["kind"] != "cox" or str(float(horizon)) not in spec.get("baseline_survival", {}):
         return None

@@ -93,9 +93,9 @@ class _Report:
         path = self.out / "metrics" / "metrics.json"
         if not path.exists():
             raise InputError(Problem(str(path), "no metrics: run `gastrorad evaluate` first"))
-        self.m = json.loads(path.read_text())
+        self.m = json.loads(path.read_text(encoding="utf-8"))
         fit_path = self.out / "models" / "fit.json"
-        self.fit = json.loads(fit_path.read_text()) if fit_path.exists() else {}
+        self.fit = json.loads(fit_path.read_text(encoding="utf-8")) if fit_path.exists() else {}
         self.sections: list[tuple[str, str, str]] = []  # (anchor, title, body)
 
     def table(self, name: str) -> pd.DataFrame:
@@ -212,7 +212,7 @@ class _Report:
         how = ""
         settings = self.out / "radiomics.json"
         if settings.exists():
-            r = json.loads(settings.read_text())
+            r = json.loads(settings.read_text(encoding="utf-8"))
             how = f"; {r['features']}: {r['why']}; {r['library']}, bin width {r['settings']['bin_width']:g} HU"
         rows = [f"<table><caption>Deep signature vs the handcrafted radiomics reference (IBSI features of the same "
                 f"ROI{html.escape(how)}; LASSO on training): {stat} and {html.escape(test)}</caption><thead><tr>",
@@ -359,7 +359,7 @@ class _Report:
 
     def versions(self) -> None:
         v = software_versions()
-        cfg_text = (self.out / "config.resolved.yaml").read_text() if (self.out / "config.resolved.yaml").exists() \
+        cfg_text = (self.out / "config.resolved.yaml").read_text(encoding="utf-8") if (self.out / "config.resolved.yaml").exists() \
             else ""
         body = _table(pd.DataFrame(sorted(v.items()), columns=["package", "version"]), "Software versions")
         body += f"<p>Seed: {self.cfg.seed}. Profile: {html.escape(str(self.cfg.profile or 'none'))}.</p>"
@@ -391,7 +391,7 @@ def stage_warnings(output_dir: Path) -> list[dict]:
     stamps = []
     for path in (Path(output_dir) / ".run").glob("*.json"):
         try:
-            stamps.append(json.loads(path.read_text()))
+            stamps.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError):
             continue
     stamps.sort(key=lambda st: st.get("finished", ""))

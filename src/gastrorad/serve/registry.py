@@ -82,12 +82,12 @@ def load_models(bundles: list[str | Path]) -> dict[str, ServedModel]:
         folder = Path(b) if Path(b).is_dir() else Path(b).parent
         folder = folder.resolve()
         digest = file_hash(folder / "bundle.json")
-        fit = json.loads((folder / "fit.json").read_text())
+        fit = json.loads((folder / "fit.json").read_text(encoding="utf-8"))
         if not fit.get("models"):
             problems.append(Problem(str(folder / "fit.json"), "this bundle holds no fitted model, so there is "
                                     "nothing to serve (see the run's report for why)"))
             continue
-        card = json.loads((folder / "card.json").read_text()) if "card.json" in info.get("files", {}) else {}
+        card = json.loads((folder / "card.json").read_text(encoding="utf-8")) if "card.json" in info.get("files", {}) else {}
         sig_cols = set(info["signature_columns"])
         calc = [k for k, v in fit["models"].items() if not set(v["columns"]) & sig_cols]
         mid = f"{info['study']}-{digest[:8]}"

@@ -64,7 +64,7 @@ def explain_longitudinal(cfg, *, limit: int = 6) -> pd.DataFrame:
     from gastrorad.dl.longitudinal.train import _clinical, load_two_level, sequences
     from gastrorad.figures.style import save_figure, styled
     lc = cfg.longitudinal
-    meta = json.loads((cfg.output_dir / "models" / "longitudinal.json").read_text())
+    meta = json.loads((cfg.output_dir / "models" / "longitudinal.json").read_text(encoding="utf-8"))
     net, _ = load_two_level(cfg, meta["ldlm"][0])
     clinical = _clinical(cfg)
     seq = sequences(cfg, "ldlm", clinical)

@@ -181,7 +181,7 @@ def train_longitudinal(cfg: StudyConfig, *, progress: bool = False) -> dict:
 def score_longitudinal(cfg: StudyConfig) -> pd.DataFrame:
     """``dl_scores.csv`` of S3: one column per model and follow-up setting (first seed), the
     per-seed scores in ``longitudinal_seeds.csv`` and attention in ``attention.csv``."""
-    meta = json.loads((cfg.output_dir / "models" / "longitudinal.json").read_text())
+    meta = json.loads((cfg.output_dir / "models" / "longitudinal.json").read_text(encoding="utf-8"))
     clinical = _clinical(cfg)
     table = clinical[["patient_id", "cohort"]].copy()
     per_seed, attention = [], []
