@@ -191,6 +191,11 @@ def _validate(cfg):
     from gastrorad.data import validate_study
     rep = validate_study(cfg)
     rep.raise_if_errors()
+    warned = [p for p in rep.problems if p.severity == "warning"]
+    for p in warned[:10]:  # e.g. too few events per variable, ROIs that do not suit the patch side
+        _printer(f"    validate: {p}")
+    if len(warned) > 10:
+        _printer(f"    validate: {len(warned) - 10} more warning(s) in validation.json")
     atomic_write_text(cfg.output_dir / "validation.json",
                       json.dumps({"ok": rep.ok, "problems": [p.__dict__ for p in rep.problems]}, indent=2, default=str))
 

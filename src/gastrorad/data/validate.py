@@ -209,8 +209,9 @@ def _check_events_per_variable(clinical: pd.DataFrame, cfg: StudyConfig, source:
     what = "patients in the rarer outcome class" if out.kind == "binary" else "events"
     return [Problem(source, f"{events} {what} in training for up to {k} candidate variables of model '{worst}' "
                             f"({events / k:.1f} per variable; at least {MIN_EVENTS_PER_VARIABLE} is the usual rule): "
-                            "expect overfitting or separation (fits that warn and coefficients that run off); "
-                            "use fewer clinical variables or a screen (clinical.selection)",
+                            "expect overfitting or separation (fits that warn and coefficients that run off)"
+                            + ("; use fewer clinical variables or a screen (clinical.selection)"
+                               if "clinical" in cfg.fusion.models[worst] else ""),
                     column=col, severity="warning")]
 
 
