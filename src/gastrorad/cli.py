@@ -474,57 +474,6 @@ def predict(bundle: Path = typer.Argument(..., help="Model bundle folder (<run>/
                   f"{(res.folder / 'predictions.csv').resolve()}")
 
 
-@app.command()
-def serve(bundles: Optional[list[Path]] = typer.Argument(None, help="Model bundle folder(s) to serve side by side."),
-          host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
-          port: int = typer.Option(8000, help="Port."),
-          state: Optional[Path] = typer.Option(None, help="State folder: database, job folders "
-                                               "(default ~/.gastrorad/serve or $GASTRORAD_SERVE_STATE)."),
-          database: Optional[str] = typer.Option(None, help="SQLAlchemy database URL (default: SQLite in the state "
-                                                 "folder; e.g. postgresql+psycopg://user@host/gastrorad)."),
-          create_token: Optional[str] = typer.Option(None, "--create-token", metavar="NAME",
-                                                     help="Create an API token for NAME, print it once, and exit."),
-          workers: int = typer.Option(2, help="Image jobs running at once."),
-          max_upload_mb: float = typer.Option(512.0, help="Largest request body (MB)."),
-          retain_uploads: bool = typer.Option(False, help="Keep uploaded images after their job ends.")) -> None:
-    """Serve locked model bundles: web page and REST API (OpenAPI at /api/v1/openapi.json).
-
-    Python: gastrorad.serve.create_app.
-    """
-    from gastrorad.serve.settings import ServeSettings, default_state_dir
-    settings = ServeSettings(state_dir=(state or default_state_dir()).resolve(), database_url=database,
-                             workers=workers, max_upload_mb=max_upload_mb, retain_uploads=retain_uploads)
-    _output[:] = [settings.state_dir]
-    if create_token is not None:
-        from gastrorad.serve.store import Store
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            token = Store(settings.db_url).create_token(create_token)
-        except ValueError as exc:
-            raise InputError(Problem("--create-token", str(exc))) from None
-        console.print(f"API token for '{create_token}' (shown once; only its hash is stored):")
-        console.print(token, highlight=False, soft_wrap=True)
-        return
-    if not bundles:
-        raise InputError(Problem("BUNDLE", "give at least one bundle folder to serve (or --create-token NAME)"))
-    try:
-        import uvicorn
-
-        from gastrorad.serve import create_app
-    except ImportError as exc:
-        raise InputError(Problem("gastrorad serve", f"the serve extra is not installed ({exc.name} missing): "
-                                 "pip install 'gastrorad[serve]'")) from None
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        err.print(f"[yellow]warning:[/yellow] listening on {host}, not loopback: put the server behind TLS "
-                  "(a reverse proxy) so tokens and images do not cross the network in clear", highlight=False)
-    web = create_app(bundles, settings)
-    for m in web.state.models.values():
-        console.print(f"serving {m.id} ({m.folder})", highlight=False, soft_wrap=True)
-    console.print(f"page: http://{host}:{port}/   API: http://{host}:{port}/api/v1 (state in {settings.state_dir})",
-                  highlight=False, soft_wrap=True)
-    uvicorn.run(web, host=host, port=port, log_level="info", server_header=False)
-
-
 _output: list[Path] = []  # the output folder of the running command, named when a write fails without a path
 
 _STORAGE_HINTS = {
@@ -577,9 +526,10 @@ def _guarded(fn):
     return wrapper
 
 
-from gastrorad import cli_init  # noqa: E402  (``gastrorad init``, kept in its own module)
+from gastrorad import cli_init, cli_serve  # noqa: E402  (``gastrorad init`` and ``serve``, in their own modules)
 
 cli_init.register(app)
+cli_serve.register(app)
 
 for _info in app.registered_commands:
     _info.callback = _guarded(_info.callback)

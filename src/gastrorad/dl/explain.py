@@ -69,7 +69,7 @@ def save_overlay(image: np.ndarray, cam: np.ndarray, path: str | Path, *, mask: 
         ax.imshow(cam, cmap="jet", alpha=0.35, vmin=0, vmax=1)
         if mask is not None and mask.any():
             ax.contour(mask, [0.5], colors="white", linewidths=0.8)
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=8, parse_math=False)  # study IDs are drawn as typed, never as math
         ax.axis("off")
         return fig
 

@@ -21,27 +21,48 @@ from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import TEMP_PREFIX
 
 
-@contextlib.contextmanager
-def run_folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
-    """Hold the exclusive lock of run folder ``folder``; InputError naming the holder if taken."""
-    folder = Path(folder)
-    (folder / ".run").mkdir(parents=True, exist_ok=True)
-    path = folder / ".run" / "lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+class ProcessLock:
+    """An exclusive ``flock`` on ``path`` holding this process's PID; :meth:`acquire` returns
+    None when taken, or the PID written by the process that holds it."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def acquire(self) -> str | None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise InputError(Problem(str(folder), f"another gastrorad process (PID {holder}) is writing to this run "
-                                     "folder; wait for it to finish, or give this run another output folder"
-                                     )) from None
+            os.close(fd)
+            return holder
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the lock
+            self._fd = None
+
+
+@contextlib.contextmanager
+def run_folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
+    """Hold the exclusive lock of run folder ``folder``; InputError naming the holder if taken."""
+    folder = Path(folder)
+    lock = ProcessLock(folder / ".run" / "lock")
+    holder = lock.acquire()
+    if holder is not None:
+        raise InputError(Problem(str(folder), f"another gastrorad process (PID {holder}) is writing to this run "
+                                 "folder; wait for it to finish, or give this run another output folder"))
+    try:
         remove_stale_temporaries(folder)
-        yield path
+        yield lock.path
     finally:
-        os.close(fd)  # closing releases the lock
+        lock.release()
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:

@@ -2,18 +2,23 @@
 ``/api/v1/openapi.json``), the page at ``/``.
 
 Every endpoint but ``/api/v1/health``, the page shell and its static files needs
-``Authorization: Bearer <token>`` (tokens made by ``gastrorad serve --create-token NAME``).
+``Authorization: Bearer <token>`` (tokens made by ``gastrorad serve --create-token NAME``),
+checked by :class:`gastrorad.serve.security.Guard` before any body is read. One server per
+state folder: a second one on the same folder stops at start, naming the PID of the first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
+import weakref
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -23,14 +28,15 @@ from starlette.datastructures import UploadFile
 from gastrorad import __version__
 from gastrorad.errors import InputError, Problem
 from gastrorad.io.hashing import file_hash
+from gastrorad.io.lock import ProcessLock
 from gastrorad.io.safe_paths import id_problem
 from gastrorad.serve.calculator import calculate, clinical_frame
 from gastrorad.serve.figures import nomogram_png, summary_png
 from gastrorad.serve.jobs import JobInputs, JobRunner, Upload, upload_suffix
 from gastrorad.serve.registry import ServedModel, load_models
-from gastrorad.serve.security import BodyLimit, SecurityHeaders
+from gastrorad.serve.security import MAX_ECHO, Guard, JSONRefused, shorten, strict_json
 from gastrorad.serve.settings import ServeSettings
-from gastrorad.serve.store import Store
+from gastrorad.serve.store import Store, read_json
 
 PAGE = Path(__file__).parent / "page"
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
@@ -45,8 +51,42 @@ class CalculateRequest(BaseModel):
 
 
 def _problems_json(problems) -> list[dict]:
-    return [{"file": p.file, "row": p.row, "column": p.column, "reason": p.reason, "severity": p.severity}
-            for p in problems]
+    """Problems as JSON, with the user's own text (field names, values) cut to a readable length."""
+    return [{"file": shorten(p.file), "row": p.row, "column": shorten(p.column) if p.column else p.column,
+             "reason": shorten(p.reason, 1000), "severity": p.severity} for p in problems]
+
+
+_UPLOAD_PATH = re.compile(rf"^{API}/models/[^/]+/(jobs|batch)$")
+
+
+class _GuardedApp(FastAPI):
+    """FastAPI whose whole middleware stack, Starlette's 500 handler included, runs inside
+    :class:`Guard`, so every response carries the security headers."""
+
+    guard_options: dict = {}
+
+    def build_middleware_stack(self):
+        return Guard(super().build_middleware_stack(), **self.guard_options)
+
+
+def parse_clinical(text: str, source: str = "clinical") -> dict:
+    """The ``clinical`` form field of an image job: a flat JSON object of finite numbers,
+    strings or nulls (InputError naming the field otherwise)."""
+    if len(text) > 64_000:
+        raise InputError(Problem(source, f"{len(text)} characters; a clinical record is at most 64,000"))
+    try:
+        values = strict_json(text or "{}")
+    except JSONRefused as exc:
+        raise InputError(Problem(source, str(exc))) from None
+    except ValueError:
+        raise InputError(Problem(source, "must be a JSON object: variable -> value")) from None
+    if not isinstance(values, dict):
+        raise InputError(Problem(source, "must be a JSON object: variable -> value"))
+    bad = [k for k, v in values.items() if not (v is None or isinstance(v, (str, int, float)))]
+    if bad:
+        raise InputError([Problem(source, "a value must be a number, a text or null, not a list or an object",
+                                  column=k) for k in bad])
+    return values
 
 
 def _warm_up() -> None:
@@ -60,9 +100,20 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
     settings = settings or ServeSettings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     models: dict[str, ServedModel] = load_models(bundles)
-    store = Store(settings.db_url)
-    store.fail_interrupted()
-    runner = JobRunner(store, settings)
+    lock = ProcessLock(settings.state_dir / "serve.lock")
+    holder = lock.acquire()
+    if holder is not None:
+        raise InputError(Problem(str(settings.state_dir), f"another gastrorad serve (PID {holder}) uses this state "
+                                 "folder; stop it first, or give this server its own folder (--state)"))
+    try:
+        store = Store(settings.db_url)
+        store.fail_interrupted()
+        runner = JobRunner(store, settings)
+        runner.sweep()  # a killed server's uploads and working files go now
+        runner.expire()
+    except BaseException:
+        lock.release()
+        raise
 
     @asynccontextmanager
     async def lifespan(app):
@@ -72,16 +123,24 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
         torch.set_num_threads(max(1, settings.threads_per_job))
         # the first image job would otherwise pay for importing the imaging and network code
         threading.Thread(target=_warm_up, daemon=True).start()
+        runner.start_retention()
         yield
         runner.shutdown()
+        lock.release()
 
-    app = FastAPI(title="gastrorad serve", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None, description=__doc__)
+    app = _GuardedApp(title="gastrorad serve", version=__version__, lifespan=lifespan, docs_url=None,
+                      redoc_url=None, openapi_url=None, description=__doc__)
+    app.guard_options = {"store": store, "upload_limit": int(settings.max_upload_mb * 1e6),
+                         "json_limit": int(settings.max_json_kb * 1e3), "upload_paths": _UPLOAD_PATH.match}
     app.state.models, app.state.store, app.state.runner, app.state.settings = models, store, runner, settings
+    app.state.lock = lock
+    weakref.finalize(app, lock.release)  # an app dropped without its lifespan still frees the folder
     bearer = HTTPBearer(auto_error=False)
 
-    def user(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
-        name = store.token_name(cred.credentials) if cred and cred.credentials else None
+    def user(request: Request, cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+        """The token's name, found by the Guard before the body was read (the bearer scheme
+        is declared here for the OpenAPI schema)."""
+        name = getattr(request.state, "user", None)
         if name is None:
             raise HTTPException(401, "a valid API token is required (Authorization: Bearer <token>; "
                                      "create one with `gastrorad serve --create-token NAME`)",
@@ -101,8 +160,21 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError):
-        return JSONResponse({"detail": "; ".join(f"{p.column or p.file}: {p.reason}" for p in exc.problems[:5]),
-                             "problems": _problems_json(exc.problems)}, status_code=422)
+        problems = _problems_json(exc.problems)
+        return JSONResponse({"detail": "; ".join(f"{p['column'] or p['file']}: {p['reason']}" for p in problems[:5]),
+                             "problems": problems}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        """FastAPI's 422, with the offending input cut short (a 1 MB field is not echoed back)."""
+        errors = []
+        for e in exc.errors():
+            e = {k: v for k, v in e.items() if k in ("type", "loc", "msg", "input")}
+            if "input" in e:
+                e["input"] = shorten(json.dumps(e["input"], default=str), MAX_ECHO)
+            e["loc"] = [shorten(x, 80) if isinstance(x, str) else x for x in e.get("loc", [])]
+            errors.append(e)
+        return JSONResponse({"detail": errors}, status_code=422)
 
     # ---- open endpoints --------------------------------------------------------------------
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
@@ -142,7 +214,7 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
         return Response(png, media_type="image/png")
 
     @app.post(f"{API}/models/{{mid}}/calculate", tags=["predict"])
-    def calculate_endpoint(mid: str, body: CalculateRequest, who: str = Depends(user)):
+    def calculate_endpoint(mid: str, body: CalculateRequest, request: Request, who: str = Depends(user)):
         """Nomogram calculator: the scores of the models that need no image, from clinical values
         alone (the numbers `gastrorad predict` gives), flags for values outside the training
         range, and the nomogram points of the clinical axes."""
@@ -153,6 +225,7 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
         except InputError as exc:
             store.audit(who, "calculate", model=model.id, bundle_hash=model.bundle_hash,
                         input_hashes={"values": digest}, outcome=f"refused: {len(exc.problems)} problem(s)")
+            request.state.audited = True
             raise
         result["values"] = body.values
         jid = store.add_calculation(model.id, model.bundle_hash, who, body.patient_id, result, {"values": digest})
@@ -175,6 +248,34 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
             uploads[key] = Upload(key, value.filename or "", dest)
             hashes[key] = await run_in_threadpool(file_hash, dest)
         return uploads, hashes
+
+    async def _save_or_fail(form, jid: str, allowed, check=None):
+        """Save a job's uploads; on any failure the job is marked failed (its queue slot freed)
+        with the reason, its folder removed, and the request refused."""
+        try:
+            uploads, hashes = await _save_uploads(form, jid, allowed)
+            if check:
+                check(uploads)
+            return uploads, hashes
+        except InputError as exc:
+            await run_in_threadpool(_fail_job, jid, _problems_json(exc.problems))
+            raise
+        except OSError as exc:
+            import logging
+            logging.getLogger("gastrorad.serve").exception("job %s: cannot store the uploads", jid)
+            reason = (f"the server cannot store the uploads ({exc.strerror or type(exc).__name__}); "
+                      "tell the server's operator (its jobs folder must be writable)")
+            await run_in_threadpool(_fail_job, jid, [{"file": "", "row": None, "column": None, "severity": "error",
+                                                      "reason": reason}])
+            raise HTTPException(503, reason) from None
+        except BaseException:
+            await run_in_threadpool(_fail_job, jid, [{"file": "", "row": None, "column": None, "severity": "error",
+                                                      "reason": "internal error; see the server log"}])
+            raise
+
+    def _fail_job(jid: str, problems: list[dict]) -> None:
+        shutil.rmtree(runner.job_dir(jid), ignore_errors=True)
+        store.update_job(jid, status="failed", stage="refused", problems=problems)
 
     def _admit():
         if store.active_jobs() >= settings.queue_limit:
@@ -207,21 +308,12 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
         why = id_problem(pid) if pid else "missing"
         if why:
             raise InputError(Problem("patient_id", why))
-        try:
-            clinical = json.loads(str(form.get("clinical") or "{}"))
-            assert isinstance(clinical, dict)
-        except (ValueError, AssertionError):
-            raise InputError(Problem("clinical", "must be a JSON object: variable -> value")) from None
+        clinical = parse_clinical(str(form.get("clinical") or "{}"))
         clinical_frame(model, pid, clinical)  # unknown variables and bad IDs refused before any upload is kept
         phases = model.info["phases"]
         names = {f"{k}_{ph}" for ph in phases for k in ("image", "mask")}
         jid = store.new_job("image", model.id, model.bundle_hash, who, pid)
-        try:
-            uploads, hashes = await _save_uploads(form, jid, lambda k: k in names)
-        except InputError as exc:
-            shutil.rmtree(runner.job_dir(jid), ignore_errors=True)
-            store.update_job(jid, status="failed", problems=_problems_json(exc.problems))
-            raise
+        uploads, hashes = await _save_or_fail(form, jid, lambda k: k in names)
         inputs = JobInputs(pid, dict(clinical), uploads,
                            {ph: str(form.get(f"bbox_{ph}") or "") for ph in phases},
                            {ph: str(form.get(f"mask_label_{ph}") or "") for ph in phases})
@@ -244,16 +336,13 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
         _admit()
         form = await request.form(max_files=2)
         jid = store.new_job("batch", model.id, model.bundle_hash, who)
-        try:
-            uploads, hashes = await _save_uploads(form, jid, lambda k: k in ("patients", "archive"))
+
+        def check(uploads):
             if "patients" not in uploads:
                 raise InputError(Problem("patients", "missing: the patients CSV"))
             if not uploads["patients"].filename.lower().endswith(".csv"):
                 raise InputError(Problem("patients", "must be a .csv file"))
-        except InputError as exc:
-            shutil.rmtree(runner.job_dir(jid), ignore_errors=True)
-            store.update_job(jid, status="failed", problems=_problems_json(exc.problems))
-            raise
+        uploads, hashes = await _save_or_fail(form, jid, lambda k: k in ("patients", "archive"), check)
         runner.submit(jid, "batch", model, JobInputs(uploads=uploads), who, hashes)
         return {"job_id": jid, "status": "queued"}
 
@@ -265,8 +354,8 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
                 "patient_id": j.study_id, "status": j.status, "progress": j.progress, "stage": j.stage,
                 "created": j.created.isoformat() + "Z",
                 "finished": j.finished.isoformat() + "Z" if j.finished else None,
-                "result": json.loads(j.result) if j.result and j.status == "done" else None,
-                "problems": json.loads(j.problems) if j.problems else []}
+                "result": read_json(j.result, None) if j.status == "done" else None,
+                "problems": read_json(j.problems, [])}
 
     def _done_job(jid: str, who: str):
         j = get_job(jid, who)
@@ -298,7 +387,7 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
         model = get_model(j.model) if j.model in models else None
         if model is None:
             raise HTTPException(410, "the job's model is no longer served")
-        result = json.loads(j.result)
+        result = read_json(j.result, {})
         png = nomogram_png(model, (result.get("nomogram") or {}).get("points"))
         if png is None:
             raise HTTPException(404, "this model has no nomogram")
@@ -312,7 +401,9 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
             raise HTTPException(409, "a batch job's result is its predictions CSV")
         if j.model not in models:
             raise HTTPException(410, "the job's model is no longer served")
-        result = json.loads(j.result)
+        result = read_json(j.result, None)
+        if not isinstance(result, dict) or "models" not in result:
+            raise HTTPException(409, "this job's stored result cannot be read; submit the job again")
         cam = runner.job_dir(jid) / "result" / "gradcam.png"
         png = summary_png(models[j.model], result, result.get("values", {}), kind=j.kind,
                           gradcam=cam if cam.exists() else None,
@@ -321,7 +412,4 @@ def create_app(bundles, settings: ServeSettings | None = None) -> FastAPI:
         return Response(png, media_type="image/png",
                         headers={"Content-Disposition": f'attachment; filename="gastrorad_{jid[:8]}.png"'})
 
-    # body limit outermost, so the multipart parser never sees more than the limit
-    app.add_middleware(SecurityHeaders)
-    app.add_middleware(BodyLimit, limit=int(settings.max_upload_mb * 1e6))
     return app

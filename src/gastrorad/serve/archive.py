@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from gastrorad.errors import InputError, Problem
@@ -76,14 +77,20 @@ def safe_extract(archive: Path, dest: Path, *, field: str, max_total: int, max_r
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as dst:
-                entry = 0
-                while chunk := src.read(1 << 20):
-                    entry += len(chunk)
-                    out_bytes += len(chunk)
-                    if entry > info.file_size or out_bytes > max_total:  # sizes in the header were lies
-                        raise InputError(Problem(field, f"refused (zip bomb): entry '{info.filename[:200]}' "
-                                                 "holds more data than its header declares"))
-                    dst.write(chunk)
+            try:
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    entry = 0
+                    while chunk := src.read(1 << 20):
+                        entry += len(chunk)
+                        out_bytes += len(chunk)
+                        if entry > info.file_size or out_bytes > max_total:  # sizes in the header were lies
+                            raise InputError(Problem(field, f"refused (zip bomb): entry '{info.filename[:200]}' "
+                                                     "holds more data than its header declares"))
+                        dst.write(chunk)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+                # a CRC that does not match, sizes that understate the data, an encrypted entry
+                raise InputError(Problem(field, f"refused: the zip archive is damaged or its headers do not match "
+                                         f"its contents (entry '{info.filename[:200]}': {str(exc)[:120]}); "
+                                         "zip the files again")) from None
             written.append(target)
         return written

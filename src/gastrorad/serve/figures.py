@@ -99,7 +99,8 @@ def summary_png(model: ServedModel, result: dict, values: dict, *, kind: str, gr
             body += ["", "Flags:"] + [f"  {f['variable']}: {f['reason']}" for f in flags]
         body += ["", textwrap.fill("Intended use: " + model.card.get("intended_use", "not stated in this bundle"),
                                    110)]
-        text.text(0, 1, "\n".join(body), va="top", ha="left", fontsize=8, family="monospace")
+        # parse_math off: a study ID such as "P$x$" is drawn as typed, never as math text
+        text.text(0, 1, "\n".join(body), va="top", ha="left", fontsize=8, family="monospace", parse_math=False)
         panels = [b for b in (nomo_bytes, gradcam.read_bytes() if gradcam and gradcam.exists() else None) if b]
         for i, data in enumerate(panels):
             ax = fig.add_axes([0.04 + i * 0.48, 0.03, 0.46 if len(panels) > 1 else 0.92, 0.47])

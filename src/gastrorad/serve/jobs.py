@@ -11,6 +11,7 @@ place of the server's file paths, which never leave the server.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from gastrorad.errors import InputError, Problem
+from gastrorad.io.atomic import atomic_write_text
+from gastrorad.io.csv_safe import download_csv
 from gastrorad.io.safe_paths import id_problem
 from gastrorad.serve.archive import safe_extract
 from gastrorad.serve.registry import ServedModel
@@ -27,6 +30,7 @@ from gastrorad.serve.settings import ServeSettings
 from gastrorad.serve.store import Store
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
+_DICOM_UID = re.compile(r"\b\d+(?:\.\d+){4,}\b")  # a UID quoted by a lower layer never leaves the server
 _NON_CT = {"MR", "PT", "NM", "US", "CR", "DX", "MG", "XA", "RF", "OT", "SC"}
 
 
@@ -56,9 +60,14 @@ class JobInputs:
 
 
 def check_ct_series(folder: Path, field_name: str) -> None:
-    """A DICOM series upload must be CT: the locked model was trained on CT Hounsfield units."""
+    """A DICOM series upload must be one CT series: the locked model was trained on CT Hounsfield units.
+
+    Several series are refused by position and slice count only: a SeriesDescription can
+    carry a patient's name and UIDs identify the examination, so no header text is quoted.
+    """
     import pydicom
     seen = False
+    series: dict[str, int] = {}
     for p in sorted(folder.rglob("*")):
         if not p.is_file():
             continue
@@ -73,8 +82,14 @@ def check_ct_series(folder: Path, field_name: str) -> None:
         if modality != "CT":
             raise InputError(Problem(field_name, f"the DICOM series is modality '{modality or 'unknown'}', not CT: "
                                      "the locked model was trained on CT (Hounsfield units)"))
+        uid = str(ds.get("SeriesInstanceUID", ""))
+        series[uid] = series.get(uid, 0) + 1
     if not seen:
         raise InputError(Problem(field_name, "the zip archive holds no readable DICOM image"))
+    if len(series) > 1:
+        counts = ", ".join(f"series {i + 1}: {n} slices" for i, n in enumerate(series.values()))
+        raise InputError(Problem(field_name, f"the zip archive holds {len(series)} image series ({counts}, in "
+                                 "archive order); zip one series per image field"))
 
 
 class JobRunner:
@@ -82,9 +97,64 @@ class JobRunner:
         self.store, self.settings = store, settings
         self.pool = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="gastrorad-job")
         self._lock = threading.Lock()
+        self._stop = threading.Event()
 
     def shutdown(self) -> None:
+        self._stop.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    # ---- folders of ended jobs -------------------------------------------------------------
+    def sweep(self) -> list[str]:
+        """Remove what ended jobs must not keep: ``work/`` always, ``uploads/`` unless retention of
+        uploads is on; a job folder with no job row at all goes whole. Run at start, after
+        :meth:`Store.fail_interrupted`, so a server killed during a job leaves no CT on disk."""
+        root = self.settings.jobs_dir
+        if not root.is_dir():
+            return []
+        ended, active = self.store.ended_jobs(), None
+        cleaned = []
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            if folder.name not in ended:
+                active = active if active is not None else self.store.active_job_ids()
+                if folder.name in active:
+                    continue
+                shutil.rmtree(folder, ignore_errors=True)  # no row: a folder nobody can ask for
+                cleaned.append(folder.name)
+                continue
+            parts = [folder / "work"] + ([] if self.settings.retain_uploads else [folder / "uploads"])
+            if any(p.exists() for p in parts):
+                for p in parts:
+                    shutil.rmtree(p, ignore_errors=True)
+                cleaned.append(folder.name)
+        return cleaned
+
+    def expire(self) -> list[str]:
+        """Retention: jobs finished more than ``retention_days`` ago lose their result (row and folder)."""
+        import datetime as dt
+        days = self.settings.retention_days
+        if days is None:
+            return []
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        gone = self.store.expire(now - dt.timedelta(days=days))
+        for jid in gone:
+            shutil.rmtree(self.job_dir(jid), ignore_errors=True)
+        return gone
+
+    def start_retention(self, every_s: float = 600.0) -> None:
+        """Expire old results now and then every ``every_s`` seconds, in a daemon thread."""
+        if self.settings.retention_days is None:
+            return
+
+        def loop():
+            while True:
+                try:
+                    self.expire()
+                except Exception:  # a database hiccup must not end the loop
+                    import logging
+                    logging.getLogger("gastrorad.serve").exception("retention sweep failed")
+                if self._stop.wait(every_s):
+                    return
+        threading.Thread(target=loop, name="gastrorad-retention", daemon=True).start()
 
     def job_dir(self, jid: str) -> Path:
         return self.settings.jobs_dir / jid
@@ -196,7 +266,12 @@ class JobRunner:
     def _public(self, problems: list[Problem], jid: str, inputs: JobInputs) -> list[dict]:
         """Problems with server paths replaced by the upload field names."""
         folder = str(self.job_dir(jid).resolve())
-        names = {str(u.path.resolve()): f"{u.field} ({Path(u.filename).name[:80]})" for u in inputs.uploads.values()}
+        names = {}
+        for u in inputs.uploads.values():
+            label = f"{u.field} ({Path(u.filename).name[:80]})"
+            names[str((u.path.parent / f"{u.field}_series").resolve())] = label  # an unpacked DICOM zip
+            names[str(u.path.resolve())] = label
+        names = dict(sorted(names.items(), key=lambda kv: -len(kv[0])))  # longest path first
         out = []
         for p in problems:
             text = p.file or ""
@@ -209,11 +284,14 @@ class JobRunner:
             reason = p.reason
             for path, label in names.items():
                 reason = reason.replace(path, label)
-            reason = reason.replace(folder + "/", "")
+            reason = _DICOM_UID.sub("<UID>", reason.replace(folder + "/", ""))
             named = [label for label in names.values() if label in reason]
             row, column = p.row, p.column
             if inputs.patient_id and (text == "patients.csv" or named):  # image job: our CSV means nothing to the user
-                text = named[0] if named else "clinical"
+                by_column = {"image": "image_", "mask": "mask_", "bbox": "mask_"}.get(column or "")
+                fields = [u.field for u in inputs.uploads.values() if by_column and u.field.startswith(by_column)]
+                text = named[0] if named else (fields[0] if len(fields) == 1 else
+                                               "clinical" if not by_column else "images")
                 row, column = None, column if column not in ("image", "mask", "bbox", "phase") else None
             out.append({"file": text, "row": row, "column": column, "reason": reason, "severity": p.severity})
         return out
@@ -262,7 +340,7 @@ class JobRunner:
         self.store.update_job(jid, stage="writing the result", progress=0.95)
         result_dir.mkdir(parents=True, exist_ok=True)
         preds = res.predictions
-        preds.to_csv(result_dir / "predictions.csv", index=False)
+        atomic_write_text(result_dir / "predictions.csv", download_csv(preds))
         if kind != "image":
             return {"patients": int(preds.patient_id.nunique()), "rows": int(len(preds)),
                     "models": sorted(preds.model.unique().tolist())}

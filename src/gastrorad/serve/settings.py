@@ -24,12 +24,14 @@ class ServeSettings:
     database_url: str | None = None
     workers: int = 2                      # image jobs running at once
     queue_limit: int = 32                 # jobs waiting or running before new ones get 429
-    max_upload_mb: float = 512.0          # whole request body
+    max_upload_mb: float = 512.0          # whole request body of an upload (image or batch job)
+    max_json_kb: float = 64.0             # body of any other request (a calculation's JSON)
     zip_max_total_mb: float = 4096.0      # uncompressed size of an archive
     zip_max_ratio: float = 200.0          # uncompressed / compressed, per entry and overall
     zip_max_entries: int = 20000
     retain_uploads: bool = False          # keep uploaded images after their job ends
     threads_per_job: int = 1              # torch threads of one job
+    retention_days: float | None = None   # results older than this are deleted (None: kept)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)

@@ -13,7 +13,7 @@ import json
 import secrets
 import uuid
 
-from sqlalchemy import DateTime, Float, Integer, String, Text, create_engine, event, select
+from sqlalchemy import DateTime, Float, Integer, String, Text, create_engine, delete, event, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 
@@ -62,6 +62,23 @@ class Audit(Base):
     outcome: Mapped[str] = mapped_column(String(200), default="")
 
 
+def _json(obj) -> str:
+    """JSON text of ``obj`` with non-finite floats as null: a stored row must always read back."""
+    from gastrorad.serve.security import finite
+    return json.dumps(finite(obj), allow_nan=False, default=str)
+
+
+def read_json(text: str | None, fallback):
+    """A stored JSON column, or ``fallback`` when it is empty or unreadable (never raises)."""
+    from gastrorad.serve.security import finite
+    if not text:
+        return fallback
+    try:
+        return finite(json.loads(text))
+    except (ValueError, RecursionError):
+        return fallback
+
+
 def token_digest(token: str) -> str:
     """Tokens are 256-bit random strings, so an unsalted SHA-256 is enough to keep them unreadable at rest."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -103,6 +120,18 @@ class Store:
             row = s.scalar(select(Token).where(Token.digest == token_digest(token)))
             return row.name if row else None
 
+    def tokens(self) -> list[dict]:
+        """Every token's name, creation time and last audited activity (never the token itself)."""
+        with self.session() as s:
+            last = dict(s.execute(select(Audit.token_name, func.max(Audit.time)).group_by(Audit.token_name)).all())
+            return [{"name": t.name, "created": t.created, "last_used": last.get(t.name)}
+                    for t in s.scalars(select(Token).order_by(Token.created))]
+
+    def revoke_token(self, name: str) -> bool:
+        """Delete the token called ``name``: requests carrying it get 401 from then on. False if absent."""
+        with self.session.begin() as s:
+            return s.execute(delete(Token).where(Token.name == name)).rowcount > 0
+
     # jobs
     def new_job(self, kind: str, model: str, bundle_hash: str, token_name: str, study_id: str = "",
                 status: str = "queued") -> str:
@@ -119,16 +148,15 @@ class Store:
         with self.session.begin() as s:
             s.add(Job(id=jid, kind="calculator", model=model, bundle_hash=bundle_hash, token_name=token_name,
                       study_id=study_id, status="done", progress=1.0, stage="done", finished=_now(),
-                      result=json.dumps(result)))
+                      result=_json(result)))
             s.add(Audit(token_name=token_name, action="calculate", model=model, bundle_hash=bundle_hash,
                         input_hashes=json.dumps(input_hashes, sort_keys=True), job_id=jid, outcome="done"))
         return jid
 
     def update_job(self, jid: str, **fields) -> None:
-        if "result" in fields and not isinstance(fields["result"], str):
-            fields["result"] = json.dumps(fields["result"])
-        if "problems" in fields and not isinstance(fields["problems"], str):
-            fields["problems"] = json.dumps(fields["problems"])
+        for key in ("result", "problems"):
+            if key in fields and not isinstance(fields[key], str):
+                fields[key] = _json(fields[key])
         if fields.get("status") in ("done", "failed"):
             fields.setdefault("finished", _now())
         with self.session.begin() as s:
@@ -140,19 +168,37 @@ class Store:
         with self.session() as s:
             return s.get(Job, jid)
 
+    def active_job_ids(self) -> set[str]:
+        with self.session() as s:
+            return set(s.scalars(select(Job.id).where(Job.status.in_(("queued", "running")))).all())
+
     def active_jobs(self) -> int:
         with self.session() as s:
             return len(s.scalars(select(Job.id).where(Job.status.in_(("queued", "running")))).all())
 
-    def fail_interrupted(self) -> int:
-        """Jobs left queued/running by a stopped server are marked failed at start."""
+    def fail_interrupted(self) -> list[str]:
+        """Jobs left queued/running by a stopped server are marked failed at start; returns their ids."""
         with self.session.begin() as s:
             jobs = s.scalars(select(Job).where(Job.status.in_(("queued", "running")))).all()
             for j in jobs:
                 j.status, j.finished = "failed", _now()
-                j.problems = json.dumps([{"file": "", "reason": "the server stopped while this job ran; "
-                                                                "submit it again"}])
-            return len(jobs)
+                j.problems = json.dumps([{"file": "", "row": None, "column": None, "severity": "error",
+                                          "reason": "the server stopped while this job ran; submit it again"}])
+            return [j.id for j in jobs]
+
+    def ended_jobs(self) -> set[str]:
+        """Ids of the jobs that are over (done, failed, expired)."""
+        with self.session() as s:
+            return set(s.scalars(select(Job.id).where(Job.status.not_in(("queued", "running")))).all())
+
+    def expire(self, before: dt.datetime) -> list[str]:
+        """Results of jobs finished before ``before`` are dropped (retention): the row stays for the
+        audit trail with status ``expired``, no result, no problems and no study ID. Returns the ids."""
+        with self.session.begin() as s:
+            jobs = s.scalars(select(Job).where(Job.status.in_(("done", "failed")), Job.finished < before)).all()
+            for j in jobs:
+                j.status, j.result, j.problems, j.study_id, j.stage = "expired", "", "", "", "expired"
+            return [j.id for j in jobs]
 
     # audit
     def audit(self, token_name: str, action: str, *, model: str = "", bundle_hash: str = "",

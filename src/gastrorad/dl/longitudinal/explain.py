@@ -99,7 +99,7 @@ def explain_longitudinal(cfg, *, limit: int = 6) -> pd.DataFrame:
                         ax.imshow(img[img.shape[0] // 2], cmap="gray")
                         ax.imshow(maps[k, t], cmap="jet", alpha=0.35, vmin=0, vmax=1)
                         ax.set_title(f"{names[k][1] or names[k][0]}, t{t}", fontsize=6)
-                fig.suptitle(f"{pid} ({cohort})", fontsize=8)
+                fig.suptitle(f"{pid} ({cohort})", fontsize=8, parse_math=False)
                 return fig
 
             png, svg = save_figure(draw(), inside(cfg.output_dir / "explain", str(cohort), str(pid)), dpi=120)

@@ -228,6 +228,49 @@ async function doCalculate(ev) {
   } catch (e) { $("error").textContent = e.message; }
 }
 
+// poll a job until it ends; the progress bar and stage text follow it
+async function follow(jobId, bar, stage) {
+  bar.hidden = false;
+  for (;;) {
+    const s = await (await api("/jobs/" + jobId)).json();
+    bar.value = s.progress;
+    stage.textContent = s.status + ": " + s.stage;
+    if (s.status === "done" || s.status === "failed") return s;
+    await new Promise((res) => setTimeout(res, 700));
+  }
+}
+
+async function doBatch(ev) {
+  ev.preventDefault();
+  $("batch-error").textContent = "";
+  $("batch-result").hidden = true;
+  const fd = new FormData();
+  const csv = $("batch-patients").files[0];
+  const zip = $("batch-archive").files[0];
+  if (!csv) { $("batch-error").textContent = "choose the patients CSV"; return; }
+  fd.append("patients", csv, csv.name);
+  if (zip) fd.append("archive", zip, zip.name);
+  try {
+    const r = await api("/models/" + current.id + "/batch", { method: "POST", body: fd });
+    const { job_id } = await r.json();
+    const s = await follow(job_id, $("batch-progress"), $("batch-stage"));
+    if (s.status === "failed") { $("batch-error").textContent = problemText(s.problems); return; }
+    $("batch-summary").textContent = s.result.patients + " patient(s) scored with " + s.result.models.length +
+      " model(s): " + s.result.models.join(", ");
+    $("batch-result").dataset.job = job_id;
+    $("batch-result").hidden = false;
+  } catch (e) { $("batch-error").textContent = e.message; }
+}
+
+async function downloadBatch() {
+  const job = $("batch-result").dataset.job;
+  const url = await blobUrl("/jobs/" + job + "/predictions.csv");
+  const a = el("a", { href: url, download: "predictions_" + job.slice(0, 8) + ".csv" });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
 async function doImages() {
   clearResult();
   const fd = new FormData();
@@ -244,19 +287,9 @@ async function doImages() {
   try {
     const r = await api("/models/" + current.id + "/jobs", { method: "POST", body: fd });
     const { job_id } = await r.json();
-    const bar = $("job-progress");
-    bar.hidden = false;
-    for (;;) {
-      const s = await (await api("/jobs/" + job_id)).json();
-      bar.value = s.progress;
-      $("job-stage").textContent = s.status + ": " + s.stage;
-      if (s.status === "done") { await showResult(job_id, s.result); break; }
-      if (s.status === "failed") {
-        $("error").textContent = problemText(s.problems);
-        break;
-      }
-      await new Promise((res) => setTimeout(res, 700));
-    }
+    const s = await follow(job_id, $("job-progress"), $("job-stage"));
+    if (s.status === "done") await showResult(job_id, s.result);
+    else $("error").textContent = problemText(s.problems);
   } catch (e) { $("error").textContent = e.message; }
 }
 
@@ -286,5 +319,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("patient-form").addEventListener("submit", doCalculate);
   $("submit-images").addEventListener("click", doImages);
   $("download").addEventListener("click", download);
+  $("batch-form").addEventListener("submit", doBatch);
+  $("batch-download").addEventListener("click", downloadBatch);
   if (token) signIn().catch(() => signOut(""));
 });
