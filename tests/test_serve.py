@@ -698,5 +698,25 @@ def test_page_in_headless_chromium(study, tmp_path):
             assert "flagged" in age.get_attribute("class")
             driver.execute_script("document.getElementById('clinical').scrollIntoView()")
             driver.save_screenshot(str(shots / "serve_error_and_flag.png"))
+            # a batch job from the page: patients CSV + zip of the images, predictions CSV to download
+            man = pd.read_csv(data / "manifest.csv", dtype={"patient_id": str})
+            table = man[man.patient_id == PID].merge(pd.DataFrame([{"patient_id": PID, **values}]), on="patient_id")
+            (tmp_path / "batch.csv").write_text(table.to_csv(index=False))
+            (tmp_path / "batch.zip").write_bytes(_zip({p: (data / p).read_bytes()
+                                                       for p in [*table.image, *table["mask"]]}))
+            driver.find_element(By.ID, "batch-patients").send_keys(str(tmp_path / "batch.csv"))
+            driver.find_element(By.ID, "batch-archive").send_keys(str(tmp_path / "batch.zip"))
+            driver.find_element(By.ID, "submit-batch").click()
+            WebDriverWait(driver, 180).until(lambda d: d.find_element(By.ID, "batch-result").is_displayed()
+                                             or d.find_element(By.ID, "batch-error").text)
+            assert not driver.find_element(By.ID, "batch-error").text
+            assert "1 patient(s) scored" in driver.find_element(By.ID, "batch-summary").text
+            job = driver.find_element(By.ID, "batch-result").get_attribute("data-job")
+            status, body = _get(f"{url}/api/v1/jobs/{job}/predictions.csv", token)
+            got = pd.read_csv(io.StringIO(body.decode()), dtype={"patient_id": str}).set_index("model")
+            for name in ("clinical", "integrated"):
+                assert abs(got.loc[name, "score"] - preds[preds.model == name].score.iloc[0]) < 1e-9
+            driver.execute_script("document.getElementById('batch-form').scrollIntoView()")
+            driver.save_screenshot(str(shots / "serve_batch.png"))
     finally:
         driver.quit()
