@@ -23,11 +23,7 @@ largest absolute coefficient difference at lambda.min (original scale).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-
-# bench/signal.py would shadow the standard library's signal module (subprocess imports it)
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse  # noqa: E402
 import json  # noqa: E402

@@ -82,11 +82,7 @@ the plain loop's best val AUC 0.815 at epoch 5.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-
-# bench/signal.py shadows the standard library's ``signal`` when this folder is sys.path[0]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse  # noqa: E402
 import json  # noqa: E402

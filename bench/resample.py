@@ -14,12 +14,8 @@ Prints seconds, the ratio serial / parallel and whether the results are identica
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-# bench/signal.py would shadow the standard library's signal module in the worker processes
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

@@ -29,9 +29,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# bench/signal.py would shadow the standard library's signal module (imported by psutil and distributed)
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402

@@ -26,9 +26,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# bench/signal.py shadows the standard library's ``signal`` when this folder is sys.path[0]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402

@@ -2,7 +2,7 @@
 deep features carry, against the handcrafted radiomics of the same run, and (with
 re-segmentations) which features the ICC filter removes and what they carried.
 
-Reads a finished run folder of a synthetic cohort (e.g. one of ``bench/signal.py``'s) and the
+Reads a finished run folder of a synthetic cohort (e.g. one of ``bench/deep_signal.py``'s) and the
 cohort's truth table; computes nothing new from images.
 
 1. Phenotype recovery: for every planted variable of the truth table (heterogeneity,
@@ -22,12 +22,7 @@ cohort's truth table; computes nothing new from images.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-
-# bench/signal.py shadows the standard library's ``signal`` for anything imported after this folder is on
-# sys.path (it is sys.path[0] when run as a script): take the folder off the path first.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import re

@@ -422,7 +422,7 @@ class FeaturesConfig(Strict):
                              "depend on the contour at all, and the ROI ones only through the pooling region.")
     seed: int | None = Field(None, description="Seed of a randomly initialised feature network (no pretrained "
                              "weights); default: the study's seed. The frozen random-feature path depends on it: "
-                             "bench/signal.py --net-seeds measures how much.")
+                             "bench/deep_signal.py --net-seeds measures how much.")
     networks: int = Field(1, ge=1, le=64, description="Frozen random-feature path: this many independently seeded "
                           "copies of the network; their features are named n<k>_<stage>_... and, with "
                           "signature.bagging: network, one LASSO per network is fitted and the signatures averaged.")

@@ -29,7 +29,7 @@ held-out patients (every cohort but training). S1's profiles cover every deep pa
 
 AUC (binary) or Harrell's C (survival), each printed with its ratio to the oracle.
 
-    python bench/signal.py [--kind s1] [--patients 400] [--seeds 0 1] [--profiles fast scratch] [--net-seeds 1 2 3]
+    python bench/deep_signal.py [--kind s1] [--patients 400] [--seeds 0 1] [--profiles fast scratch] [--net-seeds 1 2 3]
                            [--reader-r 0.9 0.85] [--supervised-reads] [--roi volume]
 
 A profile may carry overrides, ``PROFILE@key.path=value@...`` (values are YAML), to measure a
@@ -38,12 +38,7 @@ variant without adding it to the recipe: ``--profiles fast fast@features.tta=dih
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-
-# This file's name shadows the standard library's ``signal`` for anything imported after it when
-# run as a script (its folder is sys.path[0]): take the folder off the path first.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse  # noqa: E402
 import functools  # noqa: E402
@@ -160,7 +155,7 @@ def read_latents(table: Path, truth: pd.DataFrame, folds: int = 10) -> pd.DataFr
 
 @functools.cache
 def _signal_diagnose():
-    """``bench/signal_diagnose.py``, loaded from its path: this folder is off ``sys.path`` (above)."""
+    """``bench/signal_diagnose.py``, loaded from its path (this folder is not a package)."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("signal_diagnose", HERE / "signal_diagnose.py")
     module = importlib.util.module_from_spec(spec)
