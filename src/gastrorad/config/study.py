@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gastrorad.config.harmonize import HarmonizeConfig
 from gastrorad.errors import InputError, Problem
 
 COHORT_NAMES = ("training", "internal", "external", "prospective", "test")
@@ -579,6 +580,8 @@ class StudyConfig(Strict):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     signature: SignatureConfig = Field(default_factory=SignatureConfig)
     radiomics: RadiomicsConfig = Field(default_factory=RadiomicsConfig)
+    harmonize: HarmonizeConfig = Field(default_factory=HarmonizeConfig, description=(
+        "Multi-centre harmonisation (ComBat) of deep and handcrafted features before the signatures."))
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     longitudinal: LongitudinalConfig | None = Field(None, description="S3: LDLM / TDLM over lesions x time points.")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
@@ -677,6 +680,17 @@ class StudyConfig(Strict):
             problems.append("fusion.cutoff: 'fixed' needs fusion.cutoff_value")
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _harmonize_not_outcome(self) -> "StudyConfig":
+        """ComBat keeps the effect of its covariates: the outcome among them would carry the label into
+        the features of every cohort (a leak), so it is refused at load."""
+        leak = [c for c in self.harmonize.covariates if c in self.outcome.columns]
+        if leak:
+            raise ValueError(f"harmonize.covariates: '{leak[0]}' is an outcome column; ComBat covariates are "
+                             "clinical variables whose effect is kept, never the outcome (it would leak the label "
+                             "into the harmonised features)")
         return self
 
     @model_validator(mode="after")
