@@ -306,13 +306,14 @@ STAGES: list[Stage] = [
                                     "preprocess.phases", "data", "cohorts"),
           lambda c: [c.manifest_path, c.clinical_path], lambda c: _radiomics_paths(c, readers=True),
           lambda c: _hcr(c)),
-    Stage("signature", _signature, ("signature", "radiomics", "seed", "outcome", "cohorts", "longitudinal"),
+    Stage("signature", _signature, ("signature", "radiomics", "harmonize", "clinical.categorical", "seed", "outcome",
+                                    "cohorts", "longitudinal"),
           lambda c: [c.clinical_path] if not _images(c) else ([c.output_dir / "dl_scores.csv"] if _dl(c) else
                      [c.output_dir / f"features_{p}{r}.csv" for p in c.preprocess.phases for r in ("", "_readers")]
                      + [c.resolve(v) for v in c.signature.icc_features.values()]) + [c.clinical_path]
           + (_radiomics_paths(c, readers=True) if _hcr(c) else [])
           + ([c.manifest_path] if _longitudinal(c) else []),
-          _out("signatures.csv", "signatures.json")),
+          _out("signatures.csv", "signatures.json", "harmonize.json", "centre_effects.csv")),
     Stage("fit", _fit, ("clinical", "fusion", "outcome", "cohorts", "seed", "evaluation.horizons"),
           lambda c: [c.output_dir / "signatures.csv", c.clinical_path],
           _out("predictions.csv", "models/fit.json")),
@@ -324,14 +325,16 @@ STAGES: list[Stage] = [
     Stage("explain", _explain, ("report.gradcam",), lambda c: [_models_json(c), *_checkpoints(c),
                                                                c.output_dir / "patches.csv"],
           _out("explain/gradcam.csv"), lambda c: _dl(c) and c.report.gradcam > 0),
-    Stage("report", _report, ("report", "name"),
-          lambda c: [c.output_dir / "metrics" / "metrics.json", c.output_dir / "models" / "fit.json"]
+    Stage("report", _report, ("report", "name", "harmonize"),
+          lambda c: [c.output_dir / "metrics" / "metrics.json", c.output_dir / "models" / "fit.json",
+                     c.output_dir / "signatures.json", c.output_dir / "centre_effects.csv"]
           + ([c.output_dir / "explain" / "gradcam.csv"] if _dl(c) and c.report.gradcam > 0 else [])
           + sorted((c.output_dir / "figures").glob("*.png")) + sorted((c.output_dir / "explain").rglob("*.png")),
           _out("report.html")),
     Stage("bundle", _bundle, ("preprocess", "model", "training", "features", "signature", "fusion", "outcome", "clinical",
-                              "longitudinal"),
-          lambda c: [c.output_dir / "models" / "fit.json", c.output_dir / "signatures.json"]
+                              "longitudinal", "harmonize"),
+          lambda c: [c.output_dir / "models" / "fit.json", c.output_dir / "signatures.json",
+                     c.output_dir / "harmonize.json"]
           + (_checkpoints(c) if _dl(c) else [c.output_dir / "models" / "feature_extractor.pt"] if _images(c) else []),
           _out("bundle/bundle.json")),
 ]

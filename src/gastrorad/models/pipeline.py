@@ -36,6 +36,7 @@ def build_signatures(cfg: StudyConfig, log=None) -> pd.DataFrame:
     out = cfg.output_dir
     clinical = _clinical_with_cohorts(cfg)
     base = clinical[["patient_id", "cohort"]]
+    harm: dict = {"models": {}, "pcs": []}  # ComBat models and centre-effect PCs of each feature table
     if not cfg.has_images:  # a clinical-only study: no image signature
         table, info = base.copy(), {"method": "none", "note": "clinical-only study (no image manifest)"}
     elif cfg.longitudinal is not None:
@@ -59,6 +60,7 @@ def build_signatures(cfg: StudyConfig, log=None) -> pd.DataFrame:
             tr = d[d.cohort == "training"]
             sd = tr[feats].std()
             feats = [c for c in feats if sd[c] > 0]
+            d = _harmonize(cfg, d, feats, "deep", phase, info, harm)
             icc_path = cfg.signature.icc_features.get(phase)
             if icc_path is None and cfg.signature.icc_from_readers and (out / f"features_{phase}_readers.csv").exists():
                 icc_path = out / f"features_{phase}_readers.csv"  # re-segmentations listed in the manifest
@@ -79,12 +81,53 @@ def build_signatures(cfg: StudyConfig, log=None) -> pd.DataFrame:
     from gastrorad.radiomics.study import radiomics_enabled, radiomics_paths
     if radiomics_enabled(cfg):
         if all(p.exists() for p in radiomics_paths(cfg)):
-            table, info["radiomics"] = _handcrafted_signatures(cfg, clinical, table)
+            table, info["radiomics"] = _handcrafted_signatures(cfg, clinical, table, info, harm)
         else:  # `gastrorad run` always extracts them first; a stage-by-stage user may not have yet
             info["radiomics"] = "not extracted (run `gastrorad radiomics` for the handcrafted reference)"
+    _write_harmonize(out, harm)
     atomic_write_text(out / "signatures.csv", table.to_csv(index=False))
     atomic_write_text(out / "signatures.json", json.dumps(info, indent=2, default=float))
     return table
+
+
+def _harmonize(cfg: StudyConfig, d: pd.DataFrame, feats: list[str], kind: str, phase: str, info: dict,
+               harm: dict) -> pd.DataFrame:
+    """ComBat of one feature table (``kind`` deep or handcrafted, one phase) when the study asks for it
+    (:func:`gastrorad.models.harmonize.harmonize_cohorts`), and its centre effect before / after
+    (share of features differing across centres, PCs) for the report. ``d`` harmonised, or as it is."""
+    from gastrorad.models.harmonize import centre_effects, harmonize_cohorts
+    h = cfg.harmonize
+    after = None
+    if h.enabled and kind in h.apply_to and feats:
+        after, model, record = harmonize_cohorts(
+            d, feats, parametric=h.parametric, covariates=h.covariates, categorical=cfg.clinical.categorical,
+            new_centre_min=h.new_centre_min, unseen=h.unseen_centres, label=f"{kind} {phase}", log=_log)
+        hinfo = info.setdefault("harmonize", {"method": h.method, "parametric": h.parametric,
+                                              "covariates": list(h.covariates), "new_centre_min": h.new_centre_min,
+                                              "unseen_centres": h.unseen_centres})
+        hinfo.setdefault(kind, {})[phase] = record
+        harm["models"].setdefault(kind, {})[phase] = model.to_dict()
+    if "center" in d.columns and d.center.notna().all() and d.center.nunique() >= 2 and feats:
+        summary, pcs = centre_effects(d[feats], None if after is None else after[feats], d.center.astype(str))
+        info.setdefault("centre_effects", {}).setdefault(kind, {})[phase] = summary
+        stages = len(pcs) // len(d)  # before, and after when harmonised: each block in d's row order
+        harm["pcs"].append(pcs.assign(patient_id=np.tile(d.patient_id.to_numpy(), stages),
+                                      cohort=np.tile(d.cohort.to_numpy(), stages), table=kind, phase=phase))
+        share = lambda st: f"{summary[st]['significant']}/{summary[st]['tested']}"  # noqa: E731
+        _log(f"    centre effect: {kind} {phase}: features differing across centres (KW, FDR 5%) {share('before')}"
+             + (f" before, {share('after')} after harmonisation" if "after" in summary else ""))
+    return d if after is None else after
+
+
+def _write_harmonize(out: Path, harm: dict) -> None:
+    """``harmonize.json`` (the fitted ComBat models, bundled for ``predict``) and ``centre_effects.csv``
+    (the PCs the report draws), or neither when there is nothing to record (no stale file left)."""
+    for name, content in (("harmonize.json", harm["models"] and json.dumps(harm["models"])),
+                          ("centre_effects.csv", harm["pcs"] and pd.concat(harm["pcs"]).to_csv(index=False))):
+        if content:
+            atomic_write_text(out / name, content)
+        else:
+            (out / name).unlink(missing_ok=True)
 
 
 #: Prefix of the handcrafted radiomics signature columns: a reference, never a fusion "signature".
@@ -193,7 +236,8 @@ def drop_redundant(X: pd.DataFrame, threshold: float) -> list[str]:
     return [X.columns[j] for j in keep]
 
 
-def _handcrafted_signatures(cfg: StudyConfig, clinical: pd.DataFrame, table: pd.DataFrame):
+def _handcrafted_signatures(cfg: StudyConfig, clinical: pd.DataFrame, table: pd.DataFrame, info_all: dict | None = None,
+                            harm: dict | None = None):
     """The handcrafted radiomics reference: LASSO on each phase's IBSI features (training
     patients only; features constant or missing on training are left out)."""
     out, info = cfg.output_dir, {}
@@ -206,6 +250,8 @@ def _handcrafted_signatures(cfg: StudyConfig, clinical: pd.DataFrame, table: pd.
         feats = [c for c in feats if tr[c].notna().all() and np.isfinite(tr[c].to_numpy(float)).all()
                  and tr[c].std() > 0]
         d = d.dropna(subset=feats)
+        d = _harmonize(cfg, d, feats, "handcrafted", phase, {} if info_all is None else info_all,
+                       harm if harm is not None else {"models": {}, "pcs": []})
         n_all = len(feats)
         icc_info, readers = None, out / f"radiomics_{phase}_readers.csv"
         if cfg.signature.icc_from_readers and not cfg.signature.icc_features and readers.exists():

@@ -229,6 +229,10 @@ class _Report:
                     "reference; both are fitted on the training cohort only.</p>")
         self.add("deep-vs-handcrafted", "Deep vs handcrafted radiomics", "".join(rows))
 
+    def centre_effects(self) -> None:
+        from gastrorad.report.harmonisation import centre_effects_section
+        self.add("centre-effects", "Centre effects and harmonisation", centre_effects_section(self.cfg))
+
     def classification(self) -> None:
         cls = self.table("classification")
         if cls.empty:
@@ -405,6 +409,7 @@ def build_report(cfg: StudyConfig) -> Path:
     r.warnings()
     r.models_table()
     r.deep_vs_handcrafted()
+    r.centre_effects()
     r.table_one()
     r.classification()
     if r.m["outcome"] == "binary":

@@ -45,7 +45,7 @@ def tripod_checklist(cfg, metrics: dict, fit: dict) -> list[tuple[str, str, str]
         ("7", "Data preparation", f"phases {', '.join(pp.phases)}; spacing {pp.spacing or 'native'} mm "
                                   f"({pp.interpolation}); HU window [{window[0]:g}, {window[1]:g}]"
                                   f"{' with site windows' if pp.windows_by_site else ''}; {pp.normalize} "
-                                  f"normalisation; patch mode {pp.patch.mode}"),
+                                  f"normalisation; patch mode {pp.patch.mode}{_harmonisation(cfg)}"),
         ("8a", "Outcome", outcome),
         ("9a", "Predictors", f"deep-learning signature ({cfg.signature.method}); clinical candidates: "
                              f"{', '.join(cfg.clinical.variables) or 'none'}"),
@@ -70,3 +70,25 @@ def tripod_checklist(cfg, metrics: dict, fit: dict) -> list[tuple[str, str, str]
         ("23a", "Model performance with CIs", "per cohort in this report (metrics also as JSON and CSV)"),
         ("25", "Interpretation, limitations", ""),
     ]
+
+
+def _harmonisation(cfg) -> str:
+    """Item 7's words on ComBat: how it was fitted and which centres were adapted label-free from their
+    own features (from signatures.json), or "" when the study does not harmonise."""
+    import json
+    h = cfg.harmonize
+    if not h.enabled:
+        return ""
+    text = (f"; ComBat harmonisation of the {' and '.join(h.apply_to)} features across centres "
+            f"({'parametric' if h.parametric else 'non-parametric'} EB, fitted on training"
+            + (f", covariates kept: {', '.join(h.covariates)}" if h.covariates else "") + ")")
+    try:
+        info = json.loads((cfg.output_dir / "signatures.json").read_text(encoding="utf-8")).get("harmonize", {})
+    except (OSError, ValueError):
+        info = {}
+    adapted = sorted({f"{c} (n={n})" for t in info.values() if isinstance(t, dict) for rec in t.values()
+                      if isinstance(rec, dict) for c, n in rec.get("adapted", {}).items()})
+    if adapted:
+        text += (f"; centres unseen in training adapted label-free from their own features (>= {h.new_centre_min} "
+                 f"patients, no outcome used): {', '.join(adapted)}")
+    return text
