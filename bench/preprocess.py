@@ -7,13 +7,18 @@ the same synthetic CT volumes (512 x 512 matrix, 0.7-0.75 mm pixels), in this pr
 - gastrorad: read CT and mask, measure the ROI on the native grid, resample only the
   patch's region (``gastrorad.preprocess.cut_patches``);
 - baseline (the usual MONAI recipe): LoadImaged, EnsureChannelFirstd, Orientationd
-  (LPS), Spacingd to 1 mm (bilinear/nearest) on the whole volume, ScaleIntensityRanged
-  as a window, then the same crop, Resized to 224 and z-score per patch.
+  (LPS), a whole-volume resampling to 1 mm (bilinear/nearest; MONAI's SpatialResample, which
+  Spacingd runs), ScaleIntensityRange as a window, then the same crop, Resize to 224 and z-score
+  per patch.
 
-The crop of the baseline is placed by the same ROI measurement, on its own whole-volume
-1 mm grid; gastrorad snaps its patch grid to that lattice, so the two patch sets agree
-to interpolation round-off. Prints per-patient times, their ratio and the largest
-absolute difference between the patch sets.
+Like with like: gastrorad centres a single-slice ROI's patch on the ROI's own slice (a 1 mm
+lattice started at the volume's first slice would blend the annotated slice with its
+neighbour whenever the slice spacing is not a whole number of mm). The baseline's 1 mm
+whole-volume grid is therefore laid through the same points: Spacingd's grid (same axes,
+same 1 mm spacing), shifted along z by the fraction of a mm that puts a lattice plane on the
+ROI's slice. The crop is placed by the same ROI measurement, so the two patch sets are
+sampled at the same physical points and agree to interpolation round-off. Prints per-patient
+times, their ratio and the largest absolute difference between the patch sets.
 
     python bench/preprocess.py [--patients 6] [--matrix-scale 2.0] [--repeats 2]
 """
@@ -43,22 +48,18 @@ def gastrorad_patch(image_path: str, mask_path: str, patch_cfg):
 def monai_patch(image_path: str, mask_path: str, patch_cfg):
     """Whole-volume MONAI preprocessing, then the same crop, resize and z-score."""
     from monai.transforms import (Compose, EnsureChannelFirstd, LoadImaged, Orientationd, Resize,
-                                  ScaleIntensityRanged, Spacingd)
+                                  ScaleIntensityRange, SpatialResample)
     from gastrorad.io import read_image, read_mask
     from gastrorad.preprocess.roi import grid_around, roi_from_mask
     from gastrorad.preprocess.patches.stack25d import square_side_mm
     from gastrorad.preprocess.patches import PatchRequest
 
-    pipeline = Compose([
+    load = Compose([
         LoadImaged(keys=["image", "mask"], reader="NibabelReader"),
         EnsureChannelFirstd(keys=["image", "mask"]),
         Orientationd(keys=["image", "mask"], axcodes="LPS"),
-        Spacingd(keys=["image", "mask"], pixdim=(1.0, 1.0, 1.0), mode=("bilinear", "nearest")),
-        ScaleIntensityRanged(keys=["image"], a_min=-350, a_max=450, b_min=-350, b_max=450, clip=True),
     ])
-    data = pipeline({"image": image_path, "mask": mask_path})
-    vol = data["image"][0]  # (x, y, z) in LPS at 1 mm
-    affine = np.asarray(data["image"].affine)  # RAS affine of the resampled volume
+    data = load({"image": image_path, "mask": mask_path})
     # Same ROI measurement as gastrorad (on the native grid), to place the crop.
     img = read_image(image_path)
     mask = read_mask(mask_path, img)
@@ -68,11 +69,23 @@ def monai_patch(image_path: str, mask_path: str, patch_cfg):
     side = square_side_mm(req)
     k = patch_cfg.context_slices
     n = (max(2, int(round(side))), max(2, int(round(side))), 2 * k + 1)
-    origin, size, _ = grid_around(img, roi.centroid, n, (1.0, 1.0, 1.0))
-    origin_ras = np.array([-origin[0], -origin[1], origin[2], 1.0])
-    start = np.rint(np.linalg.solve(affine, origin_ras)[:3]).astype(int)
+    origin, size, _ = grid_around(img, roi.centroid, n, (1.0, 1.0, 1.0), snap_z=False)  # gastrorad's grid
+    origin_ras = np.array([-origin[0], -origin[1], origin[2]])
+    # Spacingd's 1 mm grid (same axes and origin), shifted along z so a lattice plane holds the ROI's slice
+    src = np.asarray(data["image"].affine, dtype=float)
+    unit = src[:3, :3] / np.linalg.norm(src[:3, :3], axis=0)
+    steps = np.linalg.solve(unit, origin_ras - src[:3, 3])  # mm from the volume's origin along each axis
+    dst = np.eye(4)
+    dst[:3, :3] = unit
+    dst[:3, 3] = src[:3, 3] + unit[:, 2] * (steps[2] - np.floor(steps[2]))
+    dst_t = torch.as_tensor(dst)
+    resampled = SpatialResample(mode="bilinear")(data["image"], dst_affine=dst_t)
+    affine = np.asarray(resampled.affine, dtype=float)  # RAS affine of the resampled volume
+    vol = ScaleIntensityRange(a_min=-350, a_max=450, b_min=-350, b_max=450, clip=True)(resampled)[0]
+    mvol = SpatialResample(mode="nearest")(data["mask"], dst_affine=dst_t)[0]
+    start = np.rint(np.linalg.solve(affine, np.append(origin_ras, 1.0))[:3]).astype(int)
     crop = _crop(np.asarray(vol), start, size, fill=-350.0)  # outside the volume: air, windowed
-    mcrop = _crop(np.asarray(data["mask"][0]), start, size, fill=0.0)
+    mcrop = _crop(np.asarray(mvol), start, size, fill=0.0)
     # (x, y, z) -> (z, y, x) slices as channels, resized in-plane to 224 with MONAI.
     ct = torch.as_tensor(np.asarray(crop)).permute(2, 1, 0).float()
     resized = Resize(patch_cfg.size, mode="bilinear", align_corners=False)(ct)

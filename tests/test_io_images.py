@@ -114,3 +114,31 @@ def test_synthetic_dicom_round_trip_equals_nifti(tmp_path):
     assert np.allclose(dcm.GetOrigin(), nii.GetOrigin(), atol=1e-3)
     assert np.allclose(dcm.GetSpacing(), nii.GetSpacing(), atol=1e-5)
     assert np.array_equal(sitk.GetArrayFromImage(dcm), sitk.GetArrayFromImage(nii))
+
+
+def test_nii_gz_integrity_reads_the_trailer_and_counts_only_when_it_must(tmp_path, monkeypatch):
+    """A complete .nii.gz is checked from its gzip trailer (no second decompression before ITK
+    reads it); a cut one, or one whose trailer does not match the header, is counted in full."""
+    import gzip
+
+    from gastrorad.io import integrity
+    img = sitk.GetImageFromArray(np.arange(40 * 50 * 60, dtype=np.int16).reshape(40, 50, 60))
+    good = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(img, str(good), useCompression=True)
+    counted = []
+    real = integrity.gunzipped_size
+    monkeypatch.setattr(integrity, "gunzipped_size", lambda p, start=0: counted.append(p) or real(p, start))
+    integrity.check_image_file(good)
+    assert counted == []
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(InputError, match="truncated"):
+        integrity.check_image_file(cut)
+    assert counted == [cut]
+    # two gzip members (legal, rare): the trailer holds the last member's size only, so it is counted
+    two = tmp_path / "two.nii.gz"
+    raw = gzip.decompress(good.read_bytes())
+    two.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
+    integrity.check_image_file(two)
+    assert counted[-1] == two
+    assert np.array_equal(sitk.GetArrayFromImage(read_image(two)), sitk.GetArrayFromImage(read_image(good)))

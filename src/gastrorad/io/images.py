@@ -33,8 +33,10 @@ def is_image_file(path: Path) -> bool:
     return any(name.endswith(s) for s in IMAGE_SUFFIXES)
 
 
-def read_image(ref: str | Path, *, canonical: bool = True) -> sitk.Image:
+def read_image(ref: str | Path, *, canonical: bool = True, float32: bool = True) -> sitk.Image:
     """Read a CT volume as float32 (HU) in the canonical LPS orientation.
+
+    ``float32=False`` keeps a file's own pixel type (label images: no cast of every voxel).
 
     Raises :class:`~gastrorad.errors.InputError` naming the file and the reason when the
     path is missing, of an unknown format or unreadable.
@@ -50,7 +52,8 @@ def read_image(ref: str | Path, *, canonical: bool = True) -> sitk.Image:
             image = read_nifti2(path) if is_nifti2(path) else sitk.ReadImage(str(path))
         except RuntimeError as exc:
             raise InputError(Problem(str(path), f"unreadable image: {str(exc).strip().splitlines()[-1][:200]}")) from exc
-        image = sitk.Cast(image, sitk.sitkFloat32) if image.GetNumberOfComponentsPerPixel() == 1 else image
+        if float32 and image.GetNumberOfComponentsPerPixel() == 1:
+            image = sitk.Cast(image, sitk.sitkFloat32)
     else:
         raise InputError(Problem(str(path), f"unknown image format '{path.suffix}'; use one of "
                                  f"{', '.join(IMAGE_SUFFIXES)} or a DICOM series folder"))

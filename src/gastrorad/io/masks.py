@@ -69,7 +69,7 @@ def _find_dicom_object(folder: Path) -> Path:
 
 
 def _read_label_image(path: Path, selector: str | None, reference: sitk.Image) -> sitk.Image:
-    labels = read_image(path)
+    labels = read_image(path, float32=False)
     reasons = geometry_mismatch(Geometry.of(reference), Geometry.of(labels))
     if reasons:
         raise InputError(Problem(str(path), "mask does not lie on the image grid: " + "; ".join(reasons)))
@@ -80,9 +80,11 @@ def _read_label_image(path: Path, selector: str | None, reference: sitk.Image) -
         except ValueError as exc:
             raise InputError(Problem(str(path), f"label selector '#{selector}' is not a number")) from exc
         binary = np.abs(arr - value) < 0.5
+    elif np.issubdtype(arr.dtype, np.integer):
+        binary = arr != 0  # any non-zero label (negative ones too) is the ROI
     else:
-        binary = np.abs(arr) > 0.5  # any non-zero label (negative ones too) is the ROI
-    out = sitk.GetImageFromArray(binary.astype(np.uint8))
+        binary = np.abs(arr) > 0.5
+    out = sitk.GetImageFromArray(binary.view(np.uint8))
     out.CopyInformation(reference)
     return out
 

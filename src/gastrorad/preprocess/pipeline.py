@@ -84,7 +84,8 @@ def cut_patches(image: sitk.Image, patch, *, mask: sitk.Image | None = None, bbo
     """
     canonical = to_canonical(image)
     if mask is not None:
-        mask = to_canonical(sitk.Cast(mask > 0, sitk.sitkUInt8))
+        binary = mask.GetPixelID() == sitk.sitkUInt8 and int(sitk.GetArrayViewFromImage(mask).max()) <= 1
+        mask = to_canonical(mask if binary else sitk.Cast(mask > 0, sitk.sitkUInt8))  # read_mask's are binary
         roi = roi_from_mask(sitk.GetArrayViewFromImage(mask), canonical.GetSpacing())
     elif bbox is not None:
         box = box_in_canonical(tuple(bbox), image, canonical)
