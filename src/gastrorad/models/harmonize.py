@@ -609,8 +609,9 @@ def harmonize_cohorts(rows: pd.DataFrame, feats: list[str], *, parametric: bool 
     ``feats``): fitted on the training rows by centre, applied to every row of a training centre;
     a centre unseen in training is adapted label-free from its own rows when it has at least
     ``new_centre_min`` of them and ``unseen == "adapt"``, else left as it is (a warning through
-    ``log``). Returns the harmonised rows, the model (with the adapted centres) and a record of
-    what was done: {"centres_seen", "adapted", "left_as_is", "notes"} (centre -> patients)."""
+    ``log``). Returns the harmonised rows, the model (with the adapted centres; not the ones left as
+    they are) and a record of what was done: {"centres_seen", "adapted", "left_as_is", "notes"}
+    (centre -> patients)."""
     log = log or (lambda line: None)
     centre = centre_labels(rows)
     missing = [c for c in covariates if c not in rows.columns]
@@ -634,13 +635,12 @@ def harmonize_cohorts(rows: pd.DataFrame, feats: list[str], *, parametric: bool 
             model = adapt_new_centre(model, rows.loc[sel, feats], None if cov is None else cov[sel], c)
             record["adapted"][c] = n
             log(f"    harmonize: {label}: centre {c} (not in training) adapted label-free from its {n} patients")
-        else:
-            model = with_identity_centre(model, c)
+        else:  # not stored in the model: a later batch of this centre (predict) may be large enough to adapt
             record["left_as_is"][c] = n
             why = (f"{n} patient(s) < harmonize.new_centre_min = {new_centre_min}" if unseen == "adapt"
                    else "harmonize.unseen_centres: training")
             log(f"    harmonize: WARNING {label}: centre {c} is not in training and is left as it is ({why})")
-    adj = model.transform(rows[feats].reset_index(drop=True), c_all, cov).set_axis(rows.index)
+    adj = model.transform(rows[feats].reset_index(drop=True), c_all, cov, unseen="identity").set_axis(rows.index)
     out = pd.concat([rows.drop(columns=feats), adj], axis=1)[list(rows.columns)]
     record["notes"] = list(dict.fromkeys(model.notes))
     return out, model, record
@@ -665,3 +665,42 @@ def centre_effects(before: pd.DataFrame, after: pd.DataFrame | None, centre, alp
     if "after" in summary and summary["before"]["share"]:
         summary["share_ratio"] = summary["after"]["share"] / summary["before"]["share"]
     return summary, pd.concat(pcs, ignore_index=True)
+
+
+def harmonize_new_patients(features: pd.DataFrame, clinical: pd.DataFrame, stored: dict, *, new_centre_min: int,
+                           unseen: str = "adapt", label: str = "", log=None) -> pd.DataFrame:
+    """``gastrorad predict``: a bundle's ComBat (``stored``, :meth:`ComBatModel.to_dict`) applied to new
+    patients' ``features`` (patient_id and the feature columns), their centre and covariates taken
+    from ``clinical``. A centre the model knows (a training centre, or one the study adapted) gets
+    its stored estimates; a new one with at least ``new_centre_min`` patients in this batch is adapted
+    label-free from them (``unseen == "adapt"``); otherwise its features are used as they are, and
+    ``log`` (else :func:`warnings.warn`) says so. Returns ``features`` harmonised."""
+    import warnings
+    say = log or (lambda line: warnings.warn(line, stacklevel=2))
+    model = ComBatModel.from_dict(stored)
+    clin = clinical.assign(patient_id=clinical.patient_id.astype(str)).drop_duplicates("patient_id")
+    clin = clin.set_index("patient_id").reindex(features.patient_id.astype(str))
+    centre = (clin["center"] if "center" in clin.columns else pd.Series("new", index=clin.index))
+    centre = centre.where(centre.notna(), "new").astype(str).to_numpy()
+    names = [*model.encoding.numeric, *model.encoding.categorical]
+    cov = clin.reset_index(drop=True)[names] if names and set(names) <= set(clin.columns) else None
+    if names and cov is None:
+        raise _problem(f"the locked harmonisation keeps the effect of {names}: give these clinical columns "
+                       f"(missing: {sorted(set(names) - set(clin.columns))})")
+    for c in sorted(set(centre) - set(model.gamma)):
+        sel = centre == c
+        n = int(sel.sum())
+        if unseen == "adapt" and n >= new_centre_min:
+            model = adapt_new_centre(model, features.loc[sel], None if cov is None else cov[sel], c)
+            say(f"harmonize: {label}: centre {c} is new to the model: adapted label-free from the {n} patients "
+                "of this batch")
+        else:
+            model = with_identity_centre(model, c)
+            why = (f"{n} patient(s) here, fewer than harmonize.new_centre_min = {new_centre_min}"
+                   if unseen == "adapt" else "harmonize.unseen_centres: training")
+            say(f"harmonize: WARNING {label}: centre {c} is new to the model ({why}): its features are used as "
+                "they are, without a centre adjustment; give at least that many of its patients in one batch to "
+                "adapt it")
+    out = features.reset_index(drop=True).copy()
+    out[model.features] = model.transform(out[model.features], centre, cov).to_numpy()
+    return out.set_axis(features.index)
