@@ -29,7 +29,29 @@ def s1_study(tmp_path_factory) -> Path:
     from gastrorad.synth import synthesize
     out = tmp_path_factory.mktemp("s1") / "study"
     synthesize("s1", out, n=8, seed=3, workers=2)
+    levels_seen_in_training(out)
     return out
+
+
+def levels_seen_in_training(study: Path) -> None:
+    """Recode, in the other cohorts, each categorical level the training cohort lacks to a level it has.
+
+    With 8 patients, two are in training, so the others hold levels training never saw: a run would
+    stop at fit, and validate says so (issue 28). The tiny study is meant to be clean.
+    """
+    import pandas as pd
+
+    from gastrorad.config import load_study
+    from gastrorad.data.cohorts import assign_cohorts
+    cfg = load_study(study / "study.yaml")
+    clin = pd.read_csv(study / "clinical.csv", dtype={"patient_id": str, "center": str})
+    train = (assign_cohorts(clin, cfg)[0] == "training").to_numpy()
+    for var in cfg.clinical.categorical:
+        seen = clin.loc[train, var].dropna()
+        if seen.empty:
+            continue
+        clin.loc[~train & clin[var].notna() & ~clin[var].isin(set(seen)), var] = seen.iloc[0]
+    clin.to_csv(study / "clinical.csv", index=False)
 
 
 @pytest.fixture

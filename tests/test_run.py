@@ -266,8 +266,14 @@ def test_predict_reproduces_the_run_and_refuses_mismatched_inputs(cohorts, tmp_p
     assert cli.exit_code == 0, (cli.output, cli.exception)
     assert (work / "predictions" / "predictions.csv").exists()
 
-    # issue 12 item 12: a failed predict into the folder of an earlier one leaves no stale predictions.csv
+    # issue 12 item 12, as issue 28 item 2 changed it: a failed predict into the folder of an earlier one
+    # leaves the earlier prediction whole (its predictions.csv beside its own inputs), nothing of its own
     assert (tmp_path / "pred" / "predictions.csv").exists()
+    def outputs():  # the prediction folder's files and contents, its cache aside
+        pred = tmp_path / "pred"
+        return {f.relative_to(pred): f.read_bytes() for f in pred.rglob("*")
+                if f.is_file() and f.relative_to(pred).parts[0] != "cache"}
+    earlier = outputs()
     cut = pd.read_csv(data / "manifest.csv", dtype={"patient_id": str})
     cut["image"] = [str((data / p).resolve()) for p in cut.image]
     cut["mask"] = [str((data / p).resolve()) for p in cut["mask"]]
@@ -279,7 +285,7 @@ def test_predict_reproduces_the_run_and_refuses_mismatched_inputs(cohorts, tmp_p
         predict_patients(bundle, tmp_path / "cut.csv", tmp_path / "pred", clinical=data / "clinical.csv")
     # and the message names the user's patients file and row, not predict's working copy (item "messages")
     assert (exc.value.problems[0].file, exc.value.problems[0].row) == (str(tmp_path / "cut.csv"), 2), exc.value
-    assert not (tmp_path / "pred" / "predictions.csv").exists() and not (tmp_path / "pred" / "explain").exists()
+    assert outputs() == earlier
 
     # a missing phase, a missing clinical variable, a changed weights file: refused with the reason
     manifest = pd.read_csv(data / "manifest.csv", dtype={"patient_id": str})

@@ -13,7 +13,9 @@
     signatures.json   how the image signature is made (LASSO coefficients for deep features)
     weights/*.pt      the deep model(s) or the feature extractor
 
-``load_bundle`` refuses a bundle whose files do not match their recorded hashes.
+``load_bundle`` refuses a bundle whose files do not match their recorded hashes, and a bundle
+whose JSON or YAML files cannot be parsed (a truncated copy, a hand edit) with one message naming
+the damaged file (:func:`read_bundle_json`, :func:`read_bundle_yaml`), never a traceback.
 """
 
 from __future__ import annotations
@@ -200,7 +202,7 @@ def load_bundle(folder: str | Path) -> tuple[dict, StudyConfig]:
     folder = path.parent
     if not path.exists():
         raise InputError(Problem(str(path), "not a gastrorad bundle (no bundle.json)"))
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest = read_bundle_json(path)
     if manifest.get("gastrorad_bundle") != BUNDLE_FORMAT:
         raise InputError(Problem(str(path), f"unsupported bundle format {manifest.get('gastrorad_bundle')}"))
     problems = []
@@ -227,7 +229,55 @@ def load_bundle(folder: str | Path) -> tuple[dict, StudyConfig]:
             problems.append(Problem(str(p), "bundle file changed since export (SHA-256 differs)"))
     if problems:
         raise InputError(problems)
-    raw = yaml.safe_load((folder / "study.yaml").read_text(encoding="utf-8"))
+    raw = read_bundle_yaml(folder / "study.yaml")
     raw["data"] = {"manifest": "manifest.csv", "clinical": "clinical.csv"}
     cfg = StudyConfig.model_validate({**raw, "base_dir": folder})
     return manifest, cfg
+
+
+def _damaged(path: Path, why: str) -> InputError:
+    return InputError(Problem(str(path), f"the bundle is damaged: {path.name} {why}; export the bundle again"))
+
+
+def _bundle_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(Problem(str(path), "bundle file is missing")) from None
+    except UnicodeDecodeError:
+        raise _damaged(path, f"is not valid {what} (not UTF-8 text)") from None
+
+
+def read_bundle_json(path: str | Path) -> dict:
+    """A JSON file of a bundle (bundle.json, fit.json, signatures.json, card.json) as a dict.
+
+    A damaged file (truncated, not text, not a JSON object) is an :class:`InputError` naming it and
+    where parsing stopped, e.g. "the bundle is damaged: fit.json is not valid JSON (line 12, column
+    5); export the bundle again", never a ``JSONDecodeError`` traceback. ``gastrorad predict`` and
+    ``gastrorad serve`` read every bundle JSON file through it.
+    """
+    path = Path(path)
+    text = _bundle_text(path, "JSON")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _damaged(path, f"is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise _damaged(path, f"holds a {type(data).__name__}, not a JSON object")
+    return data
+
+
+def read_bundle_yaml(path: str | Path) -> dict:
+    """The bundle's ``study.yaml`` as a dict; a damaged one is an :class:`InputError` as in
+    :func:`read_bundle_json` (line and column where YAML parsing stopped)."""
+    path = Path(path)
+    text = _bundle_text(path, "YAML")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(exc).splitlines()[0]
+        raise _damaged(path, f"is not valid YAML ({where})") from None
+    if not isinstance(data, dict):
+        raise _damaged(path, f"holds a {type(data).__name__}, not a YAML mapping")
+    return data

@@ -9,67 +9,119 @@ them into scores, risk groups and nomogram points, and Grad-CAM overlays are dra
 
 Inputs that do not match the bundle are refused with the file, row and column: a missing
 phase, a patch whose channel count differs from training, a missing clinical variable,
-a clinical level never seen in training.
+a clinical level never seen in training. A failed prediction leaves its output folder as it
+found it (:func:`keep_as_found`); predictions.csv is written through
+:func:`gastrorad.io.csv_safe.download_csv`, so no cell opens as a spreadsheet formula.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from gastrorad.bundle.export import load_bundle
+from gastrorad.bundle.export import load_bundle, read_bundle_json
 from gastrorad.data.tables import MANIFEST_OPTIONAL, MANIFEST_REQUIRED, read_table, resolve_reference, sheet_row
 from gastrorad.errors import InputError, Problem
 from gastrorad.io.atomic import atomic_write_text
+from gastrorad.io.csv_safe import download_csv
 
 
 @dataclass
 class PredictResult:
     predictions: pd.DataFrame
     folder: Path
-    removed: list[str] = field(default_factory=list)  # outputs of an earlier prediction cleared first
+    removed: list[str] = field(default_factory=list)  # outputs of an earlier prediction it replaced
 
 
 #: What a prediction writes into its folder (besides the content-keyed ``cache/``, which is kept).
 PREDICT_OUTPUTS = ("predictions.csv", "patches.csv", "inputs", "explain", "models", "features_*.csv",
                    "dl_scores*.csv", "signatures*.csv", "radiomics_*.csv")
+#: Where a running prediction keeps the earlier prediction's outputs, inside its folder.
+EARLIER = ".earlier-prediction"
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p)
+    else:
+        p.unlink()
 
 
 def clear_earlier_prediction(out: Path) -> list[str]:
-    """Remove the outputs of an earlier prediction from ``out`` (cache kept); returns their names.
+    """Remove the outputs of a prediction from ``out`` (cache kept); returns their names.
 
-    A failed prediction into a folder holding an earlier one used to leave the old
-    predictions.csv beside the new inputs, and nobody could tell which patients it belonged to.
     Only the names in :data:`PREDICT_OUTPUTS` are touched, never other files of the folder.
     """
-    import shutil
-
     removed = []
     for pattern in PREDICT_OUTPUTS:
         for p in sorted(out.glob(pattern)):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
+            _remove(p)
             removed.append(p.name)
     return removed
 
 
-def _predict_clinical_only(fit: dict, clin: pd.DataFrame, out: Path, source: str, log) -> "PredictResult":
-    """A clinical-only bundle: the locked models on the clinical table, no image stage."""
+def _move_back(aside: Path, out: Path) -> None:
+    for p in aside.iterdir():
+        p.rename(out / p.name)
+    aside.rmdir()
+
+
+@contextlib.contextmanager
+def keep_as_found(out: Path):
+    """Run a prediction into ``out`` so that a failure leaves ``out`` as it found it.
+
+    The outputs of an earlier prediction (:data:`PREDICT_OUTPUTS`) are first moved aside into
+    ``out/.earlier-prediction/`` (a rename in the same folder), so the new outputs never mix with
+    them; the list of their names is yielded. If the block succeeds they are deleted: the new
+    prediction replaces them. If it fails (any exception, Ctrl-C included), everything it created
+    in ``out`` is removed except the content-keyed ``cache/``, the earlier outputs are moved back,
+    and the folders it created for ``out`` are removed again unless ``cache/`` is in them. A
+    prediction killed mid-way leaves the earlier outputs aside; the next prediction into ``out``
+    first drops the killed one's outputs and moves them back, then starts as above.
+    """
+    out = Path(out)
+    created = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
     out.mkdir(parents=True, exist_ok=True)
-    removed = clear_earlier_prediction(out)
-    if removed and log:
-        log(f"removed the earlier prediction's outputs from {out}: {', '.join(removed)}")
+    aside = out / EARLIER
+    if aside.is_dir():  # a prediction killed mid-way: undo it first
+        clear_earlier_prediction(out)
+        _move_back(aside, out)
+    earlier = []
+    for pattern in PREDICT_OUTPUTS:
+        for p in sorted(out.glob(pattern)):
+            aside.mkdir(exist_ok=True)
+            p.rename(aside / p.name)
+            earlier.append(p.name)
+    found = {p.name for p in out.iterdir()}
+    try:
+        yield earlier
+    except BaseException:
+        for p in out.iterdir():
+            if p.name not in found and p.name != "cache":
+                _remove(p)
+        if aside.is_dir():
+            _move_back(aside, out)
+        for p in created:
+            if any(p.iterdir()):
+                break
+            p.rmdir()
+        raise
+    if aside.is_dir():
+        shutil.rmtree(aside)
+
+
+def _predict_clinical_only(fit: dict, clin: pd.DataFrame, out: Path, source: str) -> pd.DataFrame:
+    """A clinical-only bundle: the locked models on the clinical table, no image stage."""
     rows = [sheet_row(i) for i in clin.index]
     preds = score_models(fit, clin.reset_index(drop=True).astype({"patient_id": str}), None, source, rows)
-    atomic_write_text(out / "predictions.csv", preds.to_csv(index=False))
-    return PredictResult(preds, out, removed)
+    atomic_write_text(out / "predictions.csv", download_csv(preds))
+    return preds
 
 
 def _split_inputs(patients: Path, clinical: Path | None, manifest_info: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -238,17 +290,17 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
     Patches are cut on ``workers`` Dask workers (1: in this process) or on the Dask scheduler at
     ``scheduler``; the training study's own ``compute:`` section is not used.
 
-    The outputs of an earlier prediction in ``out`` are removed first (``log`` is told which), so
-    a failed prediction leaves no predictions.csv that belongs to other patients.
+    A failed prediction leaves ``out`` as it found it, an earlier prediction's outputs included
+    (only the content-keyed ``cache/`` may stay): the work is done in ``out`` with the earlier
+    outputs moved aside, and on failure its own outputs are removed and the earlier ones moved
+    back (:func:`keep_as_found`). A successful one replaces the earlier outputs (``log`` is told
+    which; :attr:`PredictResult.removed` lists them), so predictions.csv and the working copies
+    beside it always belong to the same patients.
     """
-    from gastrorad.config.study import CohortConfig, ComputeConfig
-    from gastrorad.dl.train import load_checkpoint, score_study
-    from gastrorad.preprocess import preprocess_study
-
     info, cfg = load_bundle(bundle)
     bundle = Path(bundle)
     folder = bundle if bundle.is_dir() else bundle.parent
-    fit = json.loads((folder / "fit.json").read_text(encoding="utf-8"))
+    fit = read_bundle_json(folder / "fit.json")
     if not fit.get("models"):
         skipped = fit.get("selection", {}).get("skipped_models", {})
         why = "; ".join(f"{m}: {r}" for m, r in skipped.items()) or "none was fitted"
@@ -259,14 +311,30 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
     patients, out = Path(patients).resolve(), Path(out).resolve()
     clinical = Path(clinical).resolve() if clinical else None
     manifest, clin = _split_inputs(patients, Path(clinical) if clinical else None, info)
-    if info["signature"] == "none":  # a clinical-only model: the clinical table is all it reads
-        return _predict_clinical_only(fit, clin, out, str(clinical or patients), log)
-    out.mkdir(parents=True, exist_ok=True)
-    removed = clear_earlier_prediction(out)
-    if removed and log:
-        log(f"removed the earlier prediction's outputs from {out}: {', '.join(removed)}")
+    with keep_as_found(out) as earlier:
+        if info["signature"] == "none":  # a clinical-only model: the clinical table is all it reads
+            preds = _predict_clinical_only(fit, clin, out, str(clinical or patients))
+        else:
+            preds = _predict_images(info, cfg, fit, folder, manifest, clin, patients, clinical, out, gradcam=gradcam,
+                                    workers=workers, scheduler=scheduler, progress=progress)
+    if earlier and log:
+        log(f"replaced the earlier prediction's outputs in {out}: {', '.join(earlier)}")
+    return PredictResult(preds, out, earlier)
+
+
+def _predict_images(info: dict, cfg, fit: dict, folder: Path, manifest: pd.DataFrame, clin: pd.DataFrame,
+                    patients: Path, clinical: Path | None, out: Path, *, gradcam: bool, workers: int,
+                    scheduler: str | None, progress) -> pd.DataFrame:
+    """The image stage of :func:`predict_patients`: patches, the bundle's network, the locked
+    signature and models; writes into ``out`` and returns the predictions."""
+    from gastrorad.config.study import CohortConfig, ComputeConfig
+    from gastrorad.dl.train import load_checkpoint, score_study
+    from gastrorad.preprocess import preprocess_study
+
     clin_rows = [sheet_row(i) for i in clin.index]  # spreadsheet rows of the clinical source
     _check_phases(manifest, info, str(patients))
+    lasso = info["signature"] not in ("longitudinal", "dl_probability")  # deep features and LASSO coefficients
+    sinfo = read_bundle_json(folder / "signatures.json") if lasso else None  # read (and checked) before any work
     # the working study: the bundle's parameters on the new patients, as one "prospective" cohort
     inputs = out / "inputs"
     clin = clin.copy()
@@ -319,7 +387,6 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
         else:
             from gastrorad.dl.features import extract_features
             net = load_checkpoint(weights[0])
-            sinfo = json.loads((folder / "signatures.json").read_text(encoding="utf-8"))
             sig = None
             for phase, ph in sinfo["phases"].items():
                 f = extract_features(cfg, net, phase=phase)
@@ -335,11 +402,11 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
         preds = score_models(fit, clin, sig, str(clinical or patients), clin_rows)
         sig_out = sig.rename(columns={"dl_score": "DL signature"})
         preds = preds.merge(sig_out, on="patient_id", how="left")
-        atomic_write_text(out / "predictions.csv", preds.to_csv(index=False))
+        atomic_write_text(out / "predictions.csv", download_csv(preds))
         if gradcam and info["signature"] == "longitudinal":
             from gastrorad.dl.longitudinal.explain import explain_longitudinal
             explain_longitudinal(cfg, limit=10 ** 6)
         elif gradcam and info["signature"] == "dl_probability":
             from gastrorad.dl.explain import explain_study
             explain_study(cfg, checkpoint=weights[0], limit=10 ** 6)
-    return PredictResult(preds, out, removed)
+    return preds

@@ -5,7 +5,9 @@ Checks: missing or unknown columns; missing, unreadable or inconsistent images (
 series geometry); masks that are missing, off the image grid or empty; boxes outside
 the image; non-binary labels; negative times; event codes other than 0/1; missing
 outcomes; duplicated patients or image rows; a patient in two cohorts; patients with
-images but no clinical row (or the reverse); a configured phase missing for a patient.
+images but no clinical row (or the reverse); a configured phase missing for a patient; a
+categorical level of a validation cohort that the training cohort never saw (cohorts are
+assigned here exactly as ``run`` assigns them, so the training rows are known).
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ def validate_study(cfg: StudyConfig, *, check_images: bool = True, workers: int 
     clinical = clinical.assign(cohort=clinical["patient_id"].map(cohorts.groupby(level=0).first()))
     report.clinical = clinical
     P += _check_training_outcome(clinical, cfg, cpath)
+    P += _check_unseen_levels(clinical, cfg, cpath)
     P += _check_events_per_variable(clinical, cfg, cpath)
     P += _check_lesion_rows(clinical, manifest, cfg, cpath, mpath)
 
@@ -181,6 +184,47 @@ def _check_training_outcome(clinical: pd.DataFrame, cfg: StudyConfig, source: st
             return [Problem(source, f"the training cohort ({len(train)} patients) has no event: a Cox model needs "
                                     "events to learn from", column=out.event)]
     return []
+
+
+def _check_unseen_levels(clinical: pd.DataFrame, cfg: StudyConfig, source: str) -> list[Problem]:
+    """A categorical level (after ``clinical.groups``) that a row of another cohort has and no
+    training row has: the encoder, fitted on training, has no column for it, so ``run`` would
+    stop at ``fit`` after every image stage. Missing values are imputed or dropped, never a level."""
+    from gastrorad.models.encoding import ClinicalEncoder
+
+    c = cfg.clinical
+    variables = [v for v in c.variables if v in c.categorical and v in clinical.columns]
+    train = (clinical["cohort"] == "training").to_numpy()
+    if not variables or not train.any():
+        return []
+    grouped = ClinicalEncoder(variables, categorical=variables, groups=c.groups)._grouped(clinical[variables])
+    problems = []
+    for var in variables:
+        col = grouped[var]
+        seen = set(col[train].dropna())
+        unseen = (col.notna() & ~col.isin(seen) & clinical["cohort"].notna()).to_numpy() & ~train
+        levels = sorted(seen, key=str)
+        if not levels:  # no training value at all: the encoder's own error says so at fit
+            continue
+        shown = ", ".join(f"'{lv}'" for lv in levels)
+        into = levels[0]
+        members = [*c.groups.get(var, {}).get(into, [into])]
+        first: dict = {}  # one problem per unseen level: its first row, and how many rows have it
+        for i in np.flatnonzero(unseen):
+            first.setdefault(clinical[var].iloc[i], []).append(i)
+        for raw, rows in first.items():
+            i, level = rows[0], col.iloc[rows[0]]
+            named = f"'{raw}'" + (f" (grouped as '{level}')" if level != raw else "")
+            cohorts = ", ".join(sorted({str(clinical["cohort"].iloc[r]) for r in rows}))
+            where = f"{cohorts} cohort{'s' * (',' in cohorts)}"
+            if len(rows) > 1:
+                where += f"; {len(rows) - 1} more row(s) have it"
+            example = f"{var}: {{'{into}': [{', '.join(repr(str(m)) for m in [*members, raw])}]}}"
+            problems.append(Problem(source, f"level {named} ({where}): the training cohort never saw it (it has "
+                                    f"{shown}), so the model fitted on training has no coefficient for it and run "
+                                    "would stop at fit; merge it into a level training has with clinical.groups "
+                                    f"(e.g. {example}), or recode it in the table", row=sheet_row(i), column=var))
+    return problems
 
 
 #: Events per candidate variable below which a warning is given (Peduzzi et al. 1996's rule of ten).
