@@ -6,11 +6,10 @@ A model's id is the study name plus the first 8 hex digits of the SHA-256 of its
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gastrorad.bundle.export import load_bundle
+from gastrorad.bundle.export import load_bundle, read_bundle_json
 from gastrorad.errors import InputError, Problem
 from gastrorad.io.hashing import file_hash
 
@@ -82,12 +81,16 @@ def load_models(bundles: list[str | Path]) -> dict[str, ServedModel]:
         folder = Path(b) if Path(b).is_dir() else Path(b).parent
         folder = folder.resolve()
         digest = file_hash(folder / "bundle.json")
-        fit = json.loads((folder / "fit.json").read_text(encoding="utf-8"))
+        try:  # a damaged file is one problem naming it, never a traceback at start
+            fit = read_bundle_json(folder / "fit.json")
+            card = read_bundle_json(folder / "card.json") if "card.json" in info.get("files", {}) else {}
+        except InputError as exc:
+            problems.extend(exc.problems)
+            continue
         if not fit.get("models"):
             problems.append(Problem(str(folder / "fit.json"), "this bundle holds no fitted model, so there is "
                                     "nothing to serve (see the run's report for why)"))
             continue
-        card = json.loads((folder / "card.json").read_text(encoding="utf-8")) if "card.json" in info.get("files", {}) else {}
         sig_cols = set(info["signature_columns"])
         calc = [k for k, v in fit["models"].items() if not set(v["columns"]) & sig_cols]
         mid = f"{info['study']}-{digest[:8]}"
