@@ -205,3 +205,85 @@ def test_study_file_refuses_the_outcome_as_a_covariate(s1_study):
     path.write_text(yaml.safe_dump({**raw, "data": {k: str(s1_study / v) for k, v in raw["data"].items()}}))
     cfg = load_study(path)
     assert cfg.harmonize.enabled and cfg.harmonize.new_centre_min == 20 and cfg.harmonize.unseen_centres == "adapt"
+
+
+def test_new_patients_of_a_known_a_new_and_a_small_centre():
+    from gastrorad.models.harmonize import harmonize_new_patients
+    X, centre, _ = _planted(shift=2.0)
+    tr = (centre == "A").to_numpy() | (centre == "B").to_numpy()
+    stored = fit_combat(X[tr], centre[tr]).to_dict()
+    feats = X.assign(patient_id=[f"P{i}" for i in range(len(X))])[["patient_id", *X.columns]]
+    clin = pd.DataFrame({"patient_id": feats.patient_id, "center": np.where(centre == "C", "Z", centre)})
+    said = []
+    out = harmonize_new_patients(feats, clin, stored, new_centre_min=20, label="deep venous", log=said.append)
+    assert said == ["harmonize: deep venous: centre Z is new to the model: adapted label-free from the 60 patients "
+                    "of this batch"]
+    ref = ComBatModel.from_dict(stored).transform(X[tr], centre[tr])
+    np.testing.assert_allclose(out.loc[tr, X.columns].to_numpy(), ref.to_numpy(), atol=1e-12)  # known: stored
+    assert np.abs(out.loc[~tr, X.columns].mean() - ref.mean()).max() < 0.35                   # new: adapted
+    said.clear()
+    small = harmonize_new_patients(feats[~tr].head(10), clin, stored, new_centre_min=20, label="deep venous",
+                                   log=said.append)
+    assert "WARNING" in said[0] and "fewer than harmonize.new_centre_min = 20" in said[0]
+    np.testing.assert_array_equal(small[X.columns].to_numpy(), X[~tr].head(10).to_numpy())  # as they are
+
+
+def test_a_harmonised_study_runs_reports_bundles_and_predicts_new_centres(tmp_path):
+    """S1 (60 patients: A 33 in training/internal, B 12 and C 15 external) with ComBat and
+    new_centre_min 13: C is adapted label-free, B left as it is with a warning. predict then meets
+    C relabelled Z (15 patients: adapted from the batch, as the run adapted C) and 5 of B relabelled Y
+    (too few: as they are, as B in the run): every prediction equals the run's."""
+    import yaml
+
+    from gastrorad.bundle import predict_patients
+    from gastrorad.config.study import load_study
+    from gastrorad.runner import run_study
+    from gastrorad.synth import synthesize
+    from test_zoo import TINY  # the recipes' frozen-feature path scaled down
+    data = synthesize("s1", tmp_path / "s1", n=60, seed=5, workers=2, matrix_scale=0.5).folder
+    raw = {**TINY, "name": "harmonised", "outcome": {"kind": "binary", "label": "label"},
+           "cohorts": {"split": {"centers": ["A"], "ratio": {"training": 7, "internal": 3}},
+                       "external": {"B": "external1", "C": "external2"}},
+           "clinical": {"variables": ["age"], "selection": {"screen_p": None, "method": "none"}},
+           "harmonize": {"method": "combat", "new_centre_min": 13},
+           "data": {"manifest": str(data / "manifest.csv"), "clinical": str(data / "clinical.csv"),
+                    "truth": str(data / "truth.csv")}, "output": str(tmp_path / "run")}
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = load_study(study)
+    said: list[str] = []
+    status = run_study(cfg, log=said.append)
+    assert status["bundle"] == "ran", status
+    out = cfg.output_dir
+    text = "\n".join(said)
+    assert "centre C (not in training) adapted label-free from its 15 patients" in text
+    assert "WARNING deep venous: centre B is not in training and is left as it is (12 patient(s) < " \
+           "harmonize.new_centre_min = 13)" in text
+    info = json.loads((out / "signatures.json").read_text())
+    for kind in ("deep", "handcrafted"):
+        rec = info["harmonize"][kind]["venous"]
+        assert rec["centres_seen"] == {"A": 23} and rec["adapted"] == {"C": 15} and rec["left_as_is"] == {"B": 12}
+        eff = info["centre_effects"][kind]["venous"]
+        assert eff["before"]["centres"] == ["A", "B", "C"] and "after" in eff
+    assert set(json.loads((out / "harmonize.json").read_text())) == {"deep", "handcrafted"}
+    html = (out / "report.html").read_text()
+    assert "Centre effects and harmonisation" in html and 'data-metric="centre_effects|deep|venous|after"' in html
+    assert (out / "figures" / "centre_effects" / "deep_venous.png").is_file()
+    assert "adapted label-free from their own features" in html  # TRIPOD+AI item 7
+    assert "harmonize.json" in json.loads((out / "bundle" / "bundle.json").read_text())["files"]
+
+    clin = pd.read_csv(data / "clinical.csv", dtype={"patient_id": str})
+    b = clin.index[clin.center == "B"][:5]
+    clin.loc[clin.center == "C", "center"] = "Z"
+    clin.loc[b, "center"] = "Y"
+    clin.to_csv(tmp_path / "new_clinical.csv", index=False)
+    said.clear()
+    res = predict_patients(out / "bundle", data / "manifest.csv", tmp_path / "pred",
+                           clinical=tmp_path / "new_clinical.csv", gradcam=False, log=said.append)
+    text = "\n".join(said)
+    assert "centre Z is new to the model: adapted label-free from the 15 patients of this batch" in text
+    assert "WARNING deep venous: centre Y is new to the model (5 patient(s) here" in text
+    run_preds = pd.read_csv(out / "predictions.csv", dtype={"patient_id": str}).dropna(subset=["score"])
+    both = run_preds.merge(res.predictions, on=["patient_id", "model"], suffixes=("_run", "_new"))
+    assert len(both) == len(run_preds) > 0
+    np.testing.assert_allclose(both.score_new, both.score_run, rtol=0, atol=1e-6)

@@ -11,6 +11,7 @@
     fit.json          clinical encoding (levels, reference, imputation values), fusion coefficients,
                       cut-offs, Cox baseline survival, nomogram axes
     signatures.json   how the image signature is made (LASSO coefficients for deep features)
+    harmonize.json    the ComBat harmonisation of the features (``harmonize:``), when the study has one
     weights/*.pt      the deep model(s) or the feature extractor
 
 ``load_bundle`` refuses a bundle whose files do not match their recorded hashes, and a bundle
@@ -75,8 +76,9 @@ def export_bundle(cfg: StudyConfig, folder: Path | None = None) -> Path:
         weights = ["weights/feature_extractor.pt"]
     shutil.copy2(fit_path, tmp / "fit.json")
     (tmp / "card.json").write_text(json.dumps(model_card(cfg, fit), indent=2, default=_plain))
-    if (out / "signatures.json").exists():
-        shutil.copy2(out / "signatures.json", tmp / "signatures.json")
+    for name in ("signatures.json", "harmonize.json"):
+        if (out / name).exists():
+            shutil.copy2(out / name, tmp / name)
     resolved = cfg.model_dump(mode="json")
     for key in ("data", "output"):
         resolved.pop(key, None)
@@ -210,8 +212,7 @@ def load_bundle(folder: str | Path) -> tuple[dict, StudyConfig]:
     # every file predict reads must be in the hash list, inside the bundle: an edited bundle.json
     # cannot point predict at unlisted weights (issue 12, item 3)
     reads = ["study.yaml", "fit.json", *manifest.get("weights", [])]
-    if (folder / "signatures.json").exists():
-        reads.append("signatures.json")
+    reads += [name for name in ("signatures.json", "harmonize.json") if (folder / name).exists()]
     for rel in [*reads, *listed]:
         parts = Path(rel).parts
         if Path(rel).is_absolute() or ".." in parts or not parts:

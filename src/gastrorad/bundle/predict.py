@@ -316,7 +316,7 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
             preds = _predict_clinical_only(fit, clin, out, str(clinical or patients))
         else:
             preds = _predict_images(info, cfg, fit, folder, manifest, clin, patients, clinical, out, gradcam=gradcam,
-                                    workers=workers, scheduler=scheduler, progress=progress)
+                                    workers=workers, scheduler=scheduler, progress=progress, log=log)
     if earlier and log:
         log(f"replaced the earlier prediction's outputs in {out}: {', '.join(earlier)}")
     return PredictResult(preds, out, earlier)
@@ -324,7 +324,7 @@ def predict_patients(bundle: str | Path, patients: str | Path, out: str | Path, 
 
 def _predict_images(info: dict, cfg, fit: dict, folder: Path, manifest: pd.DataFrame, clin: pd.DataFrame,
                     patients: Path, clinical: Path | None, out: Path, *, gradcam: bool, workers: int,
-                    scheduler: str | None, progress) -> pd.DataFrame:
+                    scheduler: str | None, progress, log=None) -> pd.DataFrame:
     """The image stage of :func:`predict_patients`: patches, the bundle's network, the locked
     signature and models; writes into ``out`` and returns the predictions."""
     from gastrorad.config.study import CohortConfig, ComputeConfig
@@ -335,6 +335,7 @@ def _predict_images(info: dict, cfg, fit: dict, folder: Path, manifest: pd.DataF
     _check_phases(manifest, info, str(patients))
     lasso = info["signature"] not in ("longitudinal", "dl_probability")  # deep features and LASSO coefficients
     sinfo = read_bundle_json(folder / "signatures.json") if lasso else None  # read (and checked) before any work
+    harm = read_bundle_json(folder / "harmonize.json") if lasso and (folder / "harmonize.json").exists() else {}
     # the working study: the bundle's parameters on the new patients, as one "prospective" cohort
     inputs = out / "inputs"
     clin = clin.copy()
@@ -390,6 +391,11 @@ def _predict_images(info: dict, cfg, fit: dict, folder: Path, manifest: pd.DataF
             sig = None
             for phase, ph in sinfo["phases"].items():
                 f = extract_features(cfg, net, phase=phase)
+                if phase in harm.get("deep", {}):  # the study's ComBat: stored centres, or a new one adapted
+                    from gastrorad.models.harmonize import harmonize_new_patients
+                    h = cfg.harmonize
+                    f = harmonize_new_patients(f, clin, harm["deep"][phase], new_centre_min=h.new_centre_min,
+                                               unseen=h.unseen_centres, label=f"deep {phase}", log=log)
                 col = f"rad_{phase}"
                 lp = ph["intercept"] + sum(f[c].to_numpy(float) * b for c, b in ph["coefficients"].items())
                 t = pd.DataFrame({"patient_id": f.patient_id.astype(str), col: lp})
