@@ -287,3 +287,20 @@ def test_a_harmonised_study_runs_reports_bundles_and_predicts_new_centres(tmp_pa
     both = run_preds.merge(res.predictions, on=["patient_id", "model"], suffixes=("_run", "_new"))
     assert len(both) == len(run_preds) > 0
     np.testing.assert_allclose(both.score_new, both.score_run, rtol=0, atol=1e-6)
+
+
+def test_validate_names_what_combat_needs(s1_copy):
+    import yaml
+
+    from gastrorad.config.study import load_study
+    from gastrorad.data import validate_study
+    raw = yaml.safe_load((s1_copy / "study.yaml").read_text())
+    raw["harmonize"] = {"method": "combat", "covariates": ["grade"]}
+    (s1_copy / "study.yaml").write_text(yaml.safe_dump(raw))
+    clin = pd.read_csv(s1_copy / "clinical.csv", dtype={"patient_id": str})
+    clin.loc[1, "center"] = None
+    clin.to_csv(s1_copy / "clinical.csv", index=False)
+    errors = validate_study(load_study(s1_copy / "study.yaml"), check_images=False).errors
+    said = {(p.column, p.row, p.reason.split(":")[0]) for p in errors}
+    assert ("grade", None, "unknown column") in said
+    assert ("center", 3, "no centre") in said

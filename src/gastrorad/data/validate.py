@@ -93,6 +93,7 @@ def validate_study(cfg: StudyConfig, *, check_images: bool = True, workers: int 
         P.append(Problem(cpath, "the clinical table has no patient row"))
         return report
     P += _check_columns(clinical, cfg, cpath)
+    P += _check_harmonize(clinical, cfg, cpath)
     P += _check_outcome(clinical, cfg, cpath)
     cohorts, probs = assign_cohorts(clinical, cfg, cpath)
     P += probs
@@ -131,6 +132,24 @@ def _check_columns(clinical: pd.DataFrame, cfg: StudyConfig, source: str) -> lis
             problems.append(Problem(source, f"'{raw.iloc[i]}' is not a number: {col} is a continuous variable (list "
                                     "it under clinical.categorical if it is not; leave unknown values empty)",
                                     row=sheet_row(i), column=col))
+    return problems
+
+
+def _check_harmonize(clinical: pd.DataFrame, cfg: StudyConfig, source: str) -> list[Problem]:
+    """ComBat (``harmonize.method: combat``) needs every patient's centre and the covariates it keeps:
+    said here, not after the image stages."""
+    h = cfg.harmonize
+    if not h.enabled or not cfg.has_images:
+        return []
+    problems = [Problem(source, "unknown column: named by harmonize.covariates but not in the table", column=col)
+                for col in h.covariates if col not in clinical.columns]
+    if "center" not in clinical.columns:
+        problems.append(Problem(source, "harmonize.method: combat needs each patient's centre: add a 'center' column "
+                                "(or set harmonize.method: none)", column="center"))
+    else:
+        for i in np.nonzero(clinical["center"].isna().to_numpy())[0][:20]:
+            problems.append(Problem(source, "no centre: harmonize.method: combat needs each patient's centre",
+                                    row=sheet_row(i), column="center"))
     return problems
 
 
