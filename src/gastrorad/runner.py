@@ -284,7 +284,8 @@ def _out(*names):
     return lambda cfg: [cfg.output_dir / n for n in names]
 
 
-_DATA = ("data", "outcome", "cohorts", "clinical.variables", "clinical.categorical", "preprocess.phases", "seed")
+_DATA = ("data", "outcome", "cohorts", "clinical.variables", "clinical.categorical", "preprocess.phases", "seed",
+         "harmonize")
 _PRE = ("preprocess.spacing", "preprocess.interpolation", "preprocess.window", "preprocess.windows_by_site",
         "preprocess.normalize", "preprocess.patch", "preprocess.phases", "preprocess.cache_dir")
 _MODEL = ("model", "augment", "training", "seed", "outcome", "cohorts", "longitudinal")
