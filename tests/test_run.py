@@ -44,9 +44,10 @@ TINY = {
                          "signature": {"nlambda": 10, "nfolds": 3, "icc_threshold": 0.3},
                          "evaluation": {"bootstrap": 20}},
 }
-# S1's trained path (its `scratch` profile) is what these tests exercise: training, resume, Grad-CAM, predict of
-# a trained model; its `fast` frozen-feature path runs end to end in test_cli's demo test.
-PROFILE = {"s1_nact_resistance": "scratch"}
+# The trained paths are what these tests exercise (training, resume, Grad-CAM, predict of a trained model): S1's
+# `scratch`, S2's `scratch` (the paper's CNN, scaled down) and S4's `distill`. Their `fast` frozen-feature paths are
+# S5's `fast` path (run here) on their own data; S1's runs end to end in test_cli's demo test.
+PROFILE = {"s1_nact_resistance": "scratch", "s2_recurrence": "scratch", "s4_progressive_distill": "distill"}
 KIND = {"s1_nact_resistance": ("s1", 60), "s2_recurrence": ("s2", 40), "s4_progressive_distill": ("s4", 24),
         "s3_her2_longitudinal": ("s3", 30),
         "s5_gnen_survival": ("s5", 40)}
