@@ -49,7 +49,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-RECIPE = {"s1": "s1_nact_resistance", "s5": "s5_gnen_survival"}
+RECIPE = {"s1": "s1_nact_resistance", "s2": "s2_recurrence", "s3": "s3_her2_longitudinal",
+          "s4": "s4_progressive_distill", "s5": "s5_gnen_survival"}
+BINARY = {"s1", "s2", "s4"}  # AUC of `label`; the others: Harrell's C of `time`, `event`
 
 
 def cohort(kind: str, n: int, seed: int, root: Path, roi: str = "paper") -> Path:
@@ -113,7 +115,7 @@ def metric(kind: str, clinical: pd.DataFrame, ids, score) -> float:
     from gastrorad.stats import auc
     from gastrorad.stats.survival import harrell_c
     c = clinical.loc[ids]
-    if kind == "s1":
+    if kind in BINARY:
         return float(auc(c.label.to_numpy(int), np.asarray(score, float)))
     return float(harrell_c(c.time.to_numpy(float), c.event.to_numpy(int), np.asarray(score, float)).c)
 
@@ -132,7 +134,7 @@ def latent_signature(kind: str, clinical: pd.DataFrame, truth: pd.DataFrame, tra
     z = (z - z.mean()) / z.std()
     if reader_r < 1:
         z = z + rng.normal(0.0, np.sqrt(1 / reader_r ** 2 - 1), z.shape)
-    if kind == "s1":
+    if kind in BINARY:
         from sklearn.linear_model import LogisticRegression
         y = clinical.loc[train_ids, "label"].to_numpy(int)
         model = LogisticRegression(C=1e6, max_iter=1000).fit(z.loc[train_ids].to_numpy(), y)
@@ -237,7 +239,7 @@ def main() -> None:
         t["reading r"] = t["reading r"].fillna("")
     oracle = t[t.path == "oracle"].set_index("seed").value
     t["ratio_to_oracle"] = t.value / t.seed.map(oracle)
-    stat = "AUC" if a.kind == "s1" else "C-index"
+    stat = "AUC" if a.kind in BINARY else "C-index"
     roi = "" if a.roi == "paper" else f", {a.roi} ROI"
     print(f"\n{a.kind.upper()}, {a.patients} patients per seed{roi}, pooled held-out cohorts: {stat} and ratio to the oracle")
     print(t.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
