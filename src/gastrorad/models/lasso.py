@@ -180,8 +180,15 @@ def cox_path(X, time, event, lambdas, *, tol: float = _COX_THRESH, stop: bool = 
         if ratios and ratios[-1] > _COX_SATURATED and not stop:
             out.append(out[-1])
             continue
-        coefs, devr, _, conv, _ = cox_path_cd(Xf, *args, lambdas[m:m + 1], beta, float(tol), _COX_CD_PASSES, False,
-                                              prev, np.inf)
+        try:
+            coefs, devr, _, conv, _ = cox_path_cd(Xf, *args, lambdas[m:m + 1], beta, float(tol), _COX_CD_PASSES,
+                                                  False, prev, np.inf)
+        except ZeroDivisionError:
+            # a late risk set's sum of exp(eta) underflowed to 0: the linear predictor spans > ~700, the
+            # coefficients ran off (no finite optimum near); the path ends on the last finite fit
+            failed.append(float(lam))
+            out += [out[-1] if out else np.zeros(p)] * (len(lambdas) - m)
+            break
         beta, prev = coefs[0], float(lam)
         kkt, ll = cox_kkt(Xf, *args, beta, float(lam))
         ok = bool(conv[0]) and kkt <= _COX_KKT
