@@ -235,7 +235,9 @@ def test_cli_runs_the_engine_on_a_synthetic_ct_study(tmp_path):
 
     from gastrorad.cli import app
     from gastrorad.synth import synthesize
+    from conftest import levels_seen_in_training
     res = synthesize("s1", tmp_path / "s1", n=16, seed=4, workers=2)
+    levels_seen_in_training(res.folder)  # 16 patients: other cohorts hold levels training lacks (validate refuses)
     cfg = yaml.safe_load(res.study_file.read_text())
     cfg["preprocess"]["patch"]["size"] = [48, 48]
     cfg["model"] = {"backbone": "tiny", "head": "mlp", "hidden": 8}
