@@ -169,6 +169,73 @@ def test_lasso_logistic_path_and_cv_match_glmnet():
     assert cv.coef_min[1:] == pytest.approx([LASSO["coef_min"][c] for c in X.columns], abs=5e-5)  # glmnet thresh
 
 
+def test_prevalidated_linear_predictors_match_cv_glmnet_keep():
+    """``cv.glmnet(keep = TRUE)$fit.preval`` at lambda.min (tests/r_reference/lasso_preval.R): each row's
+    linear predictor from the fit without its fold, what fusion models are fitted on."""
+    from gastrorad.models.lasso import cv_lasso_cox, cv_lasso_logistic
+    ref = json.loads((REF_DIR / "lasso_preval.json").read_text())
+    d = pd.read_csv(REF_DIR / "lasso_binary.csv")
+    cv = cv_lasso_logistic(d.drop(columns="y"), d.y.to_numpy(), foldid=LASSO["foldid"])
+    assert cv.lambda_min == pytest.approx(ref["binomial"]["lambda_min"], rel=1e-10)
+    np.testing.assert_allclose(cv.prevalidated("min"), ref["binomial"]["preval_min"], rtol=0, atol=1e-8)
+    c = pd.read_csv(REF_DIR / "colon_death.csv")
+    cols = ["age", "sex", "nodes", "obstruct", "perfor", "adhere", "differ", "extent"]
+    cvc = cv_lasso_cox(c[cols], c.time, c.status, lambdas=LASSO["cox_cv"]["lambda"], foldid=LASSO["cox_cv"]["foldid"])
+    assert cvc.lambda_min == pytest.approx(ref["cox"]["lambda_min"], rel=1e-10)
+    # the known gap of tied death times (see the Cox CV test): the fold fits differ slightly from glmnet's
+    # compiled ones (not its tolerance: with thresh = 1e-14 glmnet moves by 3e-4 only), so the linear
+    # predictors (range about -1 to 4) agree to 2e-3
+    np.testing.assert_allclose(cvc.prevalidated("min"), ref["cox"]["preval_min"], rtol=0, atol=2e-3)
+    assert np.corrcoef(cvc.prevalidated("min"), ref["cox"]["preval_min"])[0, 1] > 0.99999
+
+
+def test_fusion_is_fitted_on_prevalidated_signatures_so_it_does_not_collapse(tmp_path):
+    """A LASSO signature read from 300 noise features and one weak image feature looks strong on the patients
+    it was fitted on. Fitted on those in-sample values, the integrated model gives the signature the weight and
+    the clinical terms little; fitted on its pre-validated values (cv.glmnet's fit.preval), the clinical terms
+    keep theirs and the external cohorts are predicted at least as well."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from gastrorad.cli import app
+    from gastrorad.stats import auc
+    from gastrorad.synth.study_file import synthetic_study_config
+    rng = np.random.default_rng(3)
+    study, clinical, truth = table_only_study(tmp_path / "s1", "s1", 500, rng)
+    feats = pd.DataFrame(rng.normal(size=(len(truth), 300)), columns=[f"n0_f{k}" for k in range(300)])
+    feats.insert(0, "patient_id", truth.patient_id)
+    feats["n0_image"] = truth.score_image + rng.normal(0, 2.0, len(truth))
+    feats.to_csv(study / "run" / "features_venous.csv", index=False)
+    raw = synthetic_study_config("s1", seed=3)
+    raw["signature"] = {"method": "lasso", "nfolds": 5}
+    raw["radiomics"] = {"enabled": False}
+    raw["clinical"]["selection"] = {"screen_p": None, "method": "none"}  # every clinical term in the model
+    runner = CliRunner()
+    res = {}
+    for prevalidate in (False, True):
+        raw["fusion"] = {**raw.get("fusion", {}), "prevalidate": prevalidate}
+        (study / "study.yaml").write_text(yaml.safe_dump(raw))
+        for cmd in ("signature", "fit"):
+            out = runner.invoke(app, [cmd, str(study / "study.yaml")])
+            assert out.exit_code == 0, (cmd, out.output, out.exception)
+        fit = json.loads((study / "run" / "models" / "fit.json").read_text())
+        spec = fit["models"]["integrated"]
+        coef = dict(zip(spec["columns"], spec["coef"]))
+        pred = pd.read_csv(study / "run" / "predictions.csv", dtype={"patient_id": str})
+        y = clinical.set_index("patient_id").label
+        held = pred[(pred.model == "integrated") & (pred.cohort != "training")]
+        res[prevalidate] = {"coef": coef, "auc": auc(y.loc[held.patient_id], held.score),
+                            "values": fit["signature_training_values"]}
+    assert res[True]["values"] == {"rad_venous": "pre-validated (out-of-fold)"}
+    assert res[False]["values"] == {"rad_venous": "in-sample"}
+    pv = pd.read_csv(study / "run" / "signatures_prevalidated.csv")
+    sig = pd.read_csv(study / "run" / "signatures.csv")
+    tr = sig[sig.cohort == "training"].set_index("patient_id").rad_venous.loc[pv.patient_id]
+    assert pv.rad_venous.std() > 0 and np.corrcoef(pv.rad_venous, tr)[0, 1] < 0.95  # out-of-fold, not a copy
+    assert abs(res[True]["coef"]["rad_venous"]) < abs(res[False]["coef"]["rad_venous"])
+    assert res[True]["auc"] >= res[False]["auc"] - 0.005
+
+
 def test_lasso_cox_matches_glmnet_at_fixed_lambdas():
     from gastrorad.models.lasso import lambda_sequence, lasso_fit
     d = pd.read_csv(REF_DIR / "colon_death.csv")

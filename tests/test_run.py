@@ -192,6 +192,20 @@ def test_recipe_end_to_end(recipe, cohorts, tmp_path):
     if recipe == "s2_recurrence":
         assert "DLFS" in m["models"]
         assert m["tables"]["subgroups"], "S2 reports AUCs with and without chemotherapy"
+        # k-fold training: each training patient's out-of-fold score is the one fold model that held it out, and
+        # the fusion models are fitted on it (not on the 2-model mean that saw the patient)
+        scores = pd.read_csv(cfg.output_dir / "dl_scores.csv", dtype={"patient_id": str})
+        tr = scores[scores.cohort == "training"]
+        assert tr.score_oof.notna().all() and scores[scores.cohort != "training"].score_oof.isna().all()
+        assert not np.allclose(tr.score_oof, tr.score)
+        fit = json.loads((cfg.output_dir / "models" / "fit.json").read_text())
+        assert fit["signature_training_values"]["dl_score"] == "pre-validated (out-of-fold)"
+    if recipe == "s5_gnen_survival":  # the bagged LASSO-Cox signatures: fusion on their out-of-fold values
+        fit = json.loads((cfg.output_dir / "models" / "fit.json").read_text())
+        assert set(fit["signature_training_values"].values()) == {"pre-validated (out-of-fold)"}
+        pv = pd.read_csv(cfg.output_dir / "signatures_prevalidated.csv", dtype={"patient_id": str})
+        sig = pd.read_csv(cfg.output_dir / "signatures.csv", dtype={"patient_id": str})
+        assert set(pv.patient_id) == set(sig[sig.cohort == "training"].patient_id)
     # a second run finds everything in the cache
     again = run_study(cfg, log=lambda m: None)
     assert all(v in ("cached", "skipped") for v in again.values()), again

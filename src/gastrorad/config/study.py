@@ -501,6 +501,11 @@ class FusionConfig(Strict):
     extra_nomograms: list[str] = Field(default_factory=list, description="Further models drawn as nomograms "
                                        "(S3: the variant without TDLM).")
     nomogram_horizons: list[float] = Field(default_factory=list, description="Cox nomogram: survival horizons.")
+    prevalidate: bool = Field(True, description="Fit fusion models on each signature's pre-validated training "
+                              "values (out-of-fold: cv.glmnet's fit.preval at the chosen lambda; for a k-fold "
+                              "trained network, the fold model that held the patient out), not its in-sample ones, "
+                              "which overstate it next to clinical terms. A signature without them (a network "
+                              "trained on one split) is used in-sample, and fit.json says so.")
 
 
 class EvaluationConfig(Strict):

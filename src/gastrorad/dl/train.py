@@ -58,8 +58,10 @@ def train_model(cfg: StudyConfig, *, phase: str | None = None, progress: bool = 
         path, hist = fit_one(cfg, samples, fit_ids, val_ids, tag=tag, seed=cfg.seed + k, progress=progress, log=log)
         ckpts.append(path)
         history += [{**h, "model": tag} for h in hist]
-    atomic_write_text(model_dir(cfg) / "models.json", json.dumps({"checkpoints": [str(p) for p in ckpts],
-                                                                  "history": history}, indent=2))
+    meta = {"checkpoints": [str(p) for p in ckpts], "history": history}
+    if len(splits) > 1:  # k folds: who each model held out, for the out-of-fold scores of training patients
+        meta["held_out"] = [[str(p) for p in val_ids] for _, val_ids in splits]
+    atomic_write_text(model_dir(cfg) / "models.json", json.dumps(meta, indent=2))
     return TrainResult(ckpts, history, time.perf_counter() - t0)
 
 
@@ -76,12 +78,28 @@ def score_study(cfg: StudyConfig, *, phase: str | None = None, checkpoints: list
     """The DL signature: one row per patient of every cohort (patient_id, cohort, score),
     from models fitted on training only; binary scores are probabilities."""
     samples = load_sample_table(cfg, phase)
+    meta: dict = {}
     if checkpoints is None:
         meta = json.loads((model_dir(cfg) / "models.json").read_text(encoding="utf-8"))
         checkpoints = [Path(p) for p in meta["checkpoints"]]
-    preds = np.mean([predict_samples(load_checkpoint(p), samples.frame, samples.kind, cfg) for p in checkpoints], axis=0)
-    frame = samples.frame.assign(score=1 / (1 + np.exp(-preds)) if samples.kind == "binary" else preds)
+    each = [predict_samples(load_checkpoint(p), samples.frame, samples.kind, cfg) for p in checkpoints]
     t = cfg.training
-    scores = patient_scores(frame, t.aggregate, t.top_k)
+
+    def scored(preds: np.ndarray) -> pd.DataFrame:
+        frame = samples.frame.assign(score=1 / (1 + np.exp(-preds)) if samples.kind == "binary" else preds)
+        return patient_scores(frame, t.aggregate, t.top_k)
+
+    scores = scored(np.mean(each, axis=0))
+    held_out = meta.get("held_out")
+    if held_out and len(held_out) == len(each):
+        # out-of-fold score of each training patient: from the one model whose fold held it out (the
+        # fusion models are fitted on these, not on the ensemble that saw the patient)
+        oof = pd.Series(np.nan, index=scores.patient_id.astype(str).to_numpy())
+        for preds, ids in zip(each, held_out):
+            s = scored(preds).set_index("patient_id").score
+            s.index = s.index.astype(str)
+            keep = [p for p in ids if p in s.index and p in oof.index]
+            oof.loc[keep] = s.loc[keep].to_numpy()
+        scores["score_oof"] = np.where(scores.cohort == "training", oof.to_numpy(), np.nan)
     atomic_write_text(cfg.output_dir / "dl_scores.csv", scores.to_csv(index=False))
     return scores

@@ -304,6 +304,19 @@ class LassoCV:
     columns: list[str]
     coef_min: np.ndarray  # intercept first
     coef_1se: np.ndarray
+    # ``fit.preval`` of ``cv.glmnet(keep = TRUE)``: each row's linear predictor at every lambda from the
+    # fit without its fold (rows x lambdas): pre-validated values (Tibshirani and Efron 2002) of the
+    # signature, for a model that combines it with other predictors on the same patients
+    preval: np.ndarray | None = None
+    i_min: int = 0
+    i_1se: int = 0
+
+    def prevalidated(self, which: str = "min") -> np.ndarray:
+        """Out-of-fold linear predictor of every row at lambda.min or lambda.1se (NaN where its fold
+        had no fit, e.g. a Cox fold without events)."""
+        if self.preval is None:
+            raise ValueError("this cross-validation kept no out-of-fold predictions")
+        return self.preval[:, self.i_min if which == "min" else self.i_1se]
 
     def selected(self, which: str = "min") -> list[str]:
         coef = self.coef_min if which == "min" else self.coef_1se
@@ -348,13 +361,14 @@ def _interpolate_path(fold_lambdas: np.ndarray, B: np.ndarray, s: np.ndarray) ->
 
 
 def _logistic_fold(Xa: np.ndarray, y: np.ndarray, foldid: np.ndarray, lambdas: np.ndarray, nlambda: int | None):
-    """Fold k's binomial deviance at each lambda, fitted without fold k. As cv.glmnet: with
+    """Fold k's binomial deviance at each lambda, fitted without fold k, and the fold's linear
+    predictors from that fit (lambdas x fold rows: cv.glmnet's ``fit.preval``). As cv.glmnet: with
     ``nlambda`` (no lambdas given by the user) each fold fits its own default path (its own
     lambda.max, and it may stop early) and is read at the full data's lambdas by linear
     interpolation; otherwise every fold fits the user's lambdas, all of them."""
     from gastrorad.models.glmnet_cd import linear_predictors
 
-    def one(k) -> np.ndarray:
+    def one(k) -> tuple[np.ndarray, np.ndarray]:
         test = foldid == k
         if nlambda is None:
             path = logistic_path(Xa[~test], y[~test], lambdas, stop=False)
@@ -367,7 +381,7 @@ def _logistic_fold(Xa: np.ndarray, y: np.ndarray, foldid: np.ndarray, lambdas: n
         eta = linear_predictors(Xa[test], np.ascontiguousarray(coef[:, 1:]), np.ascontiguousarray(coef[:, 0]))
         p = np.clip(1 / (1 + np.exp(-eta)), 1e-5, 1 - 1e-5)
         yt = y[test][None, :]
-        return np.mean(-2 * (yt * np.log(p) + (1 - yt) * np.log(1 - p)), axis=1)
+        return np.mean(-2 * (yt * np.log(p) + (1 - yt) * np.log(1 - p)), axis=1), eta
     return one
 
 
@@ -393,13 +407,17 @@ def cv_lasso_logistic(X: pd.DataFrame, y, *, lambdas=None, foldid=None, nfolds: 
         full = logistic_path(Xa, y, lambdas, stop=False)
     foldid = _fold_ids(n, foldid, nfolds, seed)
     folds = np.unique(foldid)
-    means = map_replicates(_logistic_fold(Xa, y, foldid, lambdas, nlambda if own else None), folds, n_jobs=n_jobs,
-                           min_seconds=_LOGISTIC_PARALLEL_SECONDS)
+    fits = map_replicates(_logistic_fold(Xa, y, foldid, lambdas, nlambda if own else None), folds, n_jobs=n_jobs,
+                          min_seconds=_LOGISTIC_PARALLEL_SECONDS)
     sizes = [(foldid == k).sum() for k in folds]
-    cvm, cvsd, i_min, i_1se = _cv_choice(np.asarray(means), np.asarray(sizes, float), lambdas)
+    cvm, cvsd, i_min, i_1se = _cv_choice(np.asarray([m for m, _ in fits]), np.asarray(sizes, float), lambdas)
+    preval = np.full((n, len(lambdas)), np.nan)
+    for k, (_, eta) in zip(folds, fits):
+        preval[foldid == k] = eta.T
     fit_min, fit_1se = full[i_min], full[i_1se]
     return LassoCV(lambdas, cvm, cvsd, float(lambdas[i_min]), float(lambdas[i_1se]), cols,
-                   np.concatenate([[fit_min[0]], fit_min[1]]), np.concatenate([[fit_1se[0]], fit_1se[1]]))
+                   np.concatenate([[fit_min[0]], fit_min[1]]), np.concatenate([[fit_1se[0]], fit_1se[1]]),
+                   preval, i_min, i_1se)
 
 
 def coxnet_deviance(X: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np.ndarray) -> float:
@@ -414,7 +432,7 @@ def _cox_fold(Xa: np.ndarray, time: np.ndarray, event: np.ndarray, foldid: np.nd
     from gastrorad.models.glmnet_cd import linear_predictors
     everyone = _CoxRisk(time, event)
 
-    def one(k) -> tuple[np.ndarray, list[float]]:
+    def one(k) -> tuple[np.ndarray, list[float], np.ndarray]:
         from threadpoolctl import threadpool_limits  # installed with scikit-learn
         test = foldid == k
         failed: list[float] = []
@@ -424,7 +442,7 @@ def _cox_fold(Xa: np.ndarray, time: np.ndarray, event: np.ndarray, foldid: np.nd
             B = np.array(cox_path(Xa[~test], time[~test], event[~test], lambdas, failed=failed))
         eta = linear_predictors(Xa, B, np.zeros(len(B)))
         row = everyone.deviances(eta) - _CoxRisk(time[~test], event[~test]).deviances(eta[:, ~test])
-        return row, failed
+        return row, failed, eta[:, test]
     return one
 
 
@@ -459,8 +477,11 @@ def cv_lasso_cox(X: pd.DataFrame, time, event, *, lambdas=None, foldid=None, nfo
     folds = [k for k in np.unique(foldid) if event[foldid == k].sum() > 0]
     rows = map_replicates(_cox_fold(Xa, time, event, foldid, lambdas), folds, n_jobs=n_jobs)
     w = [event[foldid == k].sum() for k in folds]
-    raw = [row / ev for (row, _), ev in zip(rows, w)]
-    failed += [lam for _, fold_failed in rows for lam in fold_failed]
+    raw = [row / ev for (row, _, _), ev in zip(rows, w)]
+    failed += [lam for _, fold_failed, _ in rows for lam in fold_failed]
+    preval = np.full((n, len(lambdas)), np.nan)
+    for k, (_, _, eta) in zip(folds, rows):
+        preval[foldid == k] = eta.T
     cvm, cvsd, i_min, i_1se = _cv_choice(np.asarray(raw), np.asarray(w, float), lambdas)
     if failed and min(lambdas[i_min], lambdas[i_1se]) <= max(failed):
         warnings.warn(f"LASSO-Cox cross-validation: {len(failed)} path fits did not converge, at lambdas down from "
@@ -470,4 +491,4 @@ def cv_lasso_cox(X: pd.DataFrame, time, event, *, lambdas=None, foldid=None, nfo
     b_min, b_1se = (lasso_fit(Xa, lam=lambdas[i], kind="cox", time=time, event=event,
                               w_init=None if full is None else full[i])[1] for i in (i_min, i_1se))
     return LassoCV(lambdas, cvm, cvsd, float(lambdas[i_min]), float(lambdas[i_1se]), cols,
-                   np.concatenate([[0.0], b_min]), np.concatenate([[0.0], b_1se]))
+                   np.concatenate([[0.0], b_min]), np.concatenate([[0.0], b_1se]), preval, i_min, i_1se)

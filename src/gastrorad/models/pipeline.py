@@ -37,6 +37,7 @@ def build_signatures(cfg: StudyConfig, log=None) -> pd.DataFrame:
     clinical = _clinical_with_cohorts(cfg)
     base = clinical[["patient_id", "cohort"]]
     harm: dict = {"models": {}, "pcs": []}  # ComBat models and centre-effect PCs of each feature table
+    preval: dict[str, pd.Series] = {}  # signature -> its pre-validated (out-of-fold) training values
     if not cfg.has_images:  # a clinical-only study: no image signature
         table, info = base.copy(), {"method": "none", "note": "clinical-only study (no image manifest)"}
     elif cfg.longitudinal is not None:
@@ -45,9 +46,14 @@ def build_signatures(cfg: StudyConfig, log=None) -> pd.DataFrame:
         path = out / "dl_scores.csv"
         if not path.exists():
             raise InputError(Problem(str(path), "no DL scores: run `gastrorad score` first"))
-        s = pd.read_csv(path, dtype={"patient_id": str})[["patient_id", "score"]].rename(columns={"score": "dl_score"})
-        table = base.merge(s, on="patient_id", how="inner")
+        s = pd.read_csv(path, dtype={"patient_id": str})
+        table = base.merge(s[["patient_id", "score"]].rename(columns={"score": "dl_score"}), on="patient_id",
+                           how="inner")
         info = {"method": "dl_probability"}
+        if "score_oof" in s.columns:  # k-fold training: each training patient's score from the model that held it out
+            oof = s.set_index("patient_id").score_oof.reindex(clinical[clinical.cohort == "training"].patient_id)
+            if oof.notna().all():
+                preval["dl_score"] = oof
     else:
         table, info = base.copy(), {"method": "lasso", "phases": {}}
         for phase in cfg.preprocess.phases:
@@ -77,14 +83,16 @@ def build_signatures(cfg: StudyConfig, log=None) -> pd.DataFrame:
                     label=f"deep {phase}") if fit is bagged_lasso_signature else
                 _timed_lasso(f"deep {phase}", n_tr, len(feats), lambda: fit(
                     cfg, d, feats, cfg.signature.lambda_rule, cfg.signature.nfolds, cfg.signature.nlambda)))
+            take_prevalidated(info["phases"][phase], d, name, preval)
             table = table.merge(d[["patient_id", name]], on="patient_id", how="left")
     from gastrorad.radiomics.study import radiomics_enabled, radiomics_paths
     if radiomics_enabled(cfg):
         if all(p.exists() for p in radiomics_paths(cfg)):
-            table, info["radiomics"] = _handcrafted_signatures(cfg, clinical, table, info, harm)
+            table, info["radiomics"] = _handcrafted_signatures(cfg, clinical, table, info, harm, preval)
         else:  # `gastrorad run` always extracts them first; a stage-by-stage user may not have yet
             info["radiomics"] = "not extracted (run `gastrorad radiomics` for the handcrafted reference)"
     _write_harmonize(out, harm)
+    _write_prevalidated(out, preval)
     atomic_write_text(out / "signatures.csv", table.to_csv(index=False))
     atomic_write_text(out / "signatures.json", json.dumps(info, indent=2, default=float))
     return table
@@ -117,6 +125,22 @@ def _harmonize(cfg: StudyConfig, d: pd.DataFrame, feats: list[str], kind: str, p
         _log(f"    centre effect: {kind} {phase}: features differing across centres (KW, FDR 5%) {share('before')}"
              + (f" before, {share('after')} after harmonisation" if "after" in summary else ""))
     return d if after is None else after
+
+
+def _write_prevalidated(out: Path, preval: dict[str, pd.Series]) -> None:
+    """``signatures_prevalidated.csv``: each signature's out-of-fold value for every training patient
+    (``cv.glmnet(keep = TRUE)$fit.preval`` at the chosen lambda; for a k-fold trained network, the
+    model that held the patient out). A stale file from an earlier run is removed when there is none."""
+    path = out / PREVALIDATED_FILE
+    if not preval:
+        path.unlink(missing_ok=True)
+        return
+    frame = pd.DataFrame(preval)
+    frame.index.name = "patient_id"
+    atomic_write_text(path, frame.reset_index().to_csv(index=False))
+
+
+PREVALIDATED_FILE = "signatures_prevalidated.csv"
 
 
 def _write_harmonize(out: Path, harm: dict) -> None:
@@ -162,10 +186,26 @@ def lasso_signature(cfg: StudyConfig, d: pd.DataFrame, feats: list[str], lambda_
                           nlambda=nlambda, n_jobs=cfg.resample_jobs, foldid=foldid)
     coef = cv.coef_min if lambda_rule == "min" else cv.coef_1se
     lp = coef[0] + d[feats].to_numpy(float) @ coef[1:]
+    preval = np.full(len(d), np.nan)
+    preval[(d.cohort == "training").to_numpy()] = cv.prevalidated(lambda_rule)
     return lp, {"lambda": cv.lambda_min if lambda_rule == "min" else cv.lambda_1se,
                 "selected": cv.selected(lambda_rule),
                 "coefficients": {c: float(b) for c, b in zip(feats, coef[1:]) if b != 0},
-                "intercept": float(coef[0])}
+                "intercept": float(coef[0]), PREVALIDATED: preval}
+
+
+# Key of a signature fit's summary holding its pre-validated training values (popped before the summary is written)
+PREVALIDATED = "_prevalidated"
+
+
+def take_prevalidated(info: dict, d: pd.DataFrame, name: str, store: dict) -> None:
+    """Move a signature's pre-validated training values out of its fit summary into ``store``
+    (column name -> Series by patient_id): what :func:`fit_models` fits fusion models on."""
+    values = info.pop(PREVALIDATED, None)
+    if values is None:
+        return
+    tr = (d.cohort == "training").to_numpy()
+    store[name] = pd.Series(np.asarray(values, float)[tr], index=d.patient_id.to_numpy()[tr])
 
 
 def patient_folds(cfg: StudyConfig, rows: pd.DataFrame, nfolds: int, clinical: pd.DataFrame | None = None):
@@ -215,14 +255,18 @@ def bagged_lasso_signature(cfg: StudyConfig, d: pd.DataFrame, feats: list[str], 
         if not info["coefficients"] or sd <= 0:
             continue
         kept.append((g, info, float(np.mean(lp[tr])), sd))
+    preval = np.zeros(len(d))
     for g, info, mean, sd in kept:
         for c, b in info["coefficients"].items():
             coef[c] += b / (sd * len(kept))
         intercept += (info["intercept"] - mean) / (sd * len(kept))
+        # each copy's out-of-fold values on the scale of its in-sample standardisation, averaged as the copies are
+        preval += (info[PREVALIDATED] - mean) / (sd * len(kept))
     lp = intercept + X @ coef.to_numpy()
     return lp, {"lambda": [p["lambda"] for p in per.values()], "selected": int((coef != 0).sum()),
                 "coefficients": {c: float(b) for c, b in coef.items() if b != 0}, "intercept": float(intercept),
-                "bagging": {"networks": len(per), "with_a_feature": [g for g, *_ in kept], "per_network": per}}
+                "bagging": {"networks": len(per), "with_a_feature": [g for g, *_ in kept], "per_network": per},
+                PREVALIDATED: preval if kept else np.full(len(d), np.nan)}
 
 
 def drop_redundant(X: pd.DataFrame, threshold: float) -> list[str]:
@@ -237,7 +281,7 @@ def drop_redundant(X: pd.DataFrame, threshold: float) -> list[str]:
 
 
 def _handcrafted_signatures(cfg: StudyConfig, clinical: pd.DataFrame, table: pd.DataFrame, info_all: dict | None = None,
-                            harm: dict | None = None):
+                            harm: dict | None = None, preval: dict | None = None):
     """The handcrafted radiomics reference: LASSO on each phase's IBSI features (training
     patients only; features constant or missing on training are left out)."""
     out, info = cfg.output_dir, {}
@@ -267,6 +311,7 @@ def _handcrafted_signatures(cfg: StudyConfig, clinical: pd.DataFrame, table: pd.
             f"handcrafted {phase}", int((d.cohort == "training").sum()), len(feats),
             lambda: lasso_signature(cfg, d, feats, cfg.radiomics.lambda_rule, cfg.radiomics.nfolds,
                                     cfg.signature.nlambda))
+        take_prevalidated(info[phase], d, name, {} if preval is None else preval)
         info[phase]["features"] = {"extracted": n_all, "after_redundancy_filter": len(feats)}
         if icc_info is not None:
             info[phase]["icc"] = icc_info
@@ -361,6 +406,12 @@ def fit_models(cfg: StudyConfig) -> FitResult:
         sig_cols = [c for c in sigs.columns if c != "patient_id" and not c.startswith(HANDCRAFTED_PREFIX)]
     tr_all = data[data.cohort == "training"]
     tr = tr_all.dropna(subset=sig_cols) if cfg.longitudinal is None else tr_all
+    # A signature's training values are in-sample: it was fitted on these patients' outcomes, so next to
+    # clinical terms it would take all the weight (a fusion model equal to the signature). Fusion models
+    # are fitted on its pre-validated values instead (Tibshirani and Efron 2002): each training patient's
+    # value from the signature fitted without that patient's fold. Training predictions keep the
+    # signature as the bundle applies it.
+    tr_fit, prevalidated = _with_prevalidated(cfg, tr_all, sig_cols)
     y_kw = ({"outcome": cfg.outcome.label} if kind == "logistic" else
             {"time": cfg.outcome.time, "event": cfg.outcome.event})
     terms = dict(enc.terms_)
@@ -404,7 +455,7 @@ def fit_models(cfg: StudyConfig) -> FitResult:
             else:
                 raise InputError(Problem("study file", f"fusion model '{name}': unknown ingredient '{ing}'",
                                          column=f"fusion.models.{name}"))
-        trm = tr_all.dropna(subset=cols)  # each model on the training patients that have its ingredients
+        trm = tr_fit.dropna(subset=cols)  # each model on the training patients that have its ingredients
         constant = [c for c in cols if trm[c].nunique(dropna=True) <= 1]
         if constant:  # e.g. a LASSO signature that selected no feature: no information, and singular in a fit
             selection.setdefault("constant_dropped", {})[name] = constant
@@ -483,10 +534,31 @@ def fit_models(cfg: StudyConfig) -> FitResult:
     atomic_write_text(out / "models" / "fit.json", json.dumps({
         "kind": kind, "selection": selection, "cutoffs": cutoffs, "encoding": enc.report().to_dict("records"),
         "encoder": enc.to_dict(), "signature_columns": sig_cols, "models": specs,
+        "signature_training_values": {c: "pre-validated (out-of-fold)" if c in prevalidated else "in-sample"
+                                      for c in sig_cols},
         # the model whose nomogram exists (a skipped one, see selection.nomograms_skipped, has none to serve)
         "nomogram_model": cfg.fusion.nomogram if "nomogram" in specs.get(cfg.fusion.nomogram, {}) else None},
         indent=2, default=_plain))
     return FitResult(predictions, coefs, selection, cutoffs, nomo_png)
+
+
+def _with_prevalidated(cfg: StudyConfig, tr_all: pd.DataFrame, sig_cols: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The training rows with each signature's values replaced by its pre-validated ones
+    (``signatures_prevalidated.csv``) where every training patient has one; the columns replaced."""
+    path = cfg.output_dir / PREVALIDATED_FILE
+    if not cfg.fusion.prevalidate or not path.exists() or not sig_cols:
+        return tr_all, []
+    pv = pd.read_csv(path, dtype={"patient_id": str}).set_index("patient_id")
+    out, done = tr_all.copy(), []
+    for c in sig_cols:
+        if c not in pv.columns:
+            continue
+        values = pv[c].reindex(out.patient_id)
+        has = out[c].notna().to_numpy()
+        if values.to_numpy()[has].size and np.isfinite(values.to_numpy(float)[has]).all():
+            out.loc[has, c] = values.to_numpy(float)[has]
+            done.append(c)
+    return out, done
 
 
 def _signature_label(col: str) -> str:
