@@ -116,3 +116,37 @@ def test_two_level_checkpoint_is_loaded_without_unpickling(tmp_path):
     torch.save({"something": torch.zeros(1)}, plain)
     with pytest.raises(InputError, match="two-level"):
         load_two_level(None, plain)
+
+
+def test_frozen_extractor_keeps_its_weights_and_standardises_and_grad_cam_flows(tmp_path):
+    """``longitudinal.extractor: frozen``: the backbone's weights and batch-norm statistics do not move when
+    the model is trained, its pooled features come out z-scored on the ROIs it was scaled on, and Grad-CAM
+    still gets a map through the frozen layers."""
+    from gastrorad.dl.backbones import create_model
+    from gastrorad.dl.longitudinal.explain import _feature_layer, roi_grad_cams
+    from gastrorad.dl.longitudinal.model import FrozenCNNExtractor
+    torch.manual_seed(0)
+    backbone = create_model("tiny", in_channels=3, spatial_dims=2)
+    ext = FrozenCNNExtractor(backbone, (3, 24, 24), stages="all", pooling=("avg", "max"))
+    assert ext.out_dim == 2 * (16 + 32 + 32)  # every stage of the tiny CNN, average and maximum
+    rois = torch.rand(40, 3, 24, 24) * 2 + 1
+    ext.fit_scale([rois[:17], rois[17:]])  # accumulated over batches
+    z = ext(rois)
+    np.testing.assert_allclose(z.mean(0).detach(), 0, atol=1e-4)
+    np.testing.assert_allclose(z.std(0).detach()[z.std(0) > 0], 1, atol=1e-3)
+    net = TwoLevelSurvivalModel(ext, ext.out_dim, dim=16, heads=2, layers=1, max_timepoints=3, dropout=0.0)
+    before = {k: v.clone() for k, v in net.extractor.backbone.state_dict().items()}
+    head = [p.detach().clone() for p in net.head.parameters()]
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-2)
+    net.train()
+    assert not net.extractor.backbone.training  # batch-norm stays in eval mode
+    x, mask = torch.rand(4, 2, 3, 3, 24, 24), torch.ones(4, 2, 3, dtype=torch.bool)
+    for _ in range(3):
+        opt.zero_grad()
+        net({"x": x, "mask": mask}).sum().backward()
+        opt.step()
+    after = net.extractor.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and running statistics unchanged
+    assert any(not torch.equal(a, b) for a, b in zip(head, net.head.parameters()))  # ... while the head learns
+    maps = roi_grad_cams(net, {"x": x[:1], "mask": mask[:1]}, _feature_layer(net))
+    assert maps.shape == (2, 3, 24, 24) and float(maps.max()) > 0

@@ -548,6 +548,16 @@ class LongitudinalConfig(Strict):
     heads: int = Field(4, ge=1)
     layers: int = Field(1, ge=1, description="Blocks per former.")
     dropout: float = Field(0.1, ge=0, lt=1)
+    extractor: Literal["trained", "frozen"] = Field("trained", description=(
+        "LDLM's ROI extractor: 'trained' with the formers (the paper), or 'frozen': its weights stay as built "
+        "(random, or model.pretrained), its feature maps are pooled from extractor_stages with "
+        "extractor_pooling and z-scored on the training patients' ROIs, and only the formers and the head "
+        "learn (what issue 29 measured on 300-patient cohorts)."))
+    extractor_stages: Literal["last", "all"] = Field("all", description="Frozen extractor: feature maps of the "
+                                                     "last stage or of every stage.")
+    extractor_pooling: list[Literal["avg", "max"]] = Field(default_factory=lambda: ["avg", "max"],
+                                                           description="Frozen extractor: global poolings of "
+                                                                       "each stage's maps.")
     markers: list[str] = Field(default_factory=list, description="TDLM: clinical columns <marker>_t<k> "
                                                                  "(e.g. cea, ca199, ca724); empty = no TDLM.")
     seeds: list[int] = Field(default_factory=lambda: [0], description="Training seeds; more than one gives the "

@@ -32,6 +32,8 @@ def roi_grad_cams(net, batch: dict, layer: torch.nn.Module) -> torch.Tensor:
     try:
         net.eval()
         net.zero_grad()
+        # the input asks for a gradient, so the maps get one even when the extractor's weights are frozen
+        batch = {**batch, "x": batch["x"].detach().clone().requires_grad_(True)}
         out = net(batch)
         out.sum().backward()
     finally:
@@ -54,6 +56,10 @@ def _feature_layer(net) -> torch.nn.Module:
     module = backbone
     for part in cam_layer(backbone).split("."):
         module = getattr(module, part)
+    # a Sequential's output is its last child's: hook that, which also fires when a frozen extractor
+    # runs the backbone stage by stage (slices of the Sequential, not the Sequential itself)
+    while isinstance(module, torch.nn.Sequential) and len(module):
+        module = module[-1]
     return module
 
 

@@ -5,7 +5,8 @@ A patient is a set of objects (lesions, or tumour markers) each followed over ti
     x: (B, L objects, T time points, ...)   mask: (B, L, T) True where observed
 
 1. an extractor turns every observed item into a vector (LDLM: a CNN such as ResNet-18 on
-   each ROI patch; TDLM: a linear embedding of the marker's normalised value);
+   each ROI patch, trained with the rest or frozen (:class:`FrozenCNNExtractor`); TDLM: a
+   linear embedding of the marker's normalised value);
 2. the TH-former (temporal heterogeneity transformer) runs over the time points of each
    object, with a learnable temporal position embedding (baseline, 1st follow-up, ...) and a
    learnable temporal token whose output summarises the object;
@@ -127,3 +128,57 @@ class CNNExtractor(nn.Module):
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         return self.backbone.embed(patches, "avg")
+
+
+class FrozenCNNExtractor(nn.Module):
+    """LDLM's extractor with its weights fixed: a backbone's feature maps (every stage, or the last),
+    globally pooled (average and maximum) and z-scored with the training ROIs' mean and SD
+    (buffers set by :meth:`fit_scale`, saved with the model). It stays in eval mode and passes no
+    gradient, so only the formers and the head learn."""
+
+    def __init__(self, backbone: nn.Module, item_shape: tuple[int, ...], *, stages: str = "all",
+                 pooling: tuple[str, ...] = ("avg", "max")):
+        super().__init__()
+        self.backbone = backbone
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        self.stages, self.pooling = stages, list(pooling)
+        with torch.no_grad():
+            dim = self._pooled(torch.zeros(1, *item_shape)).shape[1]
+        self.out_dim = int(dim)
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+        self.backbone.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()  # batch-norm statistics stay as built
+        return self
+
+    def _pooled(self, x: torch.Tensor) -> torch.Tensor:
+        from gastrorad.dl.features import pool_stage
+        maps = self.backbone.stage_features(x) if self.stages == "all" else [("last", self.backbone.features(x))]
+        return torch.cat([pool_stage(f, how, None) for _, f in maps for how in self.pooling], dim=1)
+
+    @torch.no_grad()
+    def fit_scale(self, batches) -> None:
+        """Mean and SD of each pooled feature over the patches of ``batches`` (an iterable of
+        (N, C, H, W) tensors: the training patients' ROIs), accumulated batch by batch."""
+        n, total, squares = 0, torch.zeros_like(self.mean, dtype=torch.float64), None
+        for x in batches:
+            if not len(x):
+                continue
+            f = self._pooled(x.float()).double()
+            n += len(f)
+            total += f.sum(dim=0)
+            squares = f.pow(2).sum(dim=0) if squares is None else squares + f.pow(2).sum(dim=0)
+        if n < 2:
+            return
+        mean = total / n
+        var = ((squares - n * mean ** 2) / (n - 1)).clamp_min(0)
+        self.mean.copy_(mean.float())
+        self.scale.copy_(var.sqrt().clamp_min(1e-6).float())
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        # no gradient reaches the weights (requires_grad off); Grad-CAM still flows through when its input asks
+        return (self._pooled(patches) - self.mean) / self.scale

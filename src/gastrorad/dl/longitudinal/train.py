@@ -49,14 +49,20 @@ def sequences(cfg: StudyConfig, which: str, clinical: pd.DataFrame):
 
 def build_two_level(cfg: StudyConfig, which: str, item_shape: tuple[int, ...]):
     from gastrorad.dl.backbones import create_model
-    from gastrorad.dl.longitudinal.model import CNNExtractor, MarkerEmbedding, TwoLevelSurvivalModel
+    from gastrorad.dl.longitudinal.model import (CNNExtractor, FrozenCNNExtractor, MarkerEmbedding,
+                                                 TwoLevelSurvivalModel)
     lc = cfg.longitudinal
     if which == "ldlm":
         backbone = create_model(cfg.model.backbone, in_channels=item_shape[0], spatial_dims=2)
         if cfg.model.pretrained is not None:
             from gastrorad.dl.backbones import load_pretrained
             load_pretrained(backbone, cfg.resolve(cfg.model.pretrained), cfg.model.pretrained_format)
-        extractor, dim_in = CNNExtractor(backbone), backbone.backbone.out_channels
+        if lc.extractor == "frozen":
+            extractor = FrozenCNNExtractor(backbone, item_shape, stages=lc.extractor_stages,
+                                           pooling=tuple(lc.extractor_pooling))
+            dim_in = extractor.out_dim
+        else:
+            extractor, dim_in = CNNExtractor(backbone), backbone.backbone.out_channels
     else:
         extractor, dim_in = MarkerEmbedding(len(lc.markers), lc.dim), lc.dim
     return TwoLevelSurvivalModel(extractor, dim_in, dim=lc.dim, heads=lc.heads, layers=lc.layers,
@@ -101,6 +107,9 @@ def train_two_level(cfg: StudyConfig, which: str, *, seed: int, progress: bool =
         val_dl = DataLoader(SequenceDataset(seq, list(val_ids), outcome, followups=lc.train_followups, **kw),
                             batch_size=t.batch_size, shuffle=False)
     net = build_two_level(cfg, which, seq.item_shape)
+    if hasattr(net.extractor, "fit_scale"):  # a frozen extractor: z-score its features on the fitted patients' ROIs
+        plain = SequenceDataset(seq, list(fit_ids), None, followups=lc.train_followups, **kw)
+        net.extractor.fit_scale(s[0]["x"][s[0]["mask"]] for s in (plain[i] for i in range(len(plain))))
     training = t.model_copy(update={"loss": "bce_cox"}) if t.loss not in ("cox", "bce_cox") else t
     module = GastroModule(net, training, "survival", steps_per_epoch=len(train_dl))
     out = cfg.output_dir / "models" / f"{which}_seed{seed}"
