@@ -141,6 +141,8 @@ def _write_prevalidated(out: Path, preval: dict[str, pd.Series]) -> None:
 
 
 PREVALIDATED_FILE = "signatures_prevalidated.csv"
+# signature columns computed by a rule, not fitted to the outcome (S3's RECIST 1.1 and TB-delta baselines)
+OUTCOME_FREE_PREFIXES = ("recist_", "tbdelta_")
 
 
 def _write_harmonize(out: Path, harm: dict) -> None:
@@ -534,8 +536,9 @@ def fit_models(cfg: StudyConfig) -> FitResult:
     atomic_write_text(out / "models" / "fit.json", json.dumps({
         "kind": kind, "selection": selection, "cutoffs": cutoffs, "encoding": enc.report().to_dict("records"),
         "encoder": enc.to_dict(), "signature_columns": sig_cols, "models": specs,
-        "signature_training_values": {c: "pre-validated (out-of-fold)" if c in prevalidated else "in-sample"
-                                      for c in sig_cols},
+        "signature_training_values": {c: "pre-validated (out-of-fold)" if c in prevalidated else
+                                      "not fitted to the outcome" if c.startswith(OUTCOME_FREE_PREFIXES) else
+                                      "in-sample" for c in sig_cols},
         # the model whose nomogram exists (a skipped one, see selection.nomograms_skipped, has none to serve)
         "nomogram_model": cfg.fusion.nomogram if "nomogram" in specs.get(cfg.fusion.nomogram, {}) else None},
         indent=2, default=_plain))

@@ -304,6 +304,19 @@ class _Report:
                 body.append(f"<p class='todo'>Model <b>{html.escape(name)}</b> was not fitted: {html.escape(why)}.</p>")
             if sel.get("screen"):
                 body.append(_table(pd.DataFrame(sel["screen"]), "Univariable screen (training)"))
+        values = self.fit.get("signature_training_values", {})
+        pre = [signature_display(c) for c, v in values.items() if v.startswith("pre-validated")]
+        ins = [signature_display(c) for c, v in values.items() if v == "in-sample"]
+        if pre:
+            body.append(f"<p>Fusion models took each training patient's value of {html.escape(', '.join(pre))} "
+                        "from the signature fitted without that patient's fold (pre-validation, Tibshirani and "
+                        "Efron 2002), so a signature fitted on these patients does not take the weight of the "
+                        "clinical terms; new patients get the signature fitted on all of training.</p>")
+        if ins:
+            body.append(f"<p class='todo'>{html.escape(', '.join(ins))} entered the fusion models with in-sample "
+                        "training values (no out-of-fold value: e.g. a network trained on one split): their "
+                        "weight against the clinical terms is optimistic. k-fold training (training.folds) "
+                        "gives out-of-fold values.</p>")
         for name in self.fit.get("models", {}):
             p = self.out / "models" / f"{file_stem(name)}_coefficients.csv"
             if p.exists():
