@@ -104,6 +104,16 @@ def test_cox_loss_equals_partial_likelihood_without_ties():
     assert cox_loss(risk, time, event).item() == pytest.approx(-ll / 3, rel=1e-5)
 
 
+def test_cox_loss_of_a_batch_of_one_patient_is_zero_with_a_gradient():
+    """A last batch of one (S3, 300 patients: the training split left one over) is its own risk set: no
+    information, where torchsurv raised 'len() of a 0-d tensor' and ended the run."""
+    risk = torch.tensor([0.7], requires_grad=True)
+    loss = cox_loss(risk.reshape(1, 1), torch.tensor([4.0]), torch.tensor([1]))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert risk.grad is not None and risk.grad.item() == 0.0
+
+
 def test_aggregation():
     s = np.arange(20, dtype=float)
     assert aggregate_scores(s, "topk", 10) == pytest.approx(np.mean(np.arange(10, 20)))

@@ -35,8 +35,10 @@ def cox_loss(risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> tor
     """Negative Cox partial log-likelihood (torchsurv, Efron ties), mean over events."""
     from torchsurv.loss.cox import neg_partial_log_likelihood
     event = event.bool().reshape(-1)
-    if not event.any():
-        return risk.sum() * 0.0  # no event in the batch: no information, keep the graph
+    if not event.any() or event.numel() < 2:
+        # no event, or one patient (a last batch of one: its own risk set, a partial likelihood of 1; torchsurv
+        # refuses it): no information, keep the graph
+        return risk.sum() * 0.0
     return neg_partial_log_likelihood(risk.reshape(-1, 1), event, time.reshape(-1).float(), ties_method="efron",
                                       reduction="mean")
 
