@@ -1,9 +1,11 @@
 """Benchmark: how much of the planted image signal each deep path finds, against the
 handcrafted radiomics reference, the true image score and the oracle.
 
-For each synthetic cohort (generated once and cached under ``bench/out/signal``), the S1
-recipe (or S5's) is run with each profile named, and the signatures are scored on the pooled
-held-out patients (every cohort but training). S1's profiles cover every deep path:
+For each synthetic cohort (generated once and cached under ``bench/out/signal``), the recipe of
+``--kind`` is run with each profile named, and the signatures are scored on the pooled held-out
+patients (every cohort but training). S3 scores LDLM and TDLM with 0, 1 and 2 follow-ups against
+its RECIST 1.1 and TB-delta baselines (its box ROIs have no mask, so no handcrafted reference).
+S1's profiles cover every deep path:
 
 - ``fast``  eight frozen random-init tiny CNNs, ROI-pooled features, one LASSO per network, bagged
   (``fast_single``: one network; ``fast_ct``, ``fast_slices``: variants);
@@ -51,6 +53,7 @@ import pandas as pd  # noqa: E402
 HERE = Path(__file__).resolve().parent
 RECIPE = {"s1": "s1_nact_resistance", "s2": "s2_recurrence", "s3": "s3_her2_longitudinal",
           "s4": "s4_progressive_distill", "s5": "s5_gnen_survival"}
+TRAINED = {"s1": ["scratch"], "s2": ["scratch"], "s3": ["trained"], "s4": ["distill"]}  # the papers' trained paths
 BINARY = {"s1", "s2", "s4"}  # AUC of `label`; the others: Harrell's C of `time`, `event`
 
 
@@ -170,7 +173,9 @@ def main() -> None:
     ap.add_argument("--kind", default="s1", choices=sorted(RECIPE))
     ap.add_argument("--patients", type=int, default=400)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--profiles", nargs="+", default=["fast", "scratch"])
+    ap.add_argument("--profiles", nargs="+", default=None,
+                    help="profiles of the recipe to run (default: fast and the paper's trained path: S1, S2 scratch; "
+                         "S3 trained; S4 distill; S5 fast only)")
     ap.add_argument("--root", type=Path, default=HERE / "out" / "signal")
     ap.add_argument("--net-seeds", type=int, nargs="*", default=None,
                     help="also rerun each profile's feature network with these seeds (features.seed): how much a "
@@ -187,6 +192,8 @@ def main() -> None:
                          "into the planted latents by a ridge fitted to the true latents (cross-fitted): what a "
                          "linear reading of those features gives when the phenotype itself is the target")
     a = ap.parse_args()
+    if a.profiles is None:
+        a.profiles = ["fast", *TRAINED.get(a.kind, [])]
     rows = []
     for seed in a.seeds:
         data = cohort(a.kind, a.patients, seed, a.root, a.roi)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import pytest
 import yaml
 
@@ -45,7 +46,8 @@ TINY = {
                          "evaluation": {"bootstrap": 20}},
 }
 # The trained paths are what these tests exercise (training, resume, Grad-CAM, predict of a trained model): S1's
-# `scratch`, S2's `scratch` (the paper's CNN, scaled down) and S4's `distill`. Their `fast` frozen-feature paths are
+# `scratch`, S2's `scratch` (the paper's CNN, scaled down) and S4's `distill`; S3's `fast` trains its formers over
+# a frozen ROI extractor. Their `fast` frozen-feature paths are
 # S5's `fast` path (run here) on their own data; S1's runs end to end in test_cli's demo test.
 PROFILE = {"s1_nact_resistance": "scratch", "s2_recurrence": "scratch", "s4_progressive_distill": "distill"}
 KIND = {"s1_nact_resistance": ("s1", 60), "s2_recurrence": ("s2", 40), "s4_progressive_distill": ("s4", 24),
@@ -165,6 +167,11 @@ def test_recipe_end_to_end(recipe, cohorts, tmp_path):
         assert {"Nomo-LDLM-2F", "Nomo-w/o-TDLM-2F", "RECIST-2F", "TB-delta-2F"} <= set(m["models"])
         scores = pd.read_csv(cfg.output_dir / "dl_scores.csv")
         assert {"ldlm_BS", "ldlm_1F", "ldlm_2F", "tdlm_BS", "tdlm_2F"} <= set(scores.columns)
+        # the fast profile's LDLM: a frozen ROI extractor z-scored on training (its scale saved with the model)
+        ck = torch.load(json.loads((cfg.output_dir / "models" / "longitudinal.json").read_text())["ldlm"][0],
+                        weights_only=True)
+        assert {"extractor.mean", "extractor.scale"} <= set(ck["state_dict"]) and float(ck["state_dict"][
+            "extractor.scale"].min()) > 0
         rep = pd.DataFrame(m["tables"]["reproducibility"])
         assert set(rep.seeds) == {2} and rep.c_sd.notna().all()
         sites = pd.DataFrame(m["tables"]["attention_sites"])
