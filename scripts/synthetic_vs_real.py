@@ -1,7 +1,7 @@
 """Figure: axial slices of a synthetic patient (arterial and venous, with the ROI) next to
 the real CT of ../shared/data (TotalSegmentator example, Apache-2.0), same window.
 
-    python scripts/synthetic_vs_real.py [--out docs/synthetic_vs_real.png] [--seed 0]
+    python scripts/synthetic_vs_real.py [--out docs/images/synthetic_vs_real.png] [--seed 0]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "ct" / "totalse
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="docs/synthetic_vs_real.png")
+    ap.add_argument("--out", default="docs/images/synthetic_vs_real.png")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -628,7 +628,7 @@ def _browser():
 
 def test_page_in_headless_chromium(study, tmp_path):
     """Sign in, read the card, fill the form, calculate, upload a case, read the results from the
-    page and compare them with `predict`; screenshots to $GASTRORAD_SCREENSHOTS (docs/) when set."""
+    page and compare them with `predict`; screenshots to $GASTRORAD_SCREENSHOTS (docs/images/) when set."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
     bundle, data = study

@@ -1,5 +1,5 @@
 """The ``harmonize:`` section of the study file: ComBat across centres before the signatures
-(:mod:`gastrorad.models.harmonize`; docs/harmonisation.md)."""
+(:mod:`gastrorad.models.harmonize`; docs/how-to/harmonisation.md)."""
 
 from __future__ import annotations
 

@@ -48,6 +48,8 @@ _CREDENTIAL_WORDS = ("key", "secret", "token", "password", "credential", "sas", 
 
 
 class DataConfig(Strict):
+    """Input tables: the image manifest and the clinical table (paths relative to the study file)."""
+
     manifest: Path | None = Field(None, description="Image manifest (CSV, Parquet or XLSX), one row per image "
                                   "instance; none: a clinical-only study (no image stage, the clinical model alone).")
     clinical: Path = Field(description="Clinical table (CSV, Parquet or XLSX), one row per patient (or per lesion, "
@@ -77,17 +79,23 @@ class DataConfig(Strict):
 
 
 class SurvivalColumns(Strict):
-    time: str
-    event: str
-    name: str = "os"
+    time: str = Field(description="Clinical column of this outcome's time (non-negative, in outcome.time_unit).")
+    event: str = Field(description="Clinical column of its event indicator (1 = event, 0 = censored).")
+    name: str = Field("os", description="Name of this outcome in the risk-group table (HR and log-rank in the "
+                                        "primary model's risk groups) and its Kaplan-Meier figures "
+                                        "(km_<name>_<cohort>).")
 
 
 class OutcomeConfig(Strict):
+    """The outcome modelled: a binary label, or a survival time and event, read from the clinical table."""
+
     kind: Literal["binary", "survival"] = Field(description="binary: 0/1 label; survival: time and event.")
     label: str = Field("label", description="Binary outcome column (1 = the outcome of interest, e.g. resistance).")
     time: str = Field("time", description="Survival time column (non-negative).")
     event: str = Field("event", description="Event indicator column (1 = event, 0 = censored).")
-    time_unit: Literal["days", "weeks", "months", "years"] = "months"
+    time_unit: Literal["days", "weeks", "months", "years"] = Field("months", description=(
+        "Unit of the survival times, used to label axes, tables and the model card; times are not converted, so "
+        "every horizon (training.horizon, fusion.horizon, evaluation.horizons) is given in this unit."))
     extra_survival: list[SurvivalColumns] = Field(
         default_factory=list, description="Further time/event pairs analysed alongside (e.g. OS in S2).")
 
@@ -120,7 +128,8 @@ class ProspectiveRule(Strict):
     column: str = Field(description="Clinical column that marks prospective patients (a date or a flag).")
     after: str | None = Field(None, description="Patients with a date on or after this (YYYY-MM-DD) are prospective.")
     equals: Any = Field(None, description="Or: patients whose column equals this value are prospective.")
-    cohort: str = "prospective"
+    cohort: str = Field("prospective", description="Cohort the prospective patients are put in (the rule is "
+                                                   "applied first, before the column or the split).")
 
     @model_validator(mode="after")
     def _one_rule(self) -> "ProspectiveRule":
@@ -130,6 +139,9 @@ class ProspectiveRule(Strict):
 
 
 class CohortConfig(Strict):
+    """Which cohort each patient belongs to: a cohort column, or a seeded split of named centres plus the external
+    centres and an optional prospective rule."""
+
     column: str | None = Field(None, description="Take each patient's cohort from this clinical column (no rule).")
     split: SplitRule | None = Field(None, description="Random split of named centres (seeded, stratified).")
     external: dict[str, str] = Field(default_factory=dict,
@@ -151,10 +163,10 @@ class CohortConfig(Strict):
 class WindowConfig(Strict):
     """A HU window as a range (low/high) or as level/width."""
 
-    low: float | None = None
-    high: float | None = None
-    level: float | None = None
-    width: float | None = None
+    low: float | None = Field(None, description="Lower bound in HU (with high); lower values are clipped to it.")
+    high: float | None = Field(None, description="Upper bound in HU (with low); higher values are clipped to it.")
+    level: float | None = Field(None, description="Window centre in HU (with width): the range is level +/- width/2.")
+    width: float | None = Field(None, description="Window width in HU (with level).")
 
     @model_validator(mode="after")
     def _one_form(self) -> "WindowConfig":
@@ -181,28 +193,35 @@ class _PatchBase(Strict):
 class Slice2DPatch(_PatchBase):
     """The largest-ROI slice, a square around the ROI centroid (S5: fixed 224 mm side)."""
 
-    mode: Literal["slice2d"] = "slice2d"
+    mode: Literal["slice2d"] = Field("slice2d", description="slice2d: one channel, the largest ROI slice (S5).")
     side_mm: float | None = Field(None, gt=0, description="Fixed square side in mm; default: from the ROI's extent.")
     square_scale: float = Field(1.0, gt=0, description="Side = scale x the ROI's larger in-plane extent (if no side_mm).")
-    mask_channel: bool = False
+    mask_channel: bool = Field(False, description="Add the ROI mask as a second channel (needed by the ROI poolings "
+                                                  "of features.pooling).")
 
 
 class Stack25DPatch(_PatchBase):
     """Largest slice +/- context_slices as channels, optional mask channel (S1: 11 + 1 = 12)."""
 
-    mode: Literal["stack25d"] = "stack25d"
+    mode: Literal["stack25d"] = Field("stack25d", description="stack25d: the largest ROI slice and its neighbours "
+                                                              "as channels (S1).")
     context_slices: int = Field(5, ge=0, description="Slices taken above and below the largest one.")
-    mask_channel: bool = True
-    side_mm: float | None = Field(None, gt=0)
-    square_scale: float = Field(1.0, gt=0)
+    mask_channel: bool = Field(True, description="Add the largest slice's ROI mask as the last channel (S1: channel "
+                                                 "12).")
+    side_mm: float | None = Field(None, gt=0, description="Fixed square side in mm; default: from the ROI's extent.")
+    square_scale: float = Field(1.0, gt=0, description="Side = scale x the ROI's larger in-plane extent on its "
+                                                       "largest slice, plus margin_mm each side (if no side_mm).")
 
 
 class Volume3DPatch(_PatchBase):
     """The VOI as a 3D block, or as its stack of square 2D slices (S2: 112x112 per slice)."""
 
-    mode: Literal["volume3d"] = "volume3d"
+    mode: Literal["volume3d"] = Field("volume3d", description="volume3d: the VOI as a 3D block, or its stack of "
+                                                              "2D slices (S2).")
     as_slices: bool = Field(False, description="Return each VOI slice padded to square and resized (S2).")
-    size: list[int] = Field(default_factory=lambda: [32, 112, 112])
+    size: list[int] = Field(default_factory=lambda: [32, 112, 112], description=(
+        "Block size [D, H, W] the VOI is resized to; with as_slices, [H, W] per slice (S2: 112 x 112), or "
+        "[D, H, W] to also resample the stack to D slices."))
     mask_channel: bool = Field(False, description="Add the ROI mask as a second channel of the 3D block "
                                                   "(for ROI-pooled deep features; not with as_slices).")
     side_mm: float | None = Field(None, gt=0, description="Fixed block instead of the VOI: side_mm square in-plane "
@@ -221,29 +240,34 @@ class Volume3DPatch(_PatchBase):
 class BBoxPatch(_PatchBase):
     """Box scaled 1.5x, padded symmetrically to square, adjacent slices as channels (S3)."""
 
-    mode: Literal["bbox"] = "bbox"
-    box_scale: float = Field(1.5, gt=0)
+    mode: Literal["bbox"] = Field("bbox", description="bbox: the scaled lesion box and its neighbouring slices (S3).")
+    box_scale: float = Field(1.5, gt=0, description="Factor on the lesion box's in-plane extent before it is padded "
+                                                    "to its square (S3: 1.5).")
     context_slices: int = Field(1, ge=0, description="Slices above and below the box slice (1 -> 3 channels).")
 
 
 class SlicesPatch(_PatchBase):
     """Every slice in the ROI's z-range (S4 slice-level training), each resized whole."""
 
-    mode: Literal["slices"] = "slices"
+    mode: Literal["slices"] = Field("slices", description="slices: every slice of the ROI's z-range, one sample "
+                                                          "each (S4).")
     extra_slices: int = Field(0, ge=0, description="Extra slices kept above and below the ROI's z-range.")
     crop_to_body: bool = Field(True, description="Crop each slice to the body before resizing.")
-    size: list[int] = Field(default_factory=lambda: [256, 256])
+    size: list[int] = Field(default_factory=lambda: [256, 256], description=(
+        "Size (H, W) each whole slice is resized to (S4: 256 x 256, then augment.random_crop 224 x 224)."))
 
 
 class RoiSlicesPatch(_PatchBase):
     """Every slice a 3D ROI covers, each a slice2d patch around its own ROI centroid with its own
     mask; a patient's deep features are the ROI-area-weighted mean over them."""
 
-    mode: Literal["roi_slices"] = "roi_slices"
+    mode: Literal["roi_slices"] = Field("roi_slices", description="roi_slices: every slice a 3D ROI covers, each "
+                                                                  "a slice2d patch, one sample each.")
     side_mm: float | None = Field(None, gt=0, description="Fixed square side in mm; default: from the largest "
                                                          "slice's extent (one side for all of a patient's slices).")
     square_scale: float = Field(1.0, gt=0, description="Side = scale x the largest slice's ROI extent (if no side_mm).")
-    mask_channel: bool = True
+    mask_channel: bool = Field(True, description="Add each slice's own ROI mask as a second channel (needed by the "
+                                                 "ROI poolings of features.pooling).")
 
 
 PatchConfig = Annotated[Union[Slice2DPatch, Stack25DPatch, Volume3DPatch, BBoxPatch, SlicesPatch, RoiSlicesPatch],
@@ -251,6 +275,9 @@ PatchConfig = Annotated[Union[Slice2DPatch, Stack25DPatch, Volume3DPatch, BBoxPa
 
 
 class PreprocessConfig(Strict):
+    """Patch making (``gastrorad preprocess``): resampling, HU window, intensity scaling and the patch mode, for
+    each phase."""
+
     phases: list[str] = Field(default_factory=lambda: ["venous"], description="Phases used; one patch set each.")
     spacing: list[float] | None = Field(default_factory=lambda: [1.0, 1.0, 1.0],
                                         description="Target spacing (x, y, z) in mm; null keeps the native grid.")
@@ -258,7 +285,9 @@ class PreprocessConfig(Strict):
     window: WindowConfig = Field(default_factory=lambda: WindowConfig(low=-350, high=450))
     windows_by_site: dict[str, WindowConfig] = Field(default_factory=dict,
                                                      description="Lesion site -> window (S3: lung, abdomen).")
-    normalize: Literal["zscore", "minus_one_one", "zero_one", "none"] = "zscore"
+    normalize: Literal["zscore", "minus_one_one", "zero_one", "none"] = Field("zscore", description=(
+        "Intensity scaling after the window: zscore (patch mean 0, SD 1; S1, S5), minus_one_one (window to "
+        "[-1, 1]; S2), zero_one (window to [0, 1]; S3, S4) or none (HU kept)."))
     patch: PatchConfig = Field(default_factory=Stack25DPatch)
     workers: int = Field(2, ge=1, description="Worker processes over patients.")
     cache_dir: Path | None = Field(None, description="Patch cache; default <output>/cache/patches.")
@@ -287,7 +316,9 @@ class ModelConfig(Strict):
                                    "(3D ResNets), gastrorad (a checkpoint of this package), merlin (a Merlin "
                                    "checkpoint for i3resnet152).")
     freeze: str = Field("none", description="'none', 'all' (backbone frozen) or 'until:<layer>' (e.g. until:layer3).")
-    head: Literal["linear", "mlp"] = "linear"
+    head: Literal["linear", "mlp"] = Field("linear", description=(
+        "On the average-pooled backbone features: linear (dropout, one linear layer) or mlp (linear to hidden, "
+        "ReLU, dropout, linear; S2's new head)."))
     hidden: int = Field(256, ge=1, description="MLP head width.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the output layer (model noise in S4).")
     stochastic_depth: float = Field(0.0, ge=0, lt=1, description="Drop-connect rate (EfficientNet), model noise in S4.")
@@ -296,7 +327,8 @@ class ModelConfig(Strict):
 class AugmentConfig(Strict):
     """Training-time augmentation (MONAI transforms), applied to each patch with probability ``prob``."""
 
-    prob: float = Field(0.5, ge=0, le=1)
+    prob: float = Field(0.5, ge=0, le=1, description="Probability with which each enabled random transform is "
+                        "applied to a training patch, drawn independently (S3: 1.0); random_crop is always applied.")
     flip: bool = Field(False, description="Random flips along each in-plane axis (left/right, anterior/posterior).")
     rot90: bool = Field(False, description="Random rotations by 90/180/270 degrees in-plane.")
     rotate_degrees: float = Field(0.0, ge=0, description="Random rotation within +/- this angle.")
@@ -311,30 +343,49 @@ class DistillConfig(Strict):
 
     chain: list[str] = Field(default_factory=list, description="Backbones of the students (e.g. [efficientnet_b3, efficientnet_b7]).")
     iterations: int = Field(2, ge=1, description="Student generations when the chain is empty (same backbone).")
-    temperature: float = Field(4.0, gt=0)
+    temperature: float = Field(4.0, gt=0, description="Temperature T softening the teacher's and the student's "
+                               "outputs in the KD term, weighted T^2 (1 - alpha) (seed 003, Eq. 1).")
     alpha: float = Field(0.5, ge=0, le=1, description="Weight of the label-smoothed CE term (seed 003, Eq. 1).")
-    student_dropout: float = Field(0.2, ge=0, lt=1)
-    student_stochastic_depth: float = Field(0.2, ge=0, lt=1)
+    student_dropout: float = Field(0.2, ge=0, lt=1, description="Students' dropout before the output layer (model "
+                                   "noise; in place of model.dropout).")
+    student_stochastic_depth: float = Field(0.2, ge=0, lt=1, description="Students' drop-connect rate (EfficientNet "
+                                            "stochastic depth, model noise; in place of model.stochastic_depth).")
 
 
 class EarlyStoppingConfig(Strict):
-    monitor: Literal["val_auc", "val_loss", "val_c"] = "val_loss"
-    patience: int = Field(10, ge=1)
+    """Stop training once a validation metric stops improving, the same metric picking the checkpoint kept (null:
+    every epoch is trained and the checkpoint is picked by val_loss)."""
+
+    monitor: Literal["val_auc", "val_loss", "val_c"] = Field("val_loss", description=(
+        "val_loss (the validation patients' cross-entropy or Cox partial likelihood, lower is better), val_auc "
+        "(binary; read as val_c on a survival outcome) or val_c (Harrell's C-index, survival outcomes). The "
+        "longitudinal models use val_c."))
+    patience: int = Field(10, ge=1, description="Epochs without improvement of the monitored metric before "
+                                                "training stops.")
 
 
 class TrainingConfig(Strict):
-    loss: Literal["bce", "ce", "cox", "bce_cox"] = "bce"
+    """Deep-model training (``gastrorad train``): loss, optimiser, schedule, early stopping, class balance, the
+    patient score from patch scores, and the devices."""
+
+    loss: Literal["bce", "ce", "cox", "bce_cox"] = Field("bce", description=(
+        "The outcome kind decides: a binary outcome trains on cross-entropy of one logit (bce; ce, S4's two-class "
+        "softmax, is the same loss), a survival one on the Cox partial likelihood (cox), plus with bce_cox the "
+        "cross-entropy of 'event-free beyond horizon' (S3)."))
     horizon: float = Field(12.0, gt=0, description="bce_cox: the binary part is 'event-free beyond horizon' "
                                                    "(S3: OS > 12 months); patients censored before it are left out.")
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    epochs: int = Field(100, ge=1)
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="adamw (torch AdamW) or sgd (with momentum).")
+    lr: float = Field(1e-4, gt=0, description="Learning rate (its peak, after the warm-up).")
+    weight_decay: float = Field(1e-4, ge=0, description="Weight decay (AdamW's decoupled decay; SGD's L2 penalty).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (unused by adamw).")
+    epochs: int = Field(100, ge=1, description="Maximum training epochs (early stopping may end sooner); the "
+                                               "cosine schedule spans them.")
     batch_size: int = Field(32, ge=1, description="Samples per optimiser step, over all data-parallel processes "
                                                   "(each of N processes takes batch_size / N).")
-    warmup_epochs: int = Field(0, ge=0)
-    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0, description="Epochs of linear learning-rate warm-up from near 0 to lr "
+                                                   "(updated every step); 0 = none.")
+    schedule: Literal["cosine", "constant"] = Field("cosine", description="After the warm-up: cosine (decay from lr "
+                                                    "to 0 by the last epoch, every step) or constant (lr kept).")
     early_stopping: EarlyStoppingConfig | None = Field(default_factory=EarlyStoppingConfig)
     val_fraction: float = Field(0.2, ge=0, lt=1, description="Stratified hold-out of training for early stopping.")
     val_cohort: str | None = Field(None, description=(
@@ -342,11 +393,14 @@ class TrainingConfig(Strict):
         "patient is then fitted and val_fraction is unused. That cohort takes part in model selection, which the "
         "report states. Needs folds: 0. null: the val_fraction hold-out of training."))
     folds: int = Field(0, ge=0, description="k-fold CV inside training (S2); scores average the k models.")
-    class_weights: bool = False
-    balanced_sampling: bool = False
+    class_weights: bool = Field(False, description="Binary: weight the positive class's loss by negatives / "
+                                                   "positives of the training samples (BCE pos_weight).")
+    balanced_sampling: bool = Field(False, description="Binary: draw training samples with replacement so positives "
+                                                       "and negatives are equally likely in each epoch.")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="beta of seed 003's Eq. 3.")
     aggregate: Literal["mean", "max", "topk"] = Field("mean", description="Patient score from slice/patch scores.")
-    top_k: int = Field(10, ge=1)
+    top_k: int = Field(10, ge=1, description="aggregate: topk: the patient score is the mean of its k highest "
+                                             "slice/patch scores (all of them when fewer; S4: 10).")
     pooling: Literal["max", "avg"] = Field("max", description="Global pooling of deep features (S5: max).")
     precision: str = Field("auto", description="'auto' (16-mixed on CUDA, 32 on CPU), '32', 'bf16-mixed', ...")
     accelerator: str = Field("auto", description="Lightning accelerator: 'auto' (CUDA when present, else CPU), "
@@ -359,7 +413,8 @@ class TrainingConfig(Strict):
         "process per device from this call (works inside `gastrorad run`, and with CUDA); 'ddp' when torchrun or SLURM srun started every "
         "process (multi-node: run `gastrorad train` that way, see the README)."))
     num_nodes: int = Field(1, ge=1, description="Machines taking part in the training (strategy 'ddp').")
-    num_workers: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0, description="Data-loader worker processes per training process (0: batches "
+                                                  "are loaded in the training process).")
     distill: DistillConfig | None = None
 
     @model_validator(mode="after")
@@ -380,11 +435,17 @@ class SelectionConfig(Strict):
     method: Literal["stepwise_aic", "lasso", "none"] = Field(
         "stepwise_aic", description="Multivariable step: backward AIC (MASS::stepAIC), or LASSO with CV lambda "
                                     "(glmnet, S2) whose non-zero terms are refitted without penalty.")
-    lambda_rule: Literal["min", "1se"] = "min"
-    nfolds: int = Field(10, ge=3)
+    lambda_rule: Literal["min", "1se"] = Field("min", description=(
+        "method: lasso: the lambda whose non-zero terms are kept, min (cv.glmnet's lambda.min, lowest CV deviance) "
+        "or 1se (lambda.1se, the largest lambda within one SE of it: fewer terms)."))
+    nfolds: int = Field(10, ge=3, description="Cross-validation folds of the LASSO (cv.glmnet's nfolds), seeded; "
+                                              "a patient's lesions stay in one fold.")
 
 
 class ClinicalConfig(Strict):
+    """Clinical variables of the clinical model: their coding, missing values and the factor selection on
+    training."""
+
     variables: list[str] = Field(default_factory=list, description="Candidate clinical variables; none: an "
                                  "image-only study (no clinical model; the image signatures and their fusion).")
     categorical: list[str] = Field(default_factory=list, description="Variables to treat as categorical.")
@@ -450,12 +511,16 @@ class RadiomicsConfig(Strict):
                                                    "largest-slice ROIs), 3D when they span several (a study "
                                                    "with both gets 3D for all).")
     classes: list[Literal["firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]] = Field(
-        default_factory=lambda: ["firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm"])
+        default_factory=lambda: ["firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm"],
+        description="Feature classes extracted (PyRadiomics names; shape is 2D shape when force2d).")
     max_correlation: float | None = Field(0.9, gt=0, le=1, description="Redundancy filter before LASSO: of two "
                                           "features with |Spearman rho| above this on training, the later is dropped "
                                           "(null: none). Texture features are highly collinear.")
-    lambda_rule: Literal["min", "1se"] = "min"
-    nfolds: int = Field(10, ge=3)
+    lambda_rule: Literal["min", "1se"] = Field("min", description=(
+        "Lambda of each phase's handcrafted LASSO: min (cv.glmnet's lambda.min, lowest CV deviance) or 1se "
+        "(lambda.1se, the largest lambda within one SE of it: fewer features)."))
+    nfolds: int = Field(10, ge=3, description="Cross-validation folds of the LASSO (cv.glmnet's nfolds), seeded; "
+                                              "a patient's lesions stay in one fold.")
     workers: int = Field(2, ge=1, description="Worker processes over patients.")
 
 
@@ -465,20 +530,27 @@ class SignatureConfig(Strict):
     method: Literal["dl_probability", "lasso"] = Field(
         "dl_probability", description="dl_probability: the DL score as is (S1, S2); lasso: LASSO (logistic or Cox "
                                       "by outcome) on each phase's deep features, score = linear predictor (S5).")
-    lambda_rule: Literal["min", "1se"] = "min"
+    lambda_rule: Literal["min", "1se"] = Field("min", description=(
+        "method: lasso: lambda of each phase's LASSO, min (cv.glmnet's lambda.min, lowest CV deviance; S5) or 1se "
+        "(lambda.1se, the largest lambda within one SE of it: fewer features)."))
     bagging: Literal["none", "network"] = Field("none", description="network: with features.networks copies of "
                                                 "a random network, one LASSO per copy (its n<k>_ features), each "
                                                 "signature standardised on training, then averaged: a score that "
                                                 "does not hang on one initialisation.")
-    nfolds: int = Field(10, ge=3)
+    nfolds: int = Field(10, ge=3, description="Cross-validation folds of the LASSO (cv.glmnet's nfolds), seeded; "
+                                              "a patient's lesions stay in one fold.")
     nlambda: int = Field(100, ge=5, description="Length of the lambda path (glmnet's nlambda).")
     icc_features: dict[str, Path] = Field(default_factory=dict, description=(
         "Phase -> CSV of deep features of re-segmented ROIs (patient_id, reader, f0000...), e.g. the same "
         "reader one month later (S5); features with ICC <= icc_threshold are dropped before LASSO."))
     icc_from_readers: bool = Field(True, description="Without icc_features: use the re-segmented ROIs of the "
                                    "manifest (rows with a reader), whose deep features extract-features writes.")
-    icc_threshold: float = Field(0.8, ge=-1, le=1)
-    icc_form: Literal["A,1", "C,1", "1"] = "A,1"
+    icc_threshold: float = Field(0.8, ge=-1, le=1, description="Features whose ICC over the repeated "
+                                 "segmentations exceeds this are kept (S5: 0.8), for the deep signatures and the "
+                                 "handcrafted reference alike.")
+    icc_form: Literal["A,1", "C,1", "1"] = Field("A,1", description=(
+        "ICC form (McGraw and Wong 1996): A,1 two-way absolute agreement, single measurement (psych::ICC's ICC2); "
+        "C,1 two-way consistency (ICC3); 1 one-way (ICC1)."))
 
 
 class FusionConfig(Strict):
@@ -493,7 +565,9 @@ class FusionConfig(Strict):
     cutoff: Literal["youden", "median", "fixed"] = Field("youden", description="Risk-group cut-off locked on "
                                                          "training; a survival study without fusion.horizon "
                                                          "defaults to median.")
-    cutoff_value: float | None = None
+    cutoff_value: float | None = Field(None, description=(
+        "cutoff: fixed: the cut-off itself, on each fusion model's scale (predicted probability, or the Cox linear "
+        "predictor); signatures evaluated as models then use Youden (binary) or the training median (survival)."))
     horizon: float | None = Field(None, description="Survival: horizon of the Youden cut-off (outcome time units).")
     nomogram: str | None = Field("integrated", description="Model drawn as a nomogram (the primary model of the "
                                                             "report). Default by the study's shape: integrated, "
@@ -545,9 +619,10 @@ class LongitudinalConfig(Strict):
     apply_followups: dict[str, int] = Field(default_factory=lambda: {"BS": 0, "1F": 1, "2F": 2},
                                             description="Score name -> follow-ups used when applying the model.")
     dim: int = Field(128, ge=8, description="Width of the TH-former and OH-former.")
-    heads: int = Field(4, ge=1)
+    heads: int = Field(4, ge=1, description="Attention heads of each former (dim must be a multiple of it).")
     layers: int = Field(1, ge=1, description="Blocks per former.")
-    dropout: float = Field(0.1, ge=0, lt=1)
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the formers' attention and MLP blocks and in "
+                                                        "the output head.")
     extractor: Literal["trained", "frozen"] = Field("trained", description=(
         "LDLM's ROI extractor: 'trained' with the formers (the paper), or 'frozen': its weights stay as built "
         "(random, or model.pretrained), its feature maps are pooled from extractor_stages with "
@@ -582,7 +657,8 @@ class ComputeConfig(Strict):
 
 
 class StudyConfig(Strict):
-    name: str = "study"
+    name: str = Field("study", description="Study name: in the report title (unless report.title), the run "
+                                           "records (run.json, metrics.json) and the model bundle's card.")
     seed: int = Field(42, description="Seed of every random step (splits, training, bootstrap).")
     data: DataConfig
     outcome: OutcomeConfig

@@ -80,7 +80,7 @@ def centre_effects_section(cfg: StudyConfig) -> str:
         note += "Features constant, or with one value in more than half of a centre's patients, are left as they are."
     else:
         note = ("No harmonisation (harmonize.method: none). A large share of features differing by centre suggests "
-                "harmonize: {method: combat}; see docs/harmonisation.md.")
+                "harmonize: {method: combat}; see docs/how-to/harmonisation.md.")
     notes = [n for t in harm.values() if isinstance(t, dict) for rec in t.values() if isinstance(rec, dict)
              for n in rec.get("notes", [])]
     detail = ("<details><summary>Notes of the harmonisation</summary><ul>"
