@@ -105,23 +105,29 @@ def test_api_reference_names_the_r_function_delong_test_mirrors(site):
     assert "roc.test" in section
 
 
-TUTORIALS = {  # page -> (patients for the test, run folders whose report must exist)
-    "first-study.md": (40, ["mystudy/run"]),
-    "s1.md": (40, ["runs/s1"]),
-    "s2.md": (40, ["runs/s2"]),
-    "s3.md": (30, ["runs/s3"]),
-    "s4.md": (40, ["runs/s4"]),
-    "s5.md": (40, ["runs/s5"]),
-    "serve.md": (40, ["runs/s1"]),
+# page -> run folders whose report must exist. The cohort size of the test is the page's own comment
+# "the docs test runs this page with N=<n>": the smallest at which every categorical level of the held-out cohorts
+# also occurs in training (else validate refuses the study, as it should).
+TUTORIALS = {
+    "first-study.md": ["mystudy/run"],
+    "s1.md": ["runs/s1"],
+    "s2.md": ["runs/s2"],
+    "s3.md": ["runs/s3"],
+    "s4.md": ["runs/s4"],
+    "s5.md": ["runs/s5"],
+    "serve.md": ["runs/s1"],
 }
 
 
 def run_tutorial(page: str, tmp_path: Path) -> None:
-    n, runs = TUTORIALS[page]
+    runs = TUTORIALS[page]
     blocks = bash_blocks(DOCS / "tutorials" / page)
     assert blocks, f"{page} has no bash block"
     script = "\n".join(blocks)
     assert re.match(r"N=\d+", script), f"{page}: the first line must set N (the cohort size)"
+    said = re.search(r"the docs test runs this page with N=(\d+)", script)
+    assert said, f"{page}: the N= line must say with which N the docs test runs the page"
+    n = int(said.group(1))
     script = re.sub(r"^N=\d+", f"N={n}", script, count=1)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
@@ -133,40 +139,61 @@ def run_tutorial(page: str, tmp_path: Path) -> None:
         assert (tmp_path / run / "report.html").is_file(), run
 
 
-# One class per tutorial: pytest-xdist's loadscope spreads classes over the workers.
-class TestFirstStudyTutorial:
+def _check_reference_pages(folder: Path) -> None:
+    """The run-folder and metrics references describe what the S1 tutorial's run wrote."""
+    run = folder / "runs" / "s1"
+    table = (DOCS / "reference" / "run-folder.md").read_text(encoding="utf-8")
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) >= 10
+    for row in rows:
+        paths = re.findall(r"`([^`]+)`", row.split("|")[1])
+        if ", when " in row:  # written only for some studies; the row says when
+            continue
+        for rel in paths:
+            assert list(run.glob(rel.rstrip("/"))), f"run-folder.md lists {rel}, which the S1 run did not write"
+    bundle_doc = (DOCS / "reference" / "bundle.md").read_text(encoding="utf-8")
+    documented = re.findall(r"^\| `([a-z_]+)` \|", bundle_doc.split("<!-- metrics-keys -->")[1]
+                            .split("<!-- /metrics-keys -->")[0], flags=re.M)
+    written = json.loads((run / "metrics" / "metrics.json").read_text())
+    assert set(documented) == set(written), set(documented) ^ set(written)
+
+
+def _check_predictions(folder: Path) -> None:
+    assert (folder / "mystudy" / "predictions" / "predictions.csv").is_file()
+
+
+def _check_served_models(folder: Path) -> None:
+    models = json.loads((folder / "models.json").read_text())
+    assert [m["id"] for m in models][0].startswith("s1_nact_resistance")
+
+
+def _tutorial_test(page: str, check=None):
+    """A test class for one tutorial: pytest-xdist's loadscope spreads classes over the workers."""
     def test_runs(self, tmp_path):
-        run_tutorial("first-study.md", tmp_path)
-        assert (tmp_path / "mystudy" / "predictions" / "predictions.csv").is_file()
+        run_tutorial(page, tmp_path)
+        if check is not None:
+            check(tmp_path)
+    return type(f"Test_{page}", (), {"test_runs": test_runs, "__doc__": f"docs/tutorials/{page} runs as written."})
 
 
-class TestS1Tutorial:
-    def test_runs(self, tmp_path):
-        run_tutorial("s1.md", tmp_path)
+TestFirstStudyTutorial = _tutorial_test("first-study.md", _check_predictions)
+TestS1Tutorial = _tutorial_test("s1.md", _check_reference_pages)
+TestS2Tutorial = _tutorial_test("s2.md")
+TestS3Tutorial = _tutorial_test("s3.md")
+TestS4Tutorial = _tutorial_test("s4.md")
+TestS5Tutorial = _tutorial_test("s5.md")
+TestServeTutorial = _tutorial_test("serve.md", _check_served_models)
 
 
-class TestS2Tutorial:
-    def test_runs(self, tmp_path):
-        run_tutorial("s2.md", tmp_path)
-
-
-class TestS3Tutorial:
-    def test_runs(self, tmp_path):
-        run_tutorial("s3.md", tmp_path)
-
-
-class TestS4Tutorial:
-    def test_runs(self, tmp_path):
-        run_tutorial("s4.md", tmp_path)
-
-
-class TestS5Tutorial:
-    def test_runs(self, tmp_path):
-        run_tutorial("s5.md", tmp_path)
-
-
-class TestServeTutorial:
-    def test_runs(self, tmp_path):
-        run_tutorial("serve.md", tmp_path)
-        models = json.loads((tmp_path / "models.json").read_text())
-        assert [m["id"] for m in models][0].startswith("s1_nact_resistance")
+def test_docstring_examples_are_doctests_that_pass():
+    """Every ``>>>`` example in gastrorad's docstrings runs and prints what it shows (the R values in the
+    examples' comments are pROC's and binom.test's for the same data)."""
+    import doctest
+    import importlib
+    src = ROOT / "src"
+    modules = sorted(".".join(p.relative_to(src).with_suffix("").parts) for p in (src / "gastrorad").rglob("*.py")
+                     if ">>> " in p.read_text(encoding="utf-8"))
+    assert "gastrorad.stats.roc" in modules
+    for name in modules:
+        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted > 0 and result.failed == 0, (name, result)

@@ -49,7 +49,11 @@ class ClassificationMetrics:
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact binomial CI of k/n (R ``binom.test(k, n)$conf.int``)."""
+    """Exact binomial CI of k/n (R ``binom.test(k, n)$conf.int``).
+
+    >>> [round(x, 4) for x in clopper_pearson(7, 10)]   # R: binom.test(7, 10)$conf.int 0.3475 0.9333
+    [0.3475, 0.9333]
+    """
     if n == 0:
         return np.nan, np.nan
     a = 1 - level

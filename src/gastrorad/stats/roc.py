@@ -83,7 +83,11 @@ def _placements(y: np.ndarray, scores: np.ndarray):
 
 
 def auc(y, score) -> float:
-    """Area under the ROC curve: P(score of a case > score of a control) + 0.5 P(tie)."""
+    """Area under the ROC curve: P(score of a case > score of a control) + 0.5 P(tie).
+
+    >>> auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    """
     y, (score,) = check_binary(y, score)
     return float(_placements(y, score[None])[0][0])
 
@@ -122,11 +126,16 @@ class AucResult:
 
 def auc_ci_delong(y, score, level: float = 0.95) -> AucResult:
     """AUC with DeLong CI (mirrors ``pROC::ci.auc(method="delong")``: normal interval,
-    truncated to [0, 1])."""
+    truncated to [0, 1]).
+
+    >>> r = auc_ci_delong([0, 0, 0, 1, 1, 1, 0, 1, 0, 1], [0.1, 0.4, 0.35, 0.8, 0.7, 0.3, 0.2, 0.9, 0.55, 0.6])
+    >>> round(r.auc, 4), round(r.lower, 4), round(r.upper, 4)   # R: 95% CI: 0.626-1 (DeLong)
+    (0.88, 0.626, 1.0)
+    """
     y, (score,) = check_binary(y, score)
     aucs, cov = delong_covariance(y, score)
     a, se = float(aucs[0]), float(np.sqrt(cov[0, 0]))
-    zq = stats.norm.ppf(1 - (1 - level) / 2)
+    zq = float(stats.norm.ppf(1 - (1 - level) / 2))
     return AucResult(a, se, max(0.0, a - zq * se), min(1.0, a + zq * se), level, int(y.sum()), int((1 - y).sum()))
 
 
@@ -151,6 +160,13 @@ def delong_test(y, score1, score2, level: float = 0.95) -> DelongTest:
     """Paired DeLong test, H0: AUC1 = AUC2 (mirrors ``pROC::roc.test(method="delong", paired=TRUE)``).
 
     z = (AUC1 - AUC2) / sqrt(V1 + V2 - 2 Cov), two-sided P; the CI is for the difference.
+
+    >>> y = [0, 0, 0, 1, 1, 1, 0, 1, 0, 1]
+    >>> a = [0.1, 0.4, 0.35, 0.8, 0.7, 0.3, 0.2, 0.9, 0.55, 0.6]
+    >>> b = [0.2, 0.5, 0.1, 0.6, 0.4, 0.45, 0.3, 0.7, 0.65, 0.35]
+    >>> t = delong_test(y, a, b)   # pROC: roc.test(roc(y, a), roc(y, b), method = "delong", paired = TRUE)
+    >>> round(t.auc1, 4), round(t.auc2, 4), round(t.z, 4), round(t.p_value, 4)   # R: Z 0.8528, p 0.3938
+    (0.88, 0.72, 0.8528, 0.3938)
     """
     aucs, cov = delong_covariance(y, score1, score2)
     var = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
@@ -158,7 +174,7 @@ def delong_test(y, score1, score2, level: float = 0.95) -> DelongTest:
     se = float(np.sqrt(max(var, 0.0)))
     z = diff / se if se > 0 else (0.0 if diff == 0 else np.inf * np.sign(diff))
     p = float(2 * stats.norm.sf(abs(z)))
-    zq = stats.norm.ppf(1 - (1 - level) / 2)
+    zq = float(stats.norm.ppf(1 - (1 - level) / 2))
     return DelongTest(float(aucs[0]), float(aucs[1]), diff, se, float(z), p, diff - zq * se, diff + zq * se)
 
 
