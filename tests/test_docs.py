@@ -35,7 +35,7 @@ def bash_blocks(page: Path) -> list[str]:
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          cwd=ROOT, capture_output=True, encoding="utf-8", errors="replace", timeout=600,
                           env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
     return out
@@ -130,8 +130,9 @@ def run_tutorial(page: str, tmp_path: Path) -> None:
     n = int(said.group(1))
     script = re.sub(r"^N=\d+", f"N={n}", script, count=1)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # utf-8 whatever the locale (CI may run without LANG): the commands print rich tables with box characters
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=1200)
+                          capture_output=True, encoding="utf-8", errors="replace", timeout=1200)
     assert proc.returncode == 0, f"{page} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     for run in runs:
         metrics = json.loads((tmp_path / run / "metrics" / "metrics.json").read_text())
