@@ -191,9 +191,14 @@ def main() -> None:
                     help="also score each phase's handcrafted and deep feature tables (the first profile's run) read "
                          "into the planted latents by a ridge fitted to the true latents (cross-fitted): what a "
                          "linear reading of those features gives when the phenotype itself is the target")
+    ap.add_argument("--truth-only", action="store_true",
+                    help="print only the ceilings, the image truth and the oracle, from the synthetic tables "
+                         "(no image rendered, no run; seconds): S1, S2, S4, S5")
     a = ap.parse_args()
     if a.profiles is None:
         a.profiles = ["fast", *TRAINED.get(a.kind, [])]
+    if a.truth_only:
+        return truth_only(a)
     rows = []
     for seed in a.seeds:
         data = cohort(a.kind, a.patients, seed, a.root, a.roi)
@@ -216,14 +221,7 @@ def main() -> None:
                     rows.append({"seed": seed, "path": name, "value": metric(a.kind, clinical, ids, held[col]),
                                  "n": len(ids), "seconds": round(secs, 1)})
         train_ids = sig.loc[sig.cohort == "training", "patient_id"].to_numpy()
-        rows.append({"seed": seed, "path": "latents fit on training", "n": len(ids),
-                     "value": metric(a.kind, clinical, ids, latent_signature(a.kind, clinical, truth, train_ids, ids))})
-        for r in a.reader_r:
-            rng = np.random.default_rng(seed)
-            draws = [metric(a.kind, clinical, ids, latent_signature(a.kind, clinical, truth, train_ids, ids, r, rng))
-                     for _ in range(100)]
-            rows.append({"seed": seed, "path": f"latents read with r={r:.2f}", "n": len(ids),
-                         "value": float(np.mean(draws))})
+        rows += truth_rows(a.kind, seed, clinical, truth, train_ids, ids, a.reader_r, image_and_oracle=False)
         if a.supervised_reads:
             slug = run_slug(a.profiles[0])
             run = a.root / f"run_{tag}_{slug}"
@@ -237,11 +235,56 @@ def main() -> None:
                     a.kind, clinical, ids, latent_signature(a.kind, clinical, reads, train_ids, ids)),
                     "path": f"latents read by a ridge on {who} features [{table.stem.split('_', 1)[1]}]",
                     "reading r": " / ".join(f"{v:.2f}" for v in r)})
+        rows += truth_rows(a.kind, seed, clinical, truth, train_ids, ids, [], latents=False)
+    report(a, pd.DataFrame(rows))
+
+
+def truth_rows(kind: str, seed: int, clinical: pd.DataFrame, truth: pd.DataFrame, train_ids, ids,
+               reader_r, latents: bool = True, image_and_oracle: bool = True) -> list[dict]:
+    """The rows that need only the tables: the latent ceilings (fit on training; read with
+    correlation r, mean of 100 draws), the image truth and the oracle, on the held-out ``ids``."""
+    rows = []
+    if latents:
+        rows.append({"seed": seed, "path": "latents fit on training", "n": len(ids),
+                     "value": metric(kind, clinical, ids, latent_signature(kind, clinical, truth, train_ids, ids))})
+        for r in reader_r:
+            rng = np.random.default_rng(seed)
+            draws = [metric(kind, clinical, ids, latent_signature(kind, clinical, truth, train_ids, ids, r, rng))
+                     for _ in range(100)]
+            rows.append({"seed": seed, "path": f"latents read with r={r:.2f}", "n": len(ids),
+                         "value": float(np.mean(draws))})
+    if image_and_oracle:
         rows.append({"seed": seed, "path": "image truth", "n": len(ids),
-                     "value": metric(a.kind, clinical, ids, truth.loc[ids, "score_image"])})
+                     "value": metric(kind, clinical, ids, truth.loc[ids, "score_image"])})
         rows.append({"seed": seed, "path": "oracle", "n": len(ids),
-                     "value": metric(a.kind, clinical, ids, truth.loc[ids, "true_risk"])})
-    t = pd.DataFrame(rows)
+                     "value": metric(kind, clinical, ids, truth.loc[ids, "true_risk"])})
+    return rows
+
+
+def truth_only(a) -> None:
+    """``--truth-only``: the ceilings and the oracle of each seed's cohort from its tables alone
+    (``synthesize_tables``, no image rendered), the held-out patients those of the recipe's own
+    cohort rules. Seconds per seed; the same figures as a full run's when every held-out patient
+    gets a signature."""
+    from gastrorad.config import load_study
+    from gastrorad.data.cohorts import assign_cohorts
+    from gastrorad.recipes import find_study_file
+    from gastrorad.synth.cohort import synthesize_tables
+    rows = []
+    for seed in a.seeds:
+        clinical, truth = synthesize_tables(a.kind, n=a.patients, seed=seed)
+        cfg = load_study(find_study_file(RECIPE[a.kind]), profile=a.profiles[0])
+        cohort, problems = assign_cohorts(clinical, cfg)
+        if problems:
+            raise SystemExit("; ".join(str(p) for p in problems))
+        clinical, truth = clinical.set_index("patient_id"), truth.set_index("patient_id")
+        train_ids = cohort.index[cohort == "training"].to_numpy()
+        ids = cohort.index[cohort != "training"].to_numpy()
+        rows += truth_rows(a.kind, seed, clinical, truth, train_ids, ids, a.reader_r)
+    report(a, pd.DataFrame(rows))
+
+
+def report(a, t: pd.DataFrame) -> None:
     if "reading r" in t:
         t["reading r"] = t["reading r"].fillna("")
     oracle = t[t.path == "oracle"].set_index("seed").value

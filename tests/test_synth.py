@@ -4,6 +4,7 @@ image, and an oracle that beats the clinical-only model."""
 from __future__ import annotations
 
 import hashlib
+import io
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from scipy.stats import mannwhitneyu, spearmanr
 
 from gastrorad.io import read_image, read_mask
 from gastrorad.synth import synthesize
+from gastrorad.synth.cohort import synthesize_tables
 from gastrorad.synth.outcomes import draw_patients
 
 
@@ -36,6 +38,26 @@ def test_deterministic_for_a_seed_whatever_the_workers(tmp_path):
     c = synthesize("s1", tmp_path / "c", n=4, seed=12, workers=1)
     assert _digest(a.folder) == _digest(b.folder)
     assert _digest(a.folder) != _digest(c.folder)
+
+
+def _same_tables(folder, kind, n, seed):
+    """synthesize_tables gives the clinical and truth tables synthesize wrote, without an image."""
+    clinical, truth = synthesize_tables(kind, n=n, seed=seed)
+    written = pd.read_csv(folder / "clinical.csv", dtype={"patient_id": str})
+    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(clinical.to_csv(index=False)),
+                                              dtype={"patient_id": str}), written)
+    truth_written = pd.read_csv(folder / "truth.csv", dtype={"patient_id": str}).drop(columns="tumour_voxels")
+    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(truth.to_csv(index=False)),
+                                              dtype={"patient_id": str}), truth_written)
+
+
+def test_tables_without_images_are_the_written_ones(tmp_path):
+    synthesize("s2", tmp_path, n=4, seed=11, workers=1)
+    _same_tables(tmp_path, "s2", 4, 11)
+    other, _ = synthesize_tables("s2", n=4, seed=12)
+    assert not other.equals(synthesize_tables("s2", n=4, seed=11)[0])
+    with pytest.raises(ValueError, match="RECIST"):
+        synthesize_tables("s3", n=4, seed=1)
 
 
 def test_s1_study_contents_and_centre_effects(s1_study):
@@ -118,6 +140,8 @@ def test_oracle_beats_clinical_only_model():
 @pytest.mark.parametrize("kind", ["s3", "s5"])
 def test_longitudinal_and_dual_phase_kinds(tmp_path, kind):
     synthesize(kind, tmp_path, n=4, seed=1, workers=2)
+    if kind == "s5":
+        _same_tables(tmp_path, kind, 4, 1)
     m = pd.read_csv(tmp_path / "manifest.csv")
     c = pd.read_csv(tmp_path / "clinical.csv")
     assert {"time", "event"} <= set(c.columns) and (c.time >= 0).all()

@@ -239,6 +239,32 @@ def _plan_s3(truth: pd.DataFrame, rng: np.random.Generator) -> list[dict]:
     return plans
 
 
+def _draw_tables(kind: str, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+    """The clinical and truth tables of a cohort, and S3's per-patient lesion plans: every random
+    draw made before an image is rendered (the images use their own seeds)."""
+    table_rng, plan_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    centres = _assign_centres(kind, n, table_rng)
+    clinical, truth = draw_patients(kind, centres, table_rng)
+    plans = _plan_s3(truth, plan_rng) if kind == "s3" else [{} for _ in range(n)]
+    if kind == "s3":
+        _add_markers_and_dates(clinical, truth, plans, table_rng)
+    return clinical, truth, plans
+
+
+def synthesize_tables(kind: str, *, n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``clinical.csv`` and ``truth.csv`` that :func:`synthesize` writes for ``kind``, ``n`` and
+    ``seed``, without rendering an image: seconds instead of minutes, for what needs only the
+    outcomes and the planted truth (the oracle and the latent ceilings of ``bench/deep_signal.py
+    --truth-only``). S3 is refused: its RECIST columns are measured on the rendered lesions.
+    ``truth`` lacks ``tumour_voxels`` (counted on the rendered masks)."""
+    check_synth_args(kind, n)
+    if kind == "s3":
+        raise ValueError("synthesize_tables: S3's clinical table holds RECIST sums measured on the rendered "
+                         "lesions; use synthesize()")
+    clinical, truth, _ = _draw_tables(kind, n, seed)
+    return clinical, truth
+
+
 def check_synth_args(kind: str, n: int, roi: str | None = None) -> str:
     """Refuse an unknown kind, too few patients or an ROI the kind cannot draw (ValueError);
     return the ROI to draw."""
@@ -268,14 +294,9 @@ def synthesize(kind: str, folder: str | Path, *, n: int, seed: int = 0, dicom: b
     t0 = time.perf_counter()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    root = np.random.SeedSequence(seed)
-    table_rng, plan_rng = (np.random.default_rng(s) for s in root.spawn(2))
     patient_seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed + 7919).spawn(n)]
-    centres = _assign_centres(kind, n, table_rng)
-    clinical, truth = draw_patients(kind, centres, table_rng)
-    plans = _plan_s3(truth, plan_rng) if kind == "s3" else [{} for _ in range(n)]
-    if kind == "s3":
-        _add_markers_and_dates(clinical, truth, plans, table_rng)
+    clinical, truth, plans = _draw_tables(kind, n, seed)
+    centres = clinical["center"].tolist()
     # S5: 30 patients of the split centre re-segmented by a second reading (for the ICC filter)
     resegment = set(np.flatnonzero(np.asarray(centres) == "A")[:30]) if kind == "s5" else set()
     tasks = []
