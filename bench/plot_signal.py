@@ -4,7 +4,7 @@ its ceiling and the oracle, as ratios to the oracle on the pooled held-out patie
 Reads a table of measured values (one row per recipe and seed; columns ``recipe, metric, seed,
 held_out, deep_80px, deep, handcrafted, ceiling, oracle``), as ``bench/deep_signal.py`` prints them
 (``docs/data/signal_300.csv`` holds the 300-patient runs of issue 29), and writes a PNG: bars for
-the mean over seeds, a dot per seed.
+the mean over the seeds that have the value (an empty cell: not measured), a dot per seed.
 
     python bench/plot_signal.py [--csv docs/data/signal_300.csv] [--out docs/images/bench_signal_300.png]
 """
@@ -39,8 +39,9 @@ def plot(csv: Path, out: Path) -> Path:
         for i, r in enumerate(recipes):
             rows = t[t.recipe == r]
             ratio = (rows[col] / rows.oracle).to_numpy(float)
+            ratio = ratio[~np.isnan(ratio)]  # a value not measured on a seed (empty cell)
             x = i + (j - (len(SERIES) - 1) / 2) * width
-            ax.bar(x, ratio.mean(), width * 0.95, color=colour, label=label if i == 0 else None)
+            ax.bar(x, ratio.mean() if ratio.size else 0.0, width * 0.95, color=colour, label=label if i == 0 else None)
             ax.scatter(np.full(ratio.size, x), ratio, s=9, color="black", zorder=3)
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set_xticks(range(len(recipes)))
